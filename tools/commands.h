@@ -1,0 +1,11 @@
+// The `weightsync` command line: each subcommand lives in its own cmd_*.cc and registers itself on
+// the app here. A subcommand's callback stores its exit code in `exit_code`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace weightsync::cli {
+
+void AddInfoCommand(CLI::App& app, int& exit_code);
+
+}  // namespace weightsync::cli

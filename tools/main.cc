@@ -1,0 +1,28 @@
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "core/log.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"weightsync: move freshly trained weights into running inference engines"};
+  app.set_version_flag("--version", std::string("weightsync ") + WEIGHTSYNC_VERSION);
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "debug, info, warning, error, off")
+      ->capture_default_str();
+
+  int exit_code = 0;
+  weightsync::cli::AddInfoCommand(app, exit_code);
+
+  app.parse_complete_callback([&] {
+    auto level = weightsync::ParseLogLevel(log_level);
+    if (!level.ok()) throw CLI::ValidationError("--log-level", level.status().message());
+    weightsync::SetLogLevel(*level);
+  });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}
