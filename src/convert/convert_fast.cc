@@ -1,0 +1,82 @@
+// ConvertFast: picks the kernels for this CPU and splits the work over threads.
+#include <algorithm>
+
+#include "convert/convert_internal.h"
+#include "core/parallel_for.h"
+
+namespace weightsync {
+namespace convert_internal {
+namespace {
+
+// Below this much traffic per thread, starting a thread costs more than it saves.
+constexpr int64_t kMinBytesPerThread = int64_t{256} << 10;
+
+// Returned by a worker that met a refused value; replaced by FindFirstInvalid's message.
+Status RefusedMarker() { return Status(StatusCode::kInvalidArgument, "refused value"); }
+
+}  // namespace
+
+Status ConvertWithPath(const ConvertJob& job, int threads, Path path) {
+  WS_RETURN_IF_ERROR(ValidateJob(job));
+  if (job.rows == 0 || job.cols == 0) return Status::Ok();
+  if (path == Path::kAvx2 && !Avx2Supported()) {
+    return FailedPrecondition("tensor ", job.name, ": this CPU has no AVX2/F16C");
+  }
+  if (path == Path::kScalar) {
+    // The scalar kernels trust their input, so check it all first.
+    WS_RETURN_IF_ERROR(FindFirstInvalid(job));
+  }
+
+  Status status;
+  if (job.dst_dtype == DType::kF8E4M3) {
+    // One work item per 128x128 block, in row-major block order.
+    const int64_t block_cols = CeilDiv(job.cols, kFp8BlockSize);
+    const int64_t blocks = CeilDiv(job.rows, kFp8BlockSize) * block_cols;
+    status = ParallelFor(blocks, threads, [&](int64_t begin, int64_t end) -> Status {
+      ScopedDefaultFpEnv fp_env;  // per thread: MXCSR is thread state
+      for (int64_t i = begin; i < end; ++i) {
+        if (path == Path::kScalar) {
+          ReferenceFp8Block(job, i / block_cols, i % block_cols);
+        } else if (!Avx2Fp8Block(job, i / block_cols, i % block_cols)) {
+          return RefusedMarker();
+        }
+      }
+      return Status::Ok();
+    });
+  } else {
+    status = ParallelFor(job.rows, threads, [&](int64_t begin, int64_t end) -> Status {
+      ScopedDefaultFpEnv fp_env;
+      if (path == Path::kScalar) {
+        ReferenceCastRows(job, begin, end);
+      } else if (!Avx2CastRows(job, begin, end)) {
+        return RefusedMarker();
+      }
+      return Status::Ok();
+    });
+  }
+  if (status.ok()) return status;
+  // A kernel saw a refused value somewhere; name the first one exactly as the reference does.
+  Status first = FindFirstInvalid(job);
+  if (first.ok()) return Internal("tensor ", job.name, ": fast conversion refused a valid value");
+  return first;
+}
+
+}  // namespace convert_internal
+
+std::string_view FastPathName() {
+  return convert_internal::Avx2Supported() ? "avx2" : "scalar";
+}
+
+Status ConvertFast(const ConvertJob& job, int threads) {
+  using namespace convert_internal;
+  // In double: the job is not validated yet, and a bad shape must not overflow here.
+  double bytes = static_cast<double>(std::max<int64_t>(job.rows, 0)) *
+                 static_cast<double>(std::max<int64_t>(job.cols, 0)) *
+                 static_cast<double>(DTypeSize(job.src_dtype) + DTypeSize(job.dst_dtype));
+  double useful = std::max(1.0, bytes / static_cast<double>(kMinBytesPerThread));
+  int workers = ResolveThreadCount(threads);
+  if (useful < workers) workers = static_cast<int>(useful);
+  return ConvertWithPath(job, workers, Avx2Supported() ? Path::kAvx2 : Path::kScalar);
+}
+
+}  // namespace weightsync

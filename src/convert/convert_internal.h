@@ -1,0 +1,92 @@
+// Pieces shared by the reference and fast conversion paths, and hooks for tests. Not public API.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "convert/block_quantize.h"
+#include "convert/fp8_e4m3.h"
+#include "core/float_bits.h"
+
+namespace weightsync::convert_internal {
+
+// The smallest scale: keeps all-zero blocks from dividing by zero.
+inline constexpr float kMinScale = 1e-12f;
+
+// A source element is refused when its fp32 value's magnitude bits reach this (NaN / Inf).
+inline constexpr uint32_t kNonFiniteBits = 0x7f800000u;
+// fp32 magnitudes from here up round to Inf in bf16 (0x7f7f8000 + 0x7fff + 1 carries into the
+// exponent), so fp32 sources going to bf16 or fp8 are refused from here.
+inline constexpr uint32_t kBF16OverflowBits = 0x7f7f8000u;
+
+// Checks shapes, strides, pointers and dtypes; says nothing about the values.
+Status ValidateJob(const ConvertJob& job);
+
+// The Status for the first element (in row-major order over the region) that cannot be
+// converted, or OK. Both paths report errors through this, so their messages are identical.
+Status FindFirstInvalid(const ConvertJob& job);
+
+// The value an element contributes to FP8 quantization: bf16 and fp16 exactly, fp32 rounded to
+// bf16 (RNE) first. The source must already be known to be valid.
+inline float Fp8SourceValue(const void* src_row, DType dtype, int64_t col) {
+  switch (dtype) {
+    case DType::kBF16:
+      return BF16ToFloat(static_cast<const uint16_t*>(src_row)[col]);
+    case DType::kF16:
+      return HalfToFloat(static_cast<const uint16_t*>(src_row)[col]);
+    default:
+      return BF16ToFloat(FloatToBF16(static_cast<const float*>(src_row)[col]));
+  }
+}
+
+inline float Fp8Scale(float amax) { return std::max(amax / kE4M3Max, kMinScale); }
+
+// IEEE division, not multiplication by 1/scale: the two differ in the last bit for some inputs.
+inline uint8_t QuantizeE4M3(float x, float scale) {
+  float y = std::min(std::max(x / scale, -kE4M3Max), kE4M3Max);
+  return FloatToE4M3(y);
+}
+
+inline const void* SrcRow(const ConvertJob& job, int64_t row) {
+  return static_cast<const char*>(job.src) +
+         row * job.src_row_stride * static_cast<int64_t>(DTypeSize(job.src_dtype));
+}
+inline void* DstRow(const ConvertJob& job, int64_t row) {
+  return static_cast<char*>(job.dst) +
+         row * job.dst_row_stride * static_cast<int64_t>(DTypeSize(job.dst_dtype));
+}
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Scalar kernels. They assume ValidateJob and FindFirstInvalid passed.
+void ReferenceFp8Block(const ConvertJob& job, int64_t block_row, int64_t block_col);
+void ReferenceCastRows(const ConvertJob& job, int64_t row_begin, int64_t row_end);
+
+// AVX2 kernels (convert_avx2.cc). They check values as they go and return false on one that
+// FindFirstInvalid would refuse; the output is then undefined.
+bool Avx2Supported();
+bool Avx2Fp8Block(const ConvertJob& job, int64_t block_row, int64_t block_col);
+bool Avx2CastRows(const ConvertJob& job, int64_t row_begin, int64_t row_end);
+// The SIMD e4m3 encoder alone, for exhaustive tests: in[i] must be finite with |in[i]| <= 448.
+void Avx2EncodeE4M3(const float* in, uint8_t* out, int64_t n);
+
+enum class Path { kScalar, kAvx2 };
+// ConvertFast with the kernels and thread count forced (tests run every path on any data size).
+Status ConvertWithPath(const ConvertJob& job, int threads, Path path);
+
+// Sets the default floating-point environment (round to nearest, no flush-to-zero or
+// denormals-are-zero) for this thread while alive, and restores the caller's on exit: a caller
+// built with -ffast-math must not change the bytes we produce.
+class ScopedDefaultFpEnv {
+ public:
+  ScopedDefaultFpEnv();
+  ~ScopedDefaultFpEnv();
+  ScopedDefaultFpEnv(const ScopedDefaultFpEnv&) = delete;
+  ScopedDefaultFpEnv& operator=(const ScopedDefaultFpEnv&) = delete;
+
+ private:
+  unsigned saved_ = 0;
+};
+
+}  // namespace weightsync::convert_internal
