@@ -191,45 +191,91 @@ bool Avx2Supported() {
   return supported;
 }
 
-WS_AVX2 bool Avx2Fp8Block(const ConvertJob& job, int64_t block_row, int64_t block_col) {
+namespace {
+
+template <DType kSrc>
+WS_AVX2 inline __m256i Fp8ValuesT(const void* row, int64_t col) {
+  return Fp8Values(row, kSrc, col);  // kSrc is a constant: the switch folds away
+}
+template <DType kSrc>
+WS_AVX2 inline __m256i Fp8AbsBitsT(const void* row, int64_t col) {
+  return Fp8AbsBits(row, kSrc, col);
+}
+
+// Blocks [bc_begin, bc_end) of block row `block_row`. Rows are swept whole across the strip (not
+// block by block) so the hardware prefetcher sees long contiguous streams and each source row
+// costs one page walk, not one per block.
+template <DType kSrc>
+WS_AVX2 bool Fp8Strip(const ConvertJob& job, int64_t block_row, int64_t bc_begin,
+                      int64_t bc_end) {
   const int64_t r0 = block_row * kFp8BlockSize;
   const int64_t r1 = std::min(job.rows, r0 + kFp8BlockSize);
-  const int64_t c0 = block_col * kFp8BlockSize;
-  const int64_t c1 = std::min(job.cols, c0 + kFp8BlockSize);
-  const DType dtype = job.src_dtype;
+  const int64_t nblocks = bc_end - bc_begin;
+  __m256i amax_v[kFp8StripBlocks];
+  uint32_t amax_tail[kFp8StripBlocks];
+  for (int64_t b = 0; b < nblocks; ++b) {
+    amax_v[b] = _mm256_setzero_si256();
+    amax_tail[b] = 0;
+  }
 
   // Pass 1: amax as the integer max of magnitude bits (ordered like the floats for finite
   // non-negative values, so the reduction order does not matter); NaN/Inf show up as >= 0x7f800000.
-  __m256i amax_v = _mm256_setzero_si256();
-  uint32_t amax_bits = 0;
   for (int64_t r = r0; r < r1; ++r) {
     const void* src = SrcRow(job, r);
-    int64_t c = c0;
-    for (; c + 8 <= c1; c += 8) amax_v = _mm256_max_epu32(amax_v, Fp8AbsBits(src, dtype, c));
-    for (; c < c1; ++c) amax_bits = std::max(amax_bits, Fp8AbsBitsScalar(src, dtype, c));
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const int64_t c0 = (bc_begin + b) * kFp8BlockSize;
+      const int64_t c1 = std::min(job.cols, c0 + kFp8BlockSize);
+      __m256i acc = amax_v[b];
+      int64_t c = c0;
+      for (; c + 8 <= c1; c += 8) acc = _mm256_max_epu32(acc, Fp8AbsBitsT<kSrc>(src, c));
+      amax_v[b] = acc;
+      for (; c < c1; ++c) amax_tail[b] = std::max(amax_tail[b], Fp8AbsBitsScalar(src, kSrc, c));
+    }
   }
-  amax_bits = std::max(amax_bits, HorizontalMaxU32(amax_v));
-  if (amax_bits >= kNonFiniteBits) return false;
-  const float scale = Fp8Scale(BitsToFloat(amax_bits));
-  job.scales[block_row * job.scale_row_stride + block_col] = scale;
+  __m256 scale_v[kFp8StripBlocks];
+  float scale_s[kFp8StripBlocks];
+  for (int64_t b = 0; b < nblocks; ++b) {
+    uint32_t amax_bits = std::max(amax_tail[b], HorizontalMaxU32(amax_v[b]));
+    if (amax_bits >= kNonFiniteBits) return false;
+    scale_s[b] = Fp8Scale(BitsToFloat(amax_bits));
+    scale_v[b] = _mm256_set1_ps(scale_s[b]);
+    job.scales[block_row * job.scale_row_stride + bc_begin + b] = scale_s[b];
+  }
 
   // Pass 2: q = e4m3(clamp(x / scale)), 32 elements per step while they last.
-  const __m256 scale_v = _mm256_set1_ps(scale);
   for (int64_t r = r0; r < r1; ++r) {
     const void* src = SrcRow(job, r);
     uint8_t* dst = static_cast<uint8_t*>(DstRow(job, r));
-    int64_t c = c0;
-    for (; c + 32 <= c1; c += 32) {
-      __m256i q0 = QuantizeX8(Fp8Values(src, dtype, c), scale_v);
-      __m256i q1 = QuantizeX8(Fp8Values(src, dtype, c + 8), scale_v);
-      __m256i q2 = QuantizeX8(Fp8Values(src, dtype, c + 16), scale_v);
-      __m256i q3 = QuantizeX8(Fp8Values(src, dtype, c + 24), scale_v);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c), PackCodes32(q0, q1, q2, q3));
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const int64_t c0 = (bc_begin + b) * kFp8BlockSize;
+      const int64_t c1 = std::min(job.cols, c0 + kFp8BlockSize);
+      const __m256 scale = scale_v[b];
+      int64_t c = c0;
+      for (; c + 32 <= c1; c += 32) {
+        __m256i q0 = QuantizeX8(Fp8ValuesT<kSrc>(src, c), scale);
+        __m256i q1 = QuantizeX8(Fp8ValuesT<kSrc>(src, c + 8), scale);
+        __m256i q2 = QuantizeX8(Fp8ValuesT<kSrc>(src, c + 16), scale);
+        __m256i q3 = QuantizeX8(Fp8ValuesT<kSrc>(src, c + 24), scale);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c), PackCodes32(q0, q1, q2, q3));
+      }
+      for (; c + 8 <= c1; c += 8) StoreCodes8(dst + c, QuantizeX8(Fp8ValuesT<kSrc>(src, c), scale));
+      for (; c < c1; ++c) dst[c] = QuantizeE4M3(Fp8SourceValue(src, kSrc, c), scale_s[b]);
     }
-    for (; c + 8 <= c1; c += 8) StoreCodes8(dst + c, QuantizeX8(Fp8Values(src, dtype, c), scale_v));
-    for (; c < c1; ++c) dst[c] = QuantizeE4M3(Fp8SourceValue(src, dtype, c), scale);
   }
   return true;
+}
+
+}  // namespace
+
+bool Avx2Fp8Strip(const ConvertJob& job, int64_t block_row, int64_t bc_begin, int64_t bc_end) {
+  switch (job.src_dtype) {
+    case DType::kBF16:
+      return Fp8Strip<DType::kBF16>(job, block_row, bc_begin, bc_end);
+    case DType::kF16:
+      return Fp8Strip<DType::kF16>(job, block_row, bc_begin, bc_end);
+    default:
+      return Fp8Strip<DType::kF32>(job, block_row, bc_begin, bc_end);
+  }
 }
 
 WS_AVX2 bool Avx2CastRows(const ConvertJob& job, int64_t row_begin, int64_t row_end) {
@@ -293,7 +339,7 @@ WS_AVX2 void Avx2EncodeE4M3(const float* in, uint8_t* out, int64_t n) {
 #else  // no AVX2 kernels in this build: ConvertFast always takes the scalar path
 
 bool Avx2Supported() { return false; }
-bool Avx2Fp8Block(const ConvertJob&, int64_t, int64_t) { return false; }
+bool Avx2Fp8Strip(const ConvertJob&, int64_t, int64_t, int64_t) { return false; }
 bool Avx2CastRows(const ConvertJob&, int64_t, int64_t) { return false; }
 void Avx2EncodeE4M3(const float* in, uint8_t* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = FloatToE4M3(in[i]);

@@ -29,16 +29,20 @@ Status ConvertWithPath(const ConvertJob& job, int threads, Path path) {
 
   Status status;
   if (job.dst_dtype == DType::kF8E4M3) {
-    // One work item per 128x128 block, in row-major block order.
+    // One work item per strip of up to kFp8StripBlocks blocks of a block row, row-major order.
     const int64_t block_cols = CeilDiv(job.cols, kFp8BlockSize);
-    const int64_t blocks = CeilDiv(job.rows, kFp8BlockSize) * block_cols;
-    status = ParallelFor(blocks, threads, [&](int64_t begin, int64_t end) -> Status {
+    const int64_t strips_per_row = CeilDiv(block_cols, kFp8StripBlocks);
+    const int64_t items = CeilDiv(job.rows, kFp8BlockSize) * strips_per_row;
+    status = ParallelFor(items, threads, [&](int64_t begin, int64_t end) -> Status {
       ScopedDefaultFpEnv fp_env;  // per thread: MXCSR is thread state
       for (int64_t i = begin; i < end; ++i) {
-        if (path == Path::kScalar) {
-          ReferenceFp8Block(job, i / block_cols, i % block_cols);
-        } else if (!Avx2Fp8Block(job, i / block_cols, i % block_cols)) {
-          return RefusedMarker();
+        const int64_t block_row = i / strips_per_row;
+        const int64_t bc_begin = (i % strips_per_row) * kFp8StripBlocks;
+        const int64_t bc_end = std::min(block_cols, bc_begin + kFp8StripBlocks);
+        if (path == Path::kAvx2) {
+          if (!Avx2Fp8Strip(job, block_row, bc_begin, bc_end)) return RefusedMarker();
+        } else {
+          for (int64_t bc = bc_begin; bc < bc_end; ++bc) ReferenceFp8Block(job, block_row, bc);
         }
       }
       return Status::Ok();

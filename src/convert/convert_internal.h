@@ -59,6 +59,10 @@ inline void* DstRow(const ConvertJob& job, int64_t row) {
 }
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// FP8 work items are strips of up to this many blocks of one block row (2048 columns): long
+// enough to stream, short enough that narrow-but-tall tensors still split over threads.
+inline constexpr int64_t kFp8StripBlocks = 16;
+
 // Scalar kernels. They assume ValidateJob and FindFirstInvalid passed.
 void ReferenceFp8Block(const ConvertJob& job, int64_t block_row, int64_t block_col);
 void ReferenceCastRows(const ConvertJob& job, int64_t row_begin, int64_t row_end);
@@ -66,7 +70,8 @@ void ReferenceCastRows(const ConvertJob& job, int64_t row_begin, int64_t row_end
 // AVX2 kernels (convert_avx2.cc). They check values as they go and return false on one that
 // FindFirstInvalid would refuse; the output is then undefined.
 bool Avx2Supported();
-bool Avx2Fp8Block(const ConvertJob& job, int64_t block_row, int64_t block_col);
+// FP8 blocks [bc_begin, bc_end) of one block row; bc_end - bc_begin <= kFp8StripBlocks.
+bool Avx2Fp8Strip(const ConvertJob& job, int64_t block_row, int64_t bc_begin, int64_t bc_end);
 bool Avx2CastRows(const ConvertJob& job, int64_t row_begin, int64_t row_end);
 // The SIMD e4m3 encoder alone, for exhaustive tests: in[i] must be finite with |in[i]| <= 448.
 void Avx2EncodeE4M3(const float* in, uint8_t* out, int64_t n);

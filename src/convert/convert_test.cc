@@ -153,7 +153,7 @@ struct Shape2 {
 
 TEST(ConvertTest, FastMatchesReferenceOnRandomData) {
   const Shape2 shapes[] = {{1, 1},   {127, 129}, {300, 257}, {128, 128}, {1000, 3},
-                           {3, 1000}, {129, 1},  {256, 384}, {520, 700}};
+                           {3, 1000}, {129, 1},  {256, 384}, {520, 700}, {130, 2200}, {2, 4100}};
   uint32_t seed = 1;
   for (DType src_dtype : {DType::kBF16, DType::kF16, DType::kF32}) {
     for (DType dst_dtype : {DType::kF8E4M3, DType::kBF16, DType::kF32}) {
