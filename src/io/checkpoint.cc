@@ -69,7 +69,8 @@ Status Checkpoint::OpenIndexed(const std::filesystem::path& index_path, uint64_t
   // Group tensor names by file, opening each file once, in sorted file-name order.
   std::map<std::string, std::vector<std::string>> tensors_by_file;
   for (const auto& [tensor, file] : weight_map->items()) {
-    if (!file.is_string()) return DataLoss(context, ": tensor \"", tensor, "\": file is not a string");
+    if (!file.is_string())
+      return DataLoss(context, ": tensor \"", tensor, "\": file is not a string");
     Status name_ok = CheckShardName(file.get<std::string>());
     if (!name_ok.ok()) return name_ok.WithContext(context);
     tensors_by_file[file.get<std::string>()].push_back(tensor);

@@ -76,8 +76,7 @@ TEST(Checkpoint, RefusesInconsistentIndexes) {
 
   WriteText(index, R"({"weight_map":{"a":"s1.safetensors","z":"s1.safetensors",)"
                    R"("b":"s1.safetensors"}})");
-  ExpectErrorMentions(Checkpoint::Open(dir.path()).status(), "tensor \"z\"",
-                      "does not contain it");
+  ExpectErrorMentions(Checkpoint::Open(dir.path()).status(), "tensor \"z\"", "does not contain it");
 
   WriteText(index, R"({"weight_map":{"a":"s1.safetensors","b":"s1.safetensors",)"
                    R"("c":"s2.safetensors"}})");

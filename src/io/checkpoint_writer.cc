@@ -1,7 +1,7 @@
 #include "io/checkpoint_writer.h"
 
-#include <stdio.h>  // renameat2
 #include <fcntl.h>
+#include <stdio.h>  // renameat2
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -78,7 +78,8 @@ Result<CheckpointWriter> CheckpointWriter::Create(const std::filesystem::path& p
   if (options.max_shard_bytes == 0) return InvalidArgument(context, ": max_shard_bytes is 0");
   std::error_code error;
   if (IsNonEmptyDirectoryOrFile(writer.path_, error) && !options.overwrite) {
-    return AlreadyExists(context, ": the destination exists and is not empty (overwrite not requested)");
+    return AlreadyExists(context,
+                         ": the destination exists and is not empty (overwrite not requested)");
   }
   writer.temporary_directory_ = TemporarySibling(writer.path_);
   if (::mkdir(writer.temporary_directory_.c_str(), 0777) != 0) {
@@ -88,9 +89,10 @@ Result<CheckpointWriter> CheckpointWriter::Create(const std::filesystem::path& p
   for (size_t s = 0; s < plan.size(); ++s) {
     writer.file_names_.push_back(ShardName(s, plan.size()));
     SafetensorsWriterOptions shard_options{options.metadata, /*overwrite=*/false};
-    WS_ASSIGN_OR_RETURN(SafetensorsWriter shard,
-                        SafetensorsWriter::Create(writer.temporary_directory_ / writer.file_names_[s],
-                                                  plan[s], shard_options));
+    WS_ASSIGN_OR_RETURN(
+        SafetensorsWriter shard,
+        SafetensorsWriter::Create(writer.temporary_directory_ / writer.file_names_[s], plan[s],
+                                  shard_options));
     writer.shards_.push_back(std::move(shard));
     for (const TensorDecl& decl : plan[s]) writer.shard_of_[decl.name] = s;
   }
@@ -123,7 +125,8 @@ Result<TensorView> CheckpointWriter::Tensor(std::string_view name) const {
 }
 
 Status CheckpointWriter::Commit() {
-  if (shards_.empty()) return FailedPrecondition("checkpoint writer for ", path_.string(), " is closed");
+  if (shards_.empty())
+    return FailedPrecondition("checkpoint writer for ", path_.string(), " is closed");
   Status status = temporary_directory_.empty() ? shards_[0].Commit() : CommitDirectory();
   if (!status.ok()) Abort();
   shards_.clear();
@@ -161,7 +164,8 @@ Status CheckpointWriter::CommitDirectory() {
 #endif
     if (!swapped) {  // no atomic swap here: move the old one aside, leaving a short window
       std::filesystem::path aside = TemporarySibling(path_);
-      if (::rename(path_.c_str(), aside.c_str()) != 0) return ErrnoStatus("move aside", path_, errno);
+      if (::rename(path_.c_str(), aside.c_str()) != 0)
+        return ErrnoStatus("move aside", path_, errno);
       if (::rename(temporary_directory_.c_str(), path_.c_str()) != 0) {
         Status status = ErrnoStatus("rename into place", path_, errno);
         ::rename(aside.c_str(), path_.c_str());  // put the old checkpoint back

@@ -58,9 +58,8 @@ TEST(CheckpointWriter, ShardsInDeclaredOrderWithIndex) {
   const auto tensors = Layers(3);  // 3 x 72 bytes
   auto writer = CheckpointWriter::Create(dir / "out", tensors, ShardsOf(150));
   ASSERT_TRUE(writer.ok()) << writer.status().ToString();
-  EXPECT_EQ(writer->file_names(),
-            (std::vector<std::string>{"model-00001-of-00002.safetensors",
-                                      "model-00002-of-00002.safetensors"}));
+  EXPECT_EQ(writer->file_names(), (std::vector<std::string>{"model-00001-of-00002.safetensors",
+                                                            "model-00002-of-00002.safetensors"}));
   EXPECT_EQ(writer->total_bytes(), 216u);
   ASSERT_TRUE(FillAll(*writer, tensors).ok());
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));

@@ -21,7 +21,9 @@ void ExpectErrorMentions(const Status& status, std::string_view a, std::string_v
 
 TEST(SafetensorsFile, FindsViewsIntoTheMapping) {
   ScratchDir dir;
-  const std::string data = "\x01\x02\x03\x04" "abcdefgh";
+  const std::string data =
+      "\x01\x02\x03\x04"
+      "abcdefgh";
   WriteBytes(dir / "t.safetensors",
              MakeSafetensorsBytes(R"({"__metadata__":{"format":"pt"},)"
                                   R"("z":{"dtype":"U8","shape":[8],"data_offsets":[4,12]},)"
@@ -63,9 +65,8 @@ TEST(SafetensorsFile, ErrorsNameThePath) {
   ExpectErrorMentions(SafetensorsFile::Open(dir / "empty.safetensors").status(),
                       "empty.safetensors", "empty");
 
-  std::vector<uint8_t> bytes =
-      MakeSafetensorsBytes(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
-                           std::string(16, '\0'));
+  std::vector<uint8_t> bytes = MakeSafetensorsBytes(
+      R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(16, '\0'));
   bytes.resize(bytes.size() - 3);
   WriteBytes(dir / "truncated.safetensors", bytes);
   auto truncated = SafetensorsFile::Open(dir / "truncated.safetensors");

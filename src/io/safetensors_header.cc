@@ -167,14 +167,26 @@ class HeaderSaxHandler final : public nlohmann::json_sax<nlohmann::json> {
 
   bool parse_error(std::size_t position, const std::string&,
                    const nlohmann::detail::exception& error) override {
-    if (status.ok()) status = DataLoss("header is not valid JSON at byte ", position, ": ", error.what());
+    if (status.ok())
+      status = DataLoss("header is not valid JSON at byte ", position, ": ", error.what());
     return false;
   }
 
  private:
   enum class Expect {
-    kRoot, kRootKey, kRootValueMetadata, kRootValueTensor, kMetadataName, kMetadataValue,
-    kTensorKey, kDType, kShapeStart, kShapeItem, kOffsetsStart, kOffsetsItem, kDone,
+    kRoot,
+    kRootKey,
+    kRootValueMetadata,
+    kRootValueTensor,
+    kMetadataName,
+    kMetadataValue,
+    kTensorKey,
+    kDType,
+    kShapeStart,
+    kShapeItem,
+    kOffsetsStart,
+    kOffsetsItem,
+    kDone,
   };
   static constexpr unsigned kDTypeField = 1, kShapeField = 2, kOffsetsField = 4;
   static constexpr unsigned kAllFields = kDTypeField | kShapeField | kOffsetsField;
@@ -220,10 +232,10 @@ class HeaderSaxHandler final : public nlohmann::json_sax<nlohmann::json> {
   }
   bool Unexpected(std::string_view what) {
     static constexpr std::string_view kWanted[] = {
-        "a JSON object",          "a tensor name",       "an object of strings or null",
-        "a tensor object",        "a metadata key",      "a string value",
-        "a tensor field",         "a dtype string",      "a shape array",
-        "a dimension",            "a [begin, end] array", "an offset",
+        "a JSON object",         "a tensor name",        "an object of strings or null",
+        "a tensor object",       "a metadata key",       "a string value",
+        "a tensor field",        "a dtype string",       "a shape array",
+        "a dimension",           "a [begin, end] array", "an offset",
         "the end of the header",
     };
     return Fail("expected ", kWanted[static_cast<int>(expect_)], ", found ", what);

@@ -82,16 +82,16 @@ TEST(SafetensorsHeader, RefusesSchemaViolations) {
   ExpectDataLoss(Parse(R"({"a":{"dtype":"F32","shape":[1]}})", "xxxx"), "needs \"dtype\"");
   ExpectDataLoss(Parse(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})", "xxxx"),
                  "unknown field \"x\"");
-  ExpectDataLoss(Parse(R"({"a":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
-                       "xxxx"),
-                 "appears twice");
+  ExpectDataLoss(
+      Parse(R"({"a":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}})", "xxxx"),
+      "appears twice");
   ExpectDataLoss(Parse(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "xxxx"),
                  "negative dimension");
   ExpectDataLoss(Parse(R"({"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}})", "xxxx"),
                  "tensor \"a\"");
-  ExpectDataLoss(Parse(R"({"a":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,4]}})",
-                       "xxxx"),
-                 "more than 8 dimensions");
+  ExpectDataLoss(
+      Parse(R"({"a":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,4]}})", "xxxx"),
+      "more than 8 dimensions");
   ExpectDataLoss(Parse(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", "xxxx"),
                  "exactly 2 entries");
   ExpectDataLoss(Parse(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", "xxxx"),

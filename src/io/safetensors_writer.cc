@@ -77,13 +77,16 @@ Result<SafetensorsWriter> SafetensorsWriter::Create(const std::filesystem::path&
   if (int error = ::posix_fallocate(writer.fd_.get(), 0, static_cast<off_t>(file_size))) {
     return ErrnoStatus(StrCat("reserve ", file_size, " bytes for"), writer.temporary_path_, error);
   }
-  WS_ASSIGN_OR_RETURN(writer.mapping_, MemoryMapping::Map(writer.fd_.get(), file_size,
-                                                          /*writable=*/true, writer.temporary_path_));
+  WS_ASSIGN_OR_RETURN(writer.mapping_,
+                      MemoryMapping::Map(writer.fd_.get(), file_size,
+                                         /*writable=*/true, writer.temporary_path_));
   std::memcpy(writer.mapping_.data(), header->data(), header->size());
   return writer;
 }
 
-SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&& other) noexcept { *this = std::move(other); }
+SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&& other) noexcept {
+  *this = std::move(other);
+}
 
 SafetensorsWriter& SafetensorsWriter::operator=(SafetensorsWriter&& other) noexcept {
   if (this != &other) {
@@ -122,7 +125,8 @@ Status SafetensorsWriter::Commit() {
   if (status.ok()) {
     int renamed = overwrite_ ? ::rename(temporary_path_.c_str(), path_.c_str())
                              : RenameNoReplace(temporary_path_, path_);
-    if (renamed != 0) status = ErrnoStatus(StrCat("rename ", temporary_path_.string(), " to"), path_, errno);
+    if (renamed != 0)
+      status = ErrnoStatus(StrCat("rename ", temporary_path_.string(), " to"), path_, errno);
   }
   if (!status.ok()) {
     Abort();

@@ -8,9 +8,9 @@ namespace {
 TEST(Utf8, AcceptsWellFormedText) {
   EXPECT_TRUE(IsValidUtf8(""));
   EXPECT_TRUE(IsValidUtf8("model.layers.0.weight"));
-  EXPECT_TRUE(IsValidUtf8("gr\xc3\xbc\xc3\x9f"));           // U+00FC U+00DF
-  EXPECT_TRUE(IsValidUtf8("\xe2\x82\xac"));                 // U+20AC
-  EXPECT_TRUE(IsValidUtf8("\xf0\x9f\x98\x80"));             // U+1F600
+  EXPECT_TRUE(IsValidUtf8("gr\xc3\xbc\xc3\x9f"));  // U+00FC U+00DF
+  EXPECT_TRUE(IsValidUtf8("\xe2\x82\xac"));        // U+20AC
+  EXPECT_TRUE(IsValidUtf8("\xf0\x9f\x98\x80"));    // U+1F600
 }
 
 TEST(Utf8, RefusesMalformedText) {
