@@ -38,8 +38,9 @@ struct ConvertJob {
   // For error messages only: the tensor name, and extra context such as "expert 5".
   std::string_view name;
   std::string_view context;
-  // Where this region starts in the whole tensor, so errors report whole-tensor coordinates.
-  // For kF8E4M3 both must be multiples of 128: a region is made of whole quantization blocks.
+  // Where this region starts in the whole source tensor, so errors report whole-tensor
+  // coordinates (the up half of a fused gate_up_proj starts at row I, whatever I is). The job's
+  // own first row and column always start a quantization block.
   int64_t row_origin = 0;
   int64_t col_origin = 0;
 };
