@@ -1,10 +1,12 @@
 // `weightsync info`: version, the configuration table with current values, optional backends.
 #include <iostream>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "core/config.h"
 #include "core/optional_library.h"
+#include "model/model_spec.h"
 
 namespace weightsync::cli {
 
@@ -20,6 +22,26 @@ void AddInfoCommand(CLI::App& app, int& exit_code) {
       return;
     }
     auto libraries = ProbeOptionalLibraries();
+    Result<ModelSpecLibrary> specs = ModelSpecLibrary::FromEnvironment();
+    if (!specs.ok()) {
+      std::cerr << "weightsync info: " << specs.status().ToString() << "\n";
+      exit_code = 2;
+      return;
+    }
+    // name -> (hash, source formats, target formats); a spec that fails to load shows its error.
+    std::vector<std::tuple<std::string, std::string, std::vector<std::string>,
+                           std::vector<std::string>>> models;
+    for (const auto& name : specs->ModelNames()) {
+      Result<ModelSpec> spec = specs->Load(name);
+      if (!spec.ok()) {
+        models.push_back({name, spec.status().ToString(), {}, {}});
+        continue;
+      }
+      std::vector<std::string> sources, targets;
+      for (const auto& [format, body] : spec->source_formats) sources.push_back(format);
+      for (const auto& [format, body] : spec->target_formats) targets.push_back(format);
+      models.push_back({name, spec->hash, sources, targets});
+    }
     if (*json) {
       nlohmann::json out;
       out["version"] = WEIGHTSYNC_VERSION;
@@ -34,6 +56,10 @@ void AddInfoCommand(CLI::App& app, int& exit_code) {
       for (const auto& lib : libraries) {
         out["backends"][lib.name] = {{"available", lib.available}, {"detail", lib.detail}};
       }
+      for (const auto& [name, hash, sources, targets] : models) {
+        out["models"][name] = {{"hash", hash}, {"source_formats", sources},
+                               {"target_formats", targets}};
+      }
       std::cout << out.dump(2) << "\n";
       return;
     }
@@ -43,6 +69,14 @@ void AddInfoCommand(CLI::App& app, int& exit_code) {
     for (const auto& lib : libraries) {
       std::cout << "  " << lib.name << ": " << (lib.available ? "available (" : "") << lib.detail
                 << (lib.available ? ")" : "") << "\n";
+    }
+    std::cout << "\nModel specs (built in, plus WEIGHTSYNC_MODEL_PATH):\n";
+    for (const auto& [name, hash, sources, targets] : models) {
+      std::string s, t;
+      for (const auto& f : sources) s += (s.empty() ? "" : ", ") + f;
+      for (const auto& f : targets) t += (t.empty() ? "" : ", ") + f;
+      std::cout << "  " << name << "  (" << hash << ")  sources: " << s << "  targets: " << t
+                << "\n";
     }
   });
 }
