@@ -24,6 +24,7 @@ struct ConvertFlags {
   std::string max_shard_size;
   bool overwrite = false;
   bool json = false;
+  bool partial = false;
 };
 
 void DrawProgress(const ConversionProgress& p) {
@@ -60,7 +61,7 @@ int RunConvert(const ConvertFlags& flags) {
   if (!model.ok()) return fail(model.status());
 
   CheckpointConversionOptions options;
-  options.plan = {flags.source_format, flags.target_format, flags.ignore};
+  options.plan = {flags.source_format, flags.target_format, flags.ignore, flags.partial};
   options.max_shard_bytes = *config->GetBytes("convert.max_shard_size");
   options.threads = static_cast<int>(*config->GetCount("convert.threads"));
   options.overwrite = flags.overwrite;
@@ -125,6 +126,9 @@ void AddConvertCommand(CLI::App& app, int& exit_code) {
                   "Largest output file for directory outputs, e.g. 5GiB (default: "
                   "convert.max_shard_size)");
   cmd->add_flag("--overwrite", flags->overwrite, "Replace an existing output");
+  cmd->add_flag("--partial", flags->partial,
+                "The input is part of a model (a shard, some layers): do not require every "
+                "tensor the model has; fused tensors still need all their sources");
   cmd->add_flag("--json", flags->json, "Print the summary as one JSON object");
   cmd->callback([flags, &exit_code] { exit_code = RunConvert(*flags); });
 }

@@ -184,7 +184,7 @@ Result<ConversionPlan> PlanConversion(const ModelSpec& model,
     size_t before = instances.size();
     WS_RETURN_IF_ERROR(
         InstantiateRule(rule, r, index, consumed, covered, instances).WithContext(context));
-    if (rule.optional) continue;
+    if (rule.optional || options.allow_partial) continue;
     if (rule.name.HasVariable("L")) {
       std::set<int64_t> missing;
       std::set_difference(layers.begin(), layers.end(), covered.begin(), covered.end(),

@@ -23,6 +23,9 @@ struct ConversionPlanOptions {
   std::string target_format = "vllm";
   // ECMAScript regular expressions; a source name matching any of them (whole name) is skipped.
   std::vector<std::string> ignore;
+  // Convert part of a model (one shard, a few layers): required destinations may be absent. A rule
+  // whose first source is present still needs all its other sources.
+  bool allow_partial = false;
 };
 
 struct ConversionPlan {

@@ -188,6 +188,14 @@ TEST(ConversionPlan, MissingSourcesAreNamed) {
   EXPECT_NE(plan.status().message().find("expert 2 is missing"), std::string::npos)
       << plan.status().ToString();
 
+  // Converting part of a model skips the required-tensor checks, not the fused-partner ones.
+  ConversionPlanOptions partial{"hf", "vllm", {}, /*allow_partial=*/true};
+  EXPECT_TRUE(PlanConversion(Glm(), without(GlmSources("hf"), "model.layers.2.input_layernorm.weight"),
+                             partial).ok());
+  EXPECT_FALSE(PlanConversion(
+      Glm(), without(GlmSources("hf"), "model.layers.1.self_attn.kv_a_proj_with_mqa.weight"),
+      partial).ok());
+
   // A required global tensor.
   plan = PlanConversion(Glm(), without(GlmSources("hf"), "model.norm.weight"), {"hf", "vllm", {}});
   ASSERT_FALSE(plan.ok());
