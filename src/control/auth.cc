@@ -85,8 +85,8 @@ Status ServerHandshake(int fd, std::string_view token, Deadline deadline, int ca
     (void)SendFrame(fd, MessageType::kResponse, EncodeResponse(refusal), deadline);
     return Unauthenticated("authentication failed: wrong or missing token");
   }
-  return SendFrame(fd, MessageType::kServerProof,
-                   ServerMac(token, server_nonce, client_nonce), deadline);
+  return SendFrame(fd, MessageType::kServerProof, ServerMac(token, server_nonce, client_nonce),
+                   deadline);
 }
 
 Status ClientHandshake(int fd, std::string_view token, Deadline deadline) {
@@ -102,16 +102,18 @@ Status ClientHandshake(int fd, std::string_view token, Deadline deadline) {
   auto proof = ReceiveFrame(fd, kMaxHandshakePayload, deadline);
   if (!proof.ok()) {
     if (proof.status().code() == StatusCode::kUnavailable) {
-      return Unauthenticated("authentication failed: the store closed the connection during the "
-                             "handshake (wrong or missing token?)");
+      return Unauthenticated(
+          "authentication failed: the store closed the connection during the "
+          "handshake (wrong or missing token?)");
     }
     return proof.status();
   }
   if (proof->type == MessageType::kResponse) return RefusedByServer(*proof);
   if (proof->type != MessageType::kServerProof ||
       !MacsEqual(proof->payload, ServerMac(token, server_nonce, client_nonce))) {
-    return Unauthenticated("authentication failed: the store did not prove it knows the token "
-                           "(a different token, or not the store you meant)");
+    return Unauthenticated(
+        "authentication failed: the store did not prove it knows the token "
+        "(a different token, or not the store you meant)");
   }
   return Status::Ok();
 }
@@ -138,8 +140,8 @@ Result<std::string> LoadStoreToken(std::string_view token_file) {
   } else {
     return InvalidArgument("no store token: pass --token-file FILE or set $", kStoreTokenEnv);
   }
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' ||
-                            token.back() == ' ' || token.back() == '\t')) {
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ' ||
+                            token.back() == '\t')) {
     token.pop_back();
   }
   if (token.empty()) return InvalidArgument("store token from ", source, " is empty");

@@ -74,16 +74,14 @@ Result<std::vector<std::string>> ArriveAndWait(const CollectiveContext& context,
                                                bool gather, Deadline deadline) {
   WS_RETURN_IF_ERROR(ValidateName(kind, name));
   StoreClient& client = *context.client;
-  const std::string label = StrCat("job ", context.job_id, ": ", kind, " '", name,
-                                   "' generation ", generation, " (", context.me.ToString(), ")");
-  const std::string base =
-      StrCat(JobPrefix(context.job_id), kind, "/", name, "/", generation, "/");
+  const std::string label = StrCat("job ", context.job_id, ": ", kind, " '", name, "' generation ",
+                                   generation, " (", context.me.ToString(), ")");
+  const std::string base = StrCat(JobPrefix(context.job_id), kind, "/", name, "/", generation, "/");
   const std::string arrived_prefix = base + "arrived/";
   const Deadline start = Clock::now();
 
-  auto arrival =
-      client.CompareAndSet(arrived_prefix + ParticipantKey(context.me), std::nullopt, payload,
-                           deadline);
+  auto arrival = client.CompareAndSet(arrived_prefix + ParticipantKey(context.me), std::nullopt,
+                                      payload, deadline);
   if (!arrival.ok()) return arrival.status().WithContext(label);
   if (arrival->swapped) {
     auto count = client.Add(base + "count", 1, deadline);
@@ -92,7 +90,8 @@ Result<std::vector<std::string>> ArriveAndWait(const CollectiveContext& context,
       WS_RETURN_IF_ERROR(client.Set(base + "done", "1", deadline).WithContext(label));
     }
   } else if (arrival->current != payload) {
-    return FailedPrecondition(label, ": already arrived with a different payload (two processes "
+    return FailedPrecondition(label,
+                              ": already arrived with a different payload (two processes "
                               "claiming the same rank, or a reused generation)");
   }
 

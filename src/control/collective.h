@@ -28,7 +28,7 @@ struct CollectiveContext {
   StoreClient* client = nullptr;
   std::string job_id;
   ParticipantId me;
-  std::vector<ParticipantId> everyone;  // sorted: trainers by rank, then inference by rank
+  std::vector<ParticipantId> everyone;       // sorted: trainers by rank, then inference by rank
   const LivenessWatcher* watcher = nullptr;  // optional
 };
 

@@ -71,8 +71,8 @@ void Heartbeat::Run() {
   while (!wake_.wait_for(lock, interval, [this] { return stopping_; })) {
     lock.unlock();
     ++beats_;
-    Status status = client_->Set(key_, StrCat("beat ", beats_), CallDeadline(options_),
-                                 SetMode::kEphemeral);
+    Status status =
+        client_->Set(key_, StrCat("beat ", beats_), CallDeadline(options_), SetMode::kEphemeral);
     if (!status.ok()) {
       // The client reconnects on the next beat; watchers judge us by what reaches the store.
       Log(LogLevel::kWarning, "heartbeat ", key_, " failed: ", status.message());
@@ -158,9 +158,9 @@ Status LivenessWatcher::Scan() {
       failures_.push_back({id, "stopped (it shut down its heartbeat)"});
     } else if (now - state.last_change > timeout) {
       double silent = std::chrono::duration<double>(now - state.last_change).count();
-      failures_.push_back({id, StrCat("stopped heartbeating (no heartbeat for ", silent,
-                                      " s; control.liveness_timeout is ",
-                                      options_.liveness_timeout_s, " s)")});
+      failures_.push_back(
+          {id, StrCat("stopped heartbeating (no heartbeat for ", silent,
+                      " s; control.liveness_timeout is ", options_.liveness_timeout_s, " s)")});
     }
   }
   return Status::Ok();

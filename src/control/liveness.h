@@ -82,8 +82,7 @@ class LivenessWatcher {
   // Connects its own client and scans the job's heartbeats until destroyed. The first scan runs
   // before Start returns.
   static Result<std::unique_ptr<LivenessWatcher>> Start(const StoreClientOptions& store,
-                                                        std::string job_id,
-                                                        LivenessOptions options,
+                                                        std::string job_id, LivenessOptions options,
                                                         Deadline deadline);
   ~LivenessWatcher();
   LivenessWatcher(const LivenessWatcher&) = delete;
@@ -112,10 +111,10 @@ class LivenessWatcher {
   const LivenessOptions options_;
   mutable std::mutex mu_;
   std::condition_variable wake_;
-  bool stopping_ = false;                        // guarded by mu_
-  std::map<ParticipantId, PeerState> peers_;     // guarded by mu_
-  std::vector<PeerFailure> failures_;            // guarded by mu_
-  Deadline last_scan_ok_;                        // only touched by the scanning thread
+  bool stopping_ = false;                     // guarded by mu_
+  std::map<ParticipantId, PeerState> peers_;  // guarded by mu_
+  std::vector<PeerFailure> failures_;         // guarded by mu_
+  Deadline last_scan_ok_;                     // only touched by the scanning thread
   std::thread thread_;
 };
 

@@ -30,9 +30,14 @@ class Peer {
  public:
   Peer(const std::string& address, const std::string& job, Role role, int rank, int trainers,
        int inference, const std::string& mode) {
-    std::vector<std::string> args = {CONTROL_TEST_PEER, address, job, std::string(RoleName(role)),
-                                     std::to_string(rank), std::to_string(trainers),
-                                     std::to_string(inference), mode};
+    std::vector<std::string> args = {CONTROL_TEST_PEER,
+                                     address,
+                                     job,
+                                     std::string(RoleName(role)),
+                                     std::to_string(rank),
+                                     std::to_string(trainers),
+                                     std::to_string(inference),
+                                     mode};
     std::vector<std::string> env = {StrCat(kStoreTokenEnv, "=", testing::kTestToken)};
     for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
     std::vector<char*> argv;
@@ -103,10 +108,10 @@ TEST(MultiProcess, RendezvousOfFourProcesses) {
   auto server = StartTestStore();
   std::vector<std::unique_ptr<Peer>> peers;
   for (int r = 0; r < 2; ++r) {
-    peers.push_back(std::make_unique<Peer>(server->address(), "procs", Role::kTrainer, r, 2, 2,
-                                           "rounds"));
-    peers.push_back(std::make_unique<Peer>(server->address(), "procs", Role::kInference, r, 2, 2,
-                                           "rounds"));
+    peers.push_back(
+        std::make_unique<Peer>(server->address(), "procs", Role::kTrainer, r, 2, 2, "rounds"));
+    peers.push_back(
+        std::make_unique<Peer>(server->address(), "procs", Role::kInference, r, 2, 2, "rounds"));
   }
   for (auto& peer : peers) EXPECT_EQ(peer->Wait(), 0);
 }

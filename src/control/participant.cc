@@ -6,9 +6,7 @@
 
 namespace weightsync::control {
 
-std::string_view RoleName(Role role) {
-  return role == Role::kTrainer ? "trainer" : "inference";
-}
+std::string_view RoleName(Role role) { return role == Role::kTrainer ? "trainer" : "inference"; }
 
 Result<Role> ParseRole(std::string_view name) {
   if (name == "trainer") return Role::kTrainer;

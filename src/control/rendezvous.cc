@@ -54,7 +54,8 @@ Status ValidateMembership(const Membership& m) {
   WS_RETURN_IF_ERROR(ValidateName("job id", m.job_id));
   if (m.trainer_world_size < 0 || m.inference_world_size < 0 ||
       m.trainer_world_size + m.inference_world_size < 1) {
-    return InvalidArgument("job ", m.job_id, ": world sizes must be >= 0 with at least one "
+    return InvalidArgument("job ", m.job_id,
+                           ": world sizes must be >= 0 with at least one "
                            "participant (trainer ",
                            m.trainer_world_size, ", inference ", m.inference_world_size, ")");
   }
@@ -77,9 +78,8 @@ Result<std::unique_ptr<Rendezvous>> Rendezvous::Join(StoreClient& client, Member
   const std::string prefix = JobPrefix(me.job_id);
 
   // 1. The job config: first joiner defines it, everyone else must match.
-  WS_ASSIGN_OR_RETURN(CasResult config,
-                      client.CompareAndSet(prefix + "config", std::nullopt, EncodeConfig(me),
-                                           deadline));
+  WS_ASSIGN_OR_RETURN(CasResult config, client.CompareAndSet(prefix + "config", std::nullopt,
+                                                             EncodeConfig(me), deadline));
   if (!config.swapped && config.current) {
     auto theirs = DecodeConfig(*config.current);
     auto mine = DecodeConfig(EncodeConfig(me));
@@ -87,8 +87,8 @@ Result<std::unique_ptr<Rendezvous>> Rendezvous::Join(StoreClient& client, Member
     for (const char* field :
          {"trainer_world_size", "inference_world_size", "protocol_version", "spec_hash"}) {
       if (theirs[field] != mine[field]) {
-        disagreements += StrCat(disagreements.empty() ? "" : ", ", field, " '", mine[field],
-                                "' (", theirs["declared_by"], " declared '", theirs[field], "')");
+        disagreements += StrCat(disagreements.empty() ? "" : ", ", field, " '", mine[field], "' (",
+                                theirs["declared_by"], " declared '", theirs[field], "')");
       }
     }
     if (!disagreements.empty()) {
@@ -137,8 +137,7 @@ Result<std::vector<RoundEntry>> Rendezvous::Round(std::string_view name, std::st
 
 Status Rendezvous::Abort(std::string_view reason, Deadline deadline) {
   std::string why = StrCat(me_.id.ToString(), ": ", reason);
-  return context_.client->CompareAndSet(AbortKey(me_.job_id), std::nullopt, why, deadline)
-      .status();
+  return context_.client->CompareAndSet(AbortKey(me_.job_id), std::nullopt, why, deadline).status();
 }
 
 }  // namespace weightsync::control

@@ -36,7 +36,7 @@ namespace weightsync::control {
 struct Membership {
   std::string job_id;
   ParticipantId id;
-  int trainer_world_size = 1;    // may be 0 for a role that takes no part (tests, tools)
+  int trainer_world_size = 1;  // may be 0 for a role that takes no part (tests, tools)
   int inference_world_size = 1;
   int protocol_version = 1;
   std::string spec_hash;  // the model spec's hash; every participant must agree

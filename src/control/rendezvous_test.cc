@@ -34,8 +34,8 @@ std::vector<Status> RunJob(const std::string& address, const std::string& job, i
                            const std::function<Status(Rendezvous&, StoreClient&)>& body,
                            double join_timeout = 10) {
   std::vector<Membership> members;
-  for (int r = 0; r < trainers; ++r) members.push_back(Member(job, Role::kTrainer, r, trainers,
-                                                              inference));
+  for (int r = 0; r < trainers; ++r)
+    members.push_back(Member(job, Role::kTrainer, r, trainers, inference));
   for (int r = 0; r < inference; ++r) {
     members.push_back(Member(job, Role::kInference, r, trainers, inference));
   }
@@ -106,11 +106,11 @@ TEST(Rendezvous, DuplicateRankIsRefusedNamingBoth) {
   auto server = StartTestStore();
   auto first_client = ConnectTestClient(server->address());
   auto second_client = ConnectTestClient(server->address());
-  auto first = Rendezvous::Join(*first_client, Member("dup", Role::kTrainer, 0, 2, 1),
-                                DeadlineIn(2));
+  auto first =
+      Rendezvous::Join(*first_client, Member("dup", Role::kTrainer, 0, 2, 1), DeadlineIn(2));
   ASSERT_TRUE(first.ok()) << first.status().ToString();
-  auto second = Rendezvous::Join(*second_client, Member("dup", Role::kTrainer, 0, 2, 1),
-                                 DeadlineIn(2));
+  auto second =
+      Rendezvous::Join(*second_client, Member("dup", Role::kTrainer, 0, 2, 1), DeadlineIn(2));
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), StatusCode::kAlreadyExists);
   const std::string& message = second.status().message();
@@ -135,23 +135,23 @@ TEST(Rendezvous, MismatchedWorldSizeIsRefusedNamingTheRanks) {
   auto start = Clock::now();
   auto round = (*first)->Round("layouts", "x", DeadlineIn(10));
   EXPECT_EQ(round.status().code(), StatusCode::kAborted);
-  EXPECT_TRUE(Contains(round.status().message(), "inference 1 declares")) << round.status().ToString();
+  EXPECT_TRUE(Contains(round.status().message(), "inference 1 declares"))
+      << round.status().ToString();
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
 }
 
 TEST(Rendezvous, MismatchedSpecHashAndVersionAreRefused) {
   auto server = StartTestStore();
   auto client = ConnectTestClient(server->address());
-  ASSERT_TRUE(Rendezvous::Join(*client, Member("spec", Role::kTrainer, 0, 1, 2), DeadlineIn(2))
-                  .ok());
+  ASSERT_TRUE(
+      Rendezvous::Join(*client, Member("spec", Role::kTrainer, 0, 1, 2), DeadlineIn(2)).ok());
   Membership other = Member("spec", Role::kInference, 0, 1, 2);
   other.spec_hash = "spec-xyz";
   other.protocol_version = 2;
   auto refused = Rendezvous::Join(*client, other, DeadlineIn(2));
   ASSERT_FALSE(refused.ok());
   const std::string& message = refused.status().message();
-  EXPECT_TRUE(Contains(message, "spec_hash 'spec-xyz' (trainer 0 declared 'spec-abc')"))
-      << message;
+  EXPECT_TRUE(Contains(message, "spec_hash 'spec-xyz' (trainer 0 declared 'spec-abc')")) << message;
   EXPECT_TRUE(Contains(message, "protocol_version '2'")) << message;
 }
 
@@ -195,7 +195,8 @@ TEST(Barrier, ReusableAcrossGenerations) {
   constexpr int kSteps = 5;
   auto statuses = RunJob(server->address(), "bar", 2, 2, [](Rendezvous& r, StoreClient&) {
     Barrier barrier(r, "step");
-    for (int step = 0; step < kSteps; ++step) WS_RETURN_IF_ERROR(barrier.ArriveNext(DeadlineIn(10)));
+    for (int step = 0; step < kSteps; ++step)
+      WS_RETURN_IF_ERROR(barrier.ArriveNext(DeadlineIn(10)));
     return Status::Ok();
   });
   for (const auto& status : statuses) EXPECT_TRUE(status.ok()) << status.ToString();

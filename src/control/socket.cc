@@ -148,8 +148,8 @@ Result<UniqueFd> ConnectOnce(const HostPort& where, Deadline deadline) {
   WS_ASSIGN_OR_RETURN(AddrInfoPtr addrs, Resolve(where, /*passive=*/false));
   std::string last_error = "no address";
   for (addrinfo* ai = addrs.get(); ai != nullptr; ai = ai->ai_next) {
-    UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                         ai->ai_protocol));
+    UniqueFd fd(
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol));
     if (!fd.valid()) {
       last_error = ErrnoText(errno);
       continue;

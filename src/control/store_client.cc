@@ -77,20 +77,19 @@ Result<std::string> StoreClient::Call(const StoreRequest& request, Deadline dead
   std::string payload = EncodeRequest(request);
   if (payload.size() > options_.max_message_size) {
     return ResourceExhausted(context(), ": request of ", payload.size(),
-                             " bytes exceeds control.max_message_size (",
-                             options_.max_message_size, ")");
+                             " bytes exceeds control.max_message_size (", options_.max_message_size,
+                             ")");
   }
   std::lock_guard lock(mu_);
   Status connected = EnsureConnectedLocked(deadline);
   if (!connected.ok()) return connected.WithContext(Describe(request));
   Status sent = SendFrame(fd_.get(), request.op, payload, deadline);
   // The server answers a wait at its deadline at the latest; allow transit time on top.
-  Deadline reply_deadline =
-      deadline + std::chrono::duration_cast<Clock::duration>(
-                     std::chrono::duration<double>(options_.reply_grace_s));
-  Result<Frame> frame = sent.ok() ? ReceiveFrame(fd_.get(), options_.max_message_size,
-                                                 reply_deadline)
-                                  : Result<Frame>(sent);
+  Deadline reply_deadline = deadline + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(options_.reply_grace_s));
+  Result<Frame> frame = sent.ok()
+                            ? ReceiveFrame(fd_.get(), options_.max_message_size, reply_deadline)
+                            : Result<Frame>(sent);
   if (!frame.ok()) {
     fd_.Reset();  // the stream is in an unknown state: a late reply must never answer a later call
     return frame.status().WithContext(context());

@@ -76,7 +76,8 @@ Result<StoreRequest> DecodeRequest(const Frame& frame, size_t max_value) {
     }
     case MessageType::kCompareAndSet: {
       WS_ASSIGN_OR_RETURN(uint8_t has_expected, r.U8());
-      if (has_expected > 1) return DataLoss("bad has_expected flag ", static_cast<int>(has_expected));
+      if (has_expected > 1)
+        return DataLoss("bad has_expected flag ", static_cast<int>(has_expected));
       WS_ASSIGN_OR_RETURN(std::string expected, r.Bytes(max_value));
       if (has_expected) request.expected = std::move(expected);
       WS_ASSIGN_OR_RETURN(request.value, r.Bytes(max_value));

@@ -31,11 +31,11 @@ inline constexpr uint8_t kSetEphemeral = 1;
 
 struct StoreRequest {
   MessageType op = MessageType::kGet;
-  std::string key;  // the prefix for kList
-  std::string value;  // kSet value, kCompareAndSet desired value
+  std::string key;                      // the prefix for kList
+  std::string value;                    // kSet value, kCompareAndSet desired value
   std::optional<std::string> expected;  // kCompareAndSet: nullopt means "key must be absent"
-  int64_t number = 0;  // kAdd delta, kWait timeout in milliseconds
-  uint8_t flags = 0;   // kSet: kSetEphemeral
+  int64_t number = 0;                   // kAdd delta, kWait timeout in milliseconds
+  uint8_t flags = 0;                    // kSet: kSetEphemeral
 };
 
 struct StoreResponse {

@@ -1,5 +1,6 @@
 #include "control/store_server.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -7,12 +8,10 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <fcntl.h>
-
 #include <cerrno>
-#include <cstring>
 #include <charconv>
 #include <condition_variable>
+#include <cstring>
 #include <list>
 #include <map>
 #include <mutex>
@@ -46,10 +45,10 @@ bool ClientGone(int fd) {
   return ::poll(&pfd, 1, 0) > 0;
 }
 
-StoreResponse Reply(Status status) {
-  return StoreResponse{status.code(), status.message(), ""};
+StoreResponse Reply(Status status) { return StoreResponse{status.code(), status.message(), ""}; }
+StoreResponse Reply(std::string body) {
+  return StoreResponse{StatusCode::kOk, "", std::move(body)};
 }
-StoreResponse Reply(std::string body) { return StoreResponse{StatusCode::kOk, "", std::move(body)}; }
 
 }  // namespace
 
@@ -134,6 +133,9 @@ Status StoreServer::Impl::Start() {
   if (options_.token.empty()) return InvalidArgument("the store needs a non-empty token");
   if (::pipe2(wake_pipe_, O_CLOEXEC) != 0) return Internal("pipe2 failed");
   WS_ASSIGN_OR_RETURN(listen_fd_, Listen(HostPort{options_.host, options_.port}, 512));
+  // Non-blocking, so an accept after a poll wake-up whose connection was already reset returns at
+  // once instead of blocking the accept thread (and Stop()).
+  ::fcntl(listen_fd_.get(), F_SETFL, ::fcntl(listen_fd_.get(), F_GETFL) | O_NONBLOCK);
   WS_ASSIGN_OR_RETURN(port_, LocalPort(listen_fd_.get()));
   accept_thread_ = std::thread([this] { AcceptLoop(); });
   return Status::Ok();
@@ -187,8 +189,8 @@ void StoreServer::Impl::AcceptLoop() {
     pollfd pfds[2] = {{listen_fd_.get(), POLLIN, 0}, {cancel_fd(), POLLIN, 0}};
     if (::poll(pfds, 2, -1) < 0) {
       if (errno == EINTR) continue;
-      Log(LogLevel::kError, "store ", address(), ": poll failed, no longer accepting: ",
-          std::strerror(errno));
+      Log(LogLevel::kError, "store ", address(),
+          ": poll failed, no longer accepting: ", std::strerror(errno));
       return;
     }
     if (pfds[1].revents & POLLIN) return;
@@ -208,10 +210,9 @@ void StoreServer::Impl::AcceptLoop() {
     if (static_cast<int>(conns_.size()) >= options_.max_connections) {
       Log(LogLevel::kWarning, "store ", address(), ": refusing ", peer, ": already serving ",
           conns_.size(), " connections (control.max_connections)");
-      StoreResponse refusal{StatusCode::kResourceExhausted,
-                            StrCat("store is serving its maximum of ", options_.max_connections,
-                                   " connections"),
-                            ""};
+      StoreResponse refusal{
+          StatusCode::kResourceExhausted,
+          StrCat("store is serving its maximum of ", options_.max_connections, " connections"), ""};
       (void)SendFrame(fd.get(), MessageType::kResponse, EncodeResponse(refusal), DeadlineIn(0.1));
       continue;
     }
@@ -227,8 +228,8 @@ void StoreServer::Impl::AcceptLoop() {
 
 void StoreServer::Impl::Serve(Connection& conn) {
   const int fd = conn.fd.get();
-  Status status = ServerHandshake(fd, options_.token, DeadlineIn(options_.handshake_timeout_s),
-                                  cancel_fd());
+  Status status =
+      ServerHandshake(fd, options_.token, DeadlineIn(options_.handshake_timeout_s), cancel_fd());
   if (status.code() == StatusCode::kUnauthenticated) {
     Log(LogLevel::kWarning, "store ", address(), ": authentication failed for peer ", conn.peer,
         " (wrong or missing token); connection closed");
@@ -240,8 +241,8 @@ void StoreServer::Impl::Serve(Connection& conn) {
     // Idle connections may stay open indefinitely; once a message starts it must finish in time.
     status = WaitReadable(fd, DeadlineIn(1e9), cancel_fd());
     if (!status.ok()) break;
-    auto frame = ReceiveFrame(fd, options_.max_message_size, DeadlineIn(options_.io_timeout_s),
-                              cancel_fd());
+    auto frame =
+        ReceiveFrame(fd, options_.max_message_size, DeadlineIn(options_.io_timeout_s), cancel_fd());
     if (!frame.ok()) {
       status = frame.status();
       if (status.code() != StatusCode::kUnavailable && status.code() != StatusCode::kAborted) {
@@ -343,8 +344,9 @@ StoreResponse StoreServer::Impl::Add(const StoreRequest& request) {
     if (!entry.value.empty()) {
       auto parsed = ParseInt64(entry.value);
       if (!parsed) {
-        return Reply(FailedPrecondition("key holds a value that is not a decimal int64, cannot "
-                                        "add to it"));
+        return Reply(
+            FailedPrecondition("key holds a value that is not a decimal int64, cannot "
+                               "add to it"));
       }
       current = *parsed;
     }

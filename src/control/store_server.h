@@ -56,9 +56,8 @@ class StoreServer {
 
   void Stop();
 
-  class Impl;
-
  private:
+  class Impl;
   explicit StoreServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

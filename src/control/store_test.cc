@@ -105,8 +105,7 @@ TEST(Store, AddIsAtomicAcrossClients) {
   EXPECT_EQ(client->Add("counter", 0, DeadlineIn(2)).value(), 800);
   EXPECT_EQ(client->Add("counter", -801, DeadlineIn(2)).value(), -1);
   ASSERT_TRUE(client->Set("text", "abc", DeadlineIn(2)).ok());
-  EXPECT_EQ(client->Add("text", 1, DeadlineIn(2)).status().code(),
-            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(client->Add("text", 1, DeadlineIn(2)).status().code(), StatusCode::kFailedPrecondition);
   ASSERT_TRUE(client->Set("big", std::to_string(INT64_MAX), DeadlineIn(2)).ok());
   EXPECT_EQ(client->Add("big", 1, DeadlineIn(2)).status().code(), StatusCode::kOutOfRange);
 }
@@ -192,11 +191,13 @@ TEST(Store, FakeStoreIsDetected) {
   uint16_t port = LocalPort(listener.get()).value();
   std::thread fake([&] {
     UniqueFd fd(::accept(listener.get(), nullptr, nullptr));
-    ASSERT_TRUE(SendFrame(fd.get(), MessageType::kServerHello, std::string(kNonceSize, 'n'),
-                          DeadlineIn(2)).ok());
+    ASSERT_TRUE(
+        SendFrame(fd.get(), MessageType::kServerHello, std::string(kNonceSize, 'n'), DeadlineIn(2))
+            .ok());
     ASSERT_TRUE(ReceiveFrame(fd.get(), kMaxHandshakePayload, DeadlineIn(2)).ok());
-    ASSERT_TRUE(SendFrame(fd.get(), MessageType::kServerProof, std::string(kMacSize, 'm'),
-                          DeadlineIn(2)).ok());
+    ASSERT_TRUE(
+        SendFrame(fd.get(), MessageType::kServerProof, std::string(kMacSize, 'm'), DeadlineIn(2))
+            .ok());
   });
   auto client = StoreClient::Connect(TestClientOptions(StrCat("127.0.0.1:", port)), DeadlineIn(3));
   fake.join();

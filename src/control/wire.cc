@@ -39,17 +39,28 @@ bool IsKnownMessageType(uint16_t type) {
 
 std::string_view MessageTypeName(MessageType type) {
   switch (type) {
-    case MessageType::kServerHello: return "server-hello";
-    case MessageType::kClientHello: return "client-hello";
-    case MessageType::kServerProof: return "server-proof";
-    case MessageType::kSet: return "set";
-    case MessageType::kGet: return "get";
-    case MessageType::kWait: return "wait";
-    case MessageType::kAdd: return "add";
-    case MessageType::kCompareAndSet: return "compare-and-set";
-    case MessageType::kDelete: return "delete";
-    case MessageType::kList: return "list";
-    case MessageType::kResponse: return "response";
+    case MessageType::kServerHello:
+      return "server-hello";
+    case MessageType::kClientHello:
+      return "client-hello";
+    case MessageType::kServerProof:
+      return "server-proof";
+    case MessageType::kSet:
+      return "set";
+    case MessageType::kGet:
+      return "get";
+    case MessageType::kWait:
+      return "wait";
+    case MessageType::kAdd:
+      return "add";
+    case MessageType::kCompareAndSet:
+      return "compare-and-set";
+    case MessageType::kDelete:
+      return "delete";
+    case MessageType::kList:
+      return "list";
+    case MessageType::kResponse:
+      return "response";
   }
   return "unknown";
 }
@@ -172,7 +183,8 @@ std::string EncodeFrame(MessageType type, std::string_view payload) {
 
 Result<Frame> DecodeFrame(std::string_view bytes, uint32_t max_payload) {
   if (bytes.size() < kFrameHeaderSize) {
-    return DataLoss("truncated frame: ", bytes.size(), " bytes, header alone is ", kFrameHeaderSize);
+    return DataLoss("truncated frame: ", bytes.size(), " bytes, header alone is ",
+                    kFrameHeaderSize);
   }
   WS_ASSIGN_OR_RETURN(FrameHeader header,
                       DecodeFrameHeader(bytes.substr(0, kFrameHeaderSize), max_payload));
@@ -193,9 +205,9 @@ Status SendFrame(int fd, MessageType type, std::string_view payload, Deadline de
 Result<Frame> ReceiveFrame(int fd, uint32_t max_payload, Deadline deadline, int cancel_fd) {
   char header_bytes[kFrameHeaderSize];
   WS_RETURN_IF_ERROR(ReadExact(fd, header_bytes, sizeof(header_bytes), deadline, cancel_fd));
-  WS_ASSIGN_OR_RETURN(FrameHeader header, DecodeFrameHeader(std::string_view(header_bytes,
-                                                                             sizeof(header_bytes)),
-                                                            max_payload));
+  WS_ASSIGN_OR_RETURN(
+      FrameHeader header,
+      DecodeFrameHeader(std::string_view(header_bytes, sizeof(header_bytes)), max_payload));
   Frame frame{header.type, std::string(header.payload_size, '\0')};
   Status status = ReadExact(fd, frame.payload.data(), frame.payload.size(), deadline, cancel_fd);
   if (!status.ok()) {

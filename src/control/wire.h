@@ -5,7 +5,8 @@
 //   4       2     protocol version (u16 LE), kProtocolVersion
 //   6       2     message type (u16 LE), MessageType
 //   8       4     payload length in bytes (u32 LE), at most the receiver's limit
-//   12      n     payload: fields encoded with WireWriter (integers LE, strings as u32 length+bytes)
+//   12      n     payload: fields encoded with WireWriter (integers LE, strings as u32
+//   length+bytes)
 //
 // A frame that is malformed (wrong magic or version, unknown type, oversized, truncated, or whose
 // payload does not decode exactly) is an error for that one connection, which the receiver closes;

@@ -3,9 +3,10 @@
 // Status: no crash, no out-of-bounds read, no allocation beyond the limits.
 //   cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
 //         -DWEIGHTSYNC_BUILD_FUZZ=ON -DWEIGHTSYNC_BUILD_TESTS=OFF -DWEIGHTSYNC_BUILD_BENCH=OFF
-//   ninja -C build-fuzz control_wire_fuzz && build-fuzz/src/control/control_wire_fuzz -max_total_time=60
-#include <cstddef>
+//   ninja -C build-fuzz control_wire_fuzz && build-fuzz/src/control/control_wire_fuzz
+//   -max_total_time=60
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 

@@ -10,10 +10,9 @@ namespace weightsync::control {
 namespace {
 
 StoreRequest RandomRequest(std::mt19937& rng) {
-  static constexpr MessageType kOps[] = {MessageType::kSet, MessageType::kGet,
-                                         MessageType::kWait, MessageType::kAdd,
-                                         MessageType::kCompareAndSet, MessageType::kDelete,
-                                         MessageType::kList};
+  static constexpr MessageType kOps[] = {
+      MessageType::kSet,           MessageType::kGet,    MessageType::kWait, MessageType::kAdd,
+      MessageType::kCompareAndSet, MessageType::kDelete, MessageType::kList};
   auto random_string = [&](size_t max) {
     std::string s(rng() % (max + 1), '\0');
     for (char& c : s) c = static_cast<char>(rng());
@@ -86,8 +85,7 @@ TEST(Wire, HeaderValidation) {
 
   std::string bad_version = frame;
   bad_version[4] = 9;
-  EXPECT_NE(DecodeFrame(bad_version, 100).status().message().find("version 9"),
-            std::string::npos);
+  EXPECT_NE(DecodeFrame(bad_version, 100).status().message().find("version 9"), std::string::npos);
 
   std::string bad_type = frame;
   bad_type[6] = 99;
