@@ -146,7 +146,7 @@ TEST(MultiProcess, KilledParticipantIsDetectedWithinTheLivenessTimeout) {
   EXPECT_EQ(status.code(), StatusCode::kAborted);
   EXPECT_TRUE(Contains(status.message(), "peer inference 0 died")) << status.message();
   EXPECT_TRUE(Contains(status.message(), "barrier 'step' generation 1")) << status.message();
-  EXPECT_LT(elapsed, kFast.liveness_timeout_s + 0.5);
+  EXPECT_LT(elapsed, kFast.liveness_timeout_s + 1.5);  // far below the barrier's 10 s deadline
 }
 
 TEST(MultiProcess, FrozenParticipantIsDetectedWhenItStopsHeartbeating) {
@@ -155,7 +155,7 @@ TEST(MultiProcess, FrozenParticipantIsDetectedWhenItStopsHeartbeating) {
   EXPECT_TRUE(Contains(status.message(), "peer inference 0 stopped heartbeating"))
       << status.message();
   EXPECT_GE(elapsed, kFast.liveness_timeout_s - 0.2);
-  EXPECT_LT(elapsed, kFast.liveness_timeout_s + 1.0);
+  EXPECT_LT(elapsed, kFast.liveness_timeout_s + 2.0);
 }
 
 }  // namespace

@@ -244,16 +244,17 @@ TEST(Store, MalformedMessagesCloseOnlyThatConnection) {
 }
 
 TEST(Store, SilentClientDoesNotBlockOthers) {
-  auto server = StartTestStore(/*io_timeout_s=*/2, /*handshake_timeout_s=*/0.5);
+  // Other clients must not wait for the silent ones' handshake timeout (2 s) to pass.
+  auto server = StartTestStore(/*io_timeout_s=*/2, /*handshake_timeout_s=*/2);
   UniqueFd silent = RawConnect(*server);
   UniqueFd silent_after_auth = RawAuthenticated(*server);
   auto start = Clock::now();
   auto client = ConnectTestClient(server->address());
   ASSERT_TRUE(client->Set("x", "y", DeadlineIn(1)).ok());
   EXPECT_EQ(client->Get("x", DeadlineIn(1)).value(), "y");
-  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(400));
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(1500));
   // The one that never finished its handshake is dropped after control.connect_timeout.
-  EXPECT_TRUE(ClosedByServer(silent.get(), 3));
+  EXPECT_TRUE(ClosedByServer(silent.get(), 5));
 }
 
 TEST(Store, ServesManyConcurrentClients) {
