@@ -16,6 +16,26 @@ constexpr auto kTable = std::to_array<ConfigOption>({
      "Largest output .safetensors file `weightsync convert` writes before starting another."},
     {"io.max_header_size", "100MiB", ConfigUnits::kBytes,
      "Largest safetensors JSON header accepted; larger headers are refused as malformed."},
+    {"control.connect_timeout", "30s", ConfigUnits::kSeconds,
+     "How long a store client keeps retrying to reach the store (it may start later), and how long "
+     "the store gives a new connection to finish the authentication handshake."},
+    {"control.io_timeout", "10s", ConfigUnits::kSeconds,
+     "Once a control message starts arriving (or a reply is being written), how long it may take; "
+     "a slower peer is disconnected."},
+    {"control.rendezvous_timeout", "300s", ConfigUnits::kSeconds,
+     "How long Join and each rendezvous round wait for every participant to arrive."},
+    {"control.barrier_timeout", "300s", ConfigUnits::kSeconds,
+     "How long a barrier waits for every participant to arrive."},
+    {"control.heartbeat_interval", "1s", ConfigUnits::kSeconds,
+     "How often each participant writes its heartbeat into the store."},
+    {"control.liveness_timeout", "5s", ConfigUnits::kSeconds,
+     "A participant whose heartbeat has not changed for this long is reported as dead; a closed "
+     "store connection is reported at once."},
+    {"control.max_message_size", "64MiB", ConfigUnits::kBytes,
+     "Largest control message (store request or reply) accepted; larger ones close the "
+     "connection."},
+    {"control.max_connections", "1024", ConfigUnits::kCount,
+     "Most connections the store serves at once (one thread each); more are refused."},
 });
 
 }  // namespace

@@ -1,0 +1,17 @@
+#include "control/barrier.h"
+
+namespace weightsync::control {
+
+Status Barrier::Arrive(uint64_t generation, Deadline deadline) {
+  WS_RETURN_IF_ERROR(ArriveAndWait(rendezvous_.context(), "barrier", name_, generation,
+                                   /*payload=*/"", /*gather=*/false, deadline)
+                         .status());
+  last_generation_ = generation;
+  return Status::Ok();
+}
+
+Status Barrier::ArriveNext(Deadline deadline) {
+  return Arrive(last_generation_ ? *last_generation_ + 1 : 0, deadline);
+}
+
+}  // namespace weightsync::control
