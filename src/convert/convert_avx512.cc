@@ -189,9 +189,15 @@ WS_AVX512 inline void LoadBF16x64(const void* row, int64_t col, int64_t n, __m51
 // Blocks [bc_begin, bc_end) of block row `block_row`. Pass 1 sweeps whole rows of the strip
 // (long streams for the prefetcher) for the amax; pass 2 then quantizes the strip out of L2 (a
 // 16-block strip is 512 KiB of bf16, 1 MiB of fp32).
+// The part of the source the next strip will read: rows [row_begin, row_end) x columns
+// [col_begin, col_end); empty when there is none.
+struct PrefetchRegion {
+  int64_t row_begin = 0, row_end = 0, col_begin = 0, col_end = 0;
+};
+
 template <DType kSrc>
 WS_AVX512 bool Fp8Strip(const ConvertJob& job, int64_t block_row, int64_t bc_begin,
-                        int64_t bc_end) {
+                        int64_t bc_end, const PrefetchRegion& next) {
   const int64_t r0 = block_row * kFp8BlockSize;
   const int64_t r1 = std::min(job.rows, r0 + kFp8BlockSize);
   const int64_t nblocks = bc_end - bc_begin;
@@ -257,9 +263,18 @@ WS_AVX512 bool Fp8Strip(const ConvertJob& job, int64_t block_row, int64_t bc_beg
   // at 384 MiB). The tables of all blocks of the strip stay in L1 (12 KiB).
   Fp8Tables tabs[kFp8StripBlocks];
   for (int64_t b = 0; b < nblocks; ++b) BuildTables(scales[b], tabs[b]);
+  // Meanwhile the next strip's source is prefetched into L2, one of its rows per row here, so
+  // its pass 1 overlaps this pass's arithmetic instead of waiting on memory.
+  const int64_t elem = static_cast<int64_t>(DTypeSize(kSrc));
+  const int64_t next_bytes = (next.col_end - next.col_begin) * elem;
   for (int64_t r = r0; r < r1; ++r) {
     const void* src = SrcRow(job, r);
     uint8_t* dst = static_cast<uint8_t*>(DstRow(job, r));
+    const int64_t nr = next.row_begin + (r - r0);
+    if (nr < next.row_end) {
+      const char* p = static_cast<const char*>(SrcRow(job, nr)) + next.col_begin * elem;
+      for (int64_t off = 0; off < next_bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T1);
+    }
     for (int64_t b = 0; b < nblocks; ++b) {
       const Fp8Tables& tab = tabs[b];
       const int64_t c0 = (bc_begin + b) * kFp8BlockSize;
@@ -281,12 +296,41 @@ WS_AVX512 bool Fp8Strip(const ConvertJob& job, int64_t block_row, int64_t bc_beg
 
 }  // namespace
 
+// Runs the strip as sub-strips of at most 8 blocks (fp32: 512 KiB, so one being quantized and
+// the next being prefetched fit in a 2 MiB L2 with room to spare), prefetching for each the next
+// sub-strip, or the start of the next work item (same order as ConvertWithPath's).
+template <DType kSrc>
+bool Fp8StripPrefetched(const ConvertJob& job, int64_t block_row, int64_t bc_begin,
+                        int64_t bc_end) {
+  constexpr int64_t kSub = kSrc == DType::kF32 ? 4 : 8;
+  const int64_t block_cols = CeilDiv(job.cols, kFp8BlockSize);
+  const int64_t block_rows = CeilDiv(job.rows, kFp8BlockSize);
+  for (int64_t b0 = bc_begin; b0 < bc_end; b0 += kSub) {
+    const int64_t b1 = std::min(bc_end, b0 + kSub);
+    PrefetchRegion next;
+    int64_t next_row = block_row;
+    int64_t next_b0 = b1;
+    if (next_b0 >= block_cols) {
+      next_row = block_row + 1;
+      next_b0 = 0;
+    }
+    if (next_row < block_rows) {
+      next.row_begin = next_row * kFp8BlockSize;
+      next.row_end = std::min(job.rows, next.row_begin + kFp8BlockSize);
+      next.col_begin = next_b0 * kFp8BlockSize;
+      next.col_end = std::min(job.cols, (next_b0 + kSub) * kFp8BlockSize);
+    }
+    if (!Fp8Strip<kSrc>(job, block_row, b0, b1, next)) return false;
+  }
+  return true;
+}
+
 bool Avx512Fp8Strip(const ConvertJob& job, int64_t block_row, int64_t bc_begin, int64_t bc_end) {
   switch (job.src_dtype) {
     case DType::kBF16:
-      return Fp8Strip<DType::kBF16>(job, block_row, bc_begin, bc_end);
+      return Fp8StripPrefetched<DType::kBF16>(job, block_row, bc_begin, bc_end);
     case DType::kF32:
-      return Fp8Strip<DType::kF32>(job, block_row, bc_begin, bc_end);
+      return Fp8StripPrefetched<DType::kF32>(job, block_row, bc_begin, bc_end);
     default:
       return Avx2Fp8Strip(job, block_row, bc_begin, bc_end);
   }
