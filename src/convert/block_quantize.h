@@ -49,12 +49,13 @@ struct ConvertJob {
 // before writing anything.
 Status ConvertReference(const ConvertJob& job);
 
-// The same result, vectorized (AVX2 when the CPU has it) and split over up to `threads` threads
-// (<= 0: one per hardware thread). On a non-OK Status the destination and scales are undefined
-// (partly written): callers convert into staging memory, never into live inference weights.
+// The same result, vectorized (AVX-512 or AVX2 when the CPU has it) and split over up to
+// `threads` threads (<= 0: one per hardware thread). On a non-OK Status the destination and
+// scales are undefined (partly written): callers convert into staging memory, never into live
+// inference weights.
 Status ConvertFast(const ConvertJob& job, int threads);
 
-// The kernels ConvertFast uses on this machine: "avx2" or "scalar".
+// The kernels ConvertFast uses on this machine: "avx512", "avx2" or "scalar".
 std::string_view FastPathName();
 
 }  // namespace weightsync

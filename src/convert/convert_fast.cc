@@ -22,6 +22,9 @@ Status ConvertWithPath(const ConvertJob& job, int threads, Path path) {
   if (path == Path::kAvx2 && !Avx2Supported()) {
     return FailedPrecondition("tensor ", job.name, ": this CPU has no AVX2/F16C");
   }
+  if (path == Path::kAvx512 && !Avx512Supported()) {
+    return FailedPrecondition("tensor ", job.name, ": this CPU has no AVX-512 F/BW/VL/VBMI");
+  }
   if (path == Path::kScalar) {
     // The scalar kernels trust their input, so check it all first.
     WS_RETURN_IF_ERROR(FindFirstInvalid(job));
@@ -39,7 +42,9 @@ Status ConvertWithPath(const ConvertJob& job, int threads, Path path) {
         const int64_t block_row = i / strips_per_row;
         const int64_t bc_begin = (i % strips_per_row) * kFp8StripBlocks;
         const int64_t bc_end = std::min(block_cols, bc_begin + kFp8StripBlocks);
-        if (path == Path::kAvx2) {
+        if (path == Path::kAvx512) {
+          if (!Avx512Fp8Strip(job, block_row, bc_begin, bc_end)) return RefusedMarker();
+        } else if (path == Path::kAvx2) {
           if (!Avx2Fp8Strip(job, block_row, bc_begin, bc_end)) return RefusedMarker();
         } else {
           for (int64_t bc = bc_begin; bc < bc_end; ++bc) ReferenceFp8Block(job, block_row, bc);
@@ -67,8 +72,24 @@ Status ConvertWithPath(const ConvertJob& job, int threads, Path path) {
 
 }  // namespace convert_internal
 
+namespace convert_internal {
+namespace {
+Path BestPath() {
+  if (Avx512Supported()) return Path::kAvx512;
+  return Avx2Supported() ? Path::kAvx2 : Path::kScalar;
+}
+}  // namespace
+}  // namespace convert_internal
+
 std::string_view FastPathName() {
-  return convert_internal::Avx2Supported() ? "avx2" : "scalar";
+  switch (convert_internal::BestPath()) {
+    case convert_internal::Path::kAvx512:
+      return "avx512";
+    case convert_internal::Path::kAvx2:
+      return "avx2";
+    default:
+      return "scalar";
+  }
 }
 
 Status ConvertFast(const ConvertJob& job, int threads) {
@@ -80,7 +101,7 @@ Status ConvertFast(const ConvertJob& job, int threads) {
   double useful = std::max(1.0, bytes / static_cast<double>(kMinBytesPerThread));
   int workers = ResolveThreadCount(threads);
   if (useful < workers) workers = static_cast<int>(useful);
-  return ConvertWithPath(job, workers, Avx2Supported() ? Path::kAvx2 : Path::kScalar);
+  return ConvertWithPath(job, workers, BestPath());
 }
 
 }  // namespace weightsync

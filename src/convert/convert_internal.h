@@ -76,7 +76,18 @@ bool Avx2CastRows(const ConvertJob& job, int64_t row_begin, int64_t row_end);
 // The SIMD e4m3 encoder alone, for exhaustive tests: in[i] must be finite with |in[i]| <= 448.
 void Avx2EncodeE4M3(const float* in, uint8_t* out, int64_t n);
 
-enum class Path { kScalar, kAvx2 };
+// AVX-512 (F, BW, VL, VBMI) kernels (convert_avx512.cc): FP8 from bf16 and fp32 by per-block
+// lookup tables (fp16 sources go to the AVX2 kernel); same contract as the AVX2 kernels. Casts
+// use the AVX2 kernels (they are memory-bound already).
+bool Avx512Supported();
+bool Avx512Fp8Strip(const ConvertJob& job, int64_t block_row, int64_t bc_begin, int64_t bc_end);
+// Hooks for exhaustive tests: the AVX-512 e4m3 encoder alone (same input rule as
+// Avx2EncodeE4M3), and the table quantizer on a bf16 vector with one scale, which must be
+// Fp8Scale(amax) for some finite amax >= every |in[i]|.
+void Avx512EncodeE4M3(const float* in, uint8_t* out, int64_t n);
+void Avx512QuantizeBF16(const uint16_t* in, uint8_t* out, int64_t n, float scale);
+
+enum class Path { kScalar, kAvx2, kAvx512 };
 // ConvertFast with the kernels and thread count forced (tests run every path on any data size).
 Status ConvertWithPath(const ConvertJob& job, int threads, Path path);
 

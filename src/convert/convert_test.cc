@@ -123,6 +123,7 @@ void ExpectFastMatchesReference(const Source& src, DType dst_dtype) {
   ASSERT_TRUE(ref_status.ok()) << ref_status.ToString();
   std::vector<Path> paths = {Path::kScalar};
   if (convert_internal::Avx2Supported()) paths.push_back(Path::kAvx2);
+  if (convert_internal::Avx512Supported()) paths.push_back(Path::kAvx512);
   for (Path path : paths) {
     for (int threads = 1; threads <= 4; ++threads) {
       Output got;
@@ -326,6 +327,9 @@ void ExpectRefused(const Source& src, DType dst_dtype, const std::string& messag
       if (convert_internal::Avx2Supported()) {
         results.push_back(ConvertWithPath(job, threads, Path::kAvx2));
       }
+      if (convert_internal::Avx512Supported()) {
+        results.push_back(ConvertWithPath(job, threads, Path::kAvx512));
+      }
     }
   }
   for (const Status& status : results) {
@@ -408,7 +412,7 @@ TEST(ConvertTest, BadJobsAreRefusedWithoutTouchingMemory) {
 
 TEST(ConvertTest, FastPathNameIsKnown) {
   std::string_view name = FastPathName();
-  EXPECT_TRUE(name == "avx2" || name == "scalar") << name;
+  EXPECT_TRUE(name == "avx512" || name == "avx2" || name == "scalar") << name;
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <limits>
 #include <random>
 #include <vector>
@@ -137,15 +139,26 @@ TEST(E4M3Test, MatchesOracleOnStridedSweep) {
   }
 }
 
-TEST(E4M3Test, SimdEncoderMatchesScalar) {
-  if (!convert_internal::Avx2Supported()) GTEST_SKIP() << "no AVX2";
+using SimdEncoder = void (*)(const float*, uint8_t*, int64_t);
+
+class SimdEncoderTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(SimdEncoderTest, MatchesScalar) {
+  SimdEncoder encode = nullptr;
+  if (GetParam() == 2) {
+    if (!convert_internal::Avx2Supported()) GTEST_SKIP() << "no AVX2";
+    encode = convert_internal::Avx2EncodeE4M3;
+  } else {
+    if (!convert_internal::Avx512Supported()) GTEST_SKIP() << "no AVX-512";
+    encode = convert_internal::Avx512EncodeE4M3;
+  }
   // All floats in [-448, 448] with bit patterns in steps of 5 (positive) and 101 (negative),
   // plus every tie and its neighbours, in batches.
   std::vector<float> in;
   std::vector<uint8_t> out;
   auto check = [&] {
     out.assign(in.size(), 0);
-    convert_internal::Avx2EncodeE4M3(in.data(), out.data(), static_cast<int64_t>(in.size()));
+    encode(in.data(), out.data(), static_cast<int64_t>(in.size()));
     for (size_t i = 0; i < in.size(); ++i) {
       ASSERT_EQ(out[i], FloatToE4M3(in[i])) << in[i];
     }
@@ -164,6 +177,56 @@ TEST(E4M3Test, SimdEncoderMatchesScalar) {
   }
   in.resize(in.size() / 8 * 8);
   check();
+}
+
+INSTANTIATE_TEST_SUITE_P(E4M3Test, SimdEncoderTest, ::testing::Values(2, 512),
+                         [](const ::testing::TestParamInfo<int>& param) {
+                           return param.param == 2 ? std::string("Avx2") : std::string("Avx512");
+                         });
+
+// The AVX-512 table quantizer (convert_avx512.cc) against the scalar definition
+// QuantizeE4M3(x, Fp8Scale(amax)), for every bf16 x with |x| <= amax (both signs), on a spread
+// of amax values: every 61st finite positive bf16, powers of two and their neighbours, 448 * 2^k
+// and its neighbours, the values around the 1e-12 scale floor, and the largest bf16.
+// WS_EXHAUSTIVE_FP8=1 in the environment checks every finite positive bf16 amax instead (2^31
+// pairs; about a minute per core), which was run once for the AVX-512 path.
+TEST(E4M3Test, Avx512TablesMatchScalarForEveryBf16) {
+  if (!convert_internal::Avx512Supported()) GTEST_SKIP() << "no AVX-512";
+  std::vector<uint16_t> amaxes;
+  const char* env = std::getenv("WS_EXHAUSTIVE_FP8");
+  const bool exhaustive = env != nullptr && std::string(env) == "1";
+  for (uint32_t a = 1; a <= 0x7f7f; a += exhaustive ? 1 : 61) {
+    amaxes.push_back(static_cast<uint16_t>(a));
+  }
+  for (int e = -133; e <= 127; ++e) {
+    for (float base : {1.0f, 448.0f, 448e-12f}) {
+      uint16_t b = FloatToBF16(std::ldexp(base, e));
+      if (b == 0 || b >= 0x7f80) continue;
+      for (int d = -2; d <= 2; ++d) {
+        int v = b + d;
+        if (v > 0 && v < 0x7f80) amaxes.push_back(static_cast<uint16_t>(v));
+      }
+    }
+  }
+  amaxes.push_back(0x7f7f);
+  amaxes.push_back(0x0000);
+  std::vector<uint16_t> in;
+  std::vector<uint8_t> out;
+  for (uint16_t amax : amaxes) {
+    float scale = convert_internal::Fp8Scale(BF16ToFloat(amax));
+    in.clear();
+    for (uint32_t x = 0; x <= amax; ++x) {
+      in.push_back(static_cast<uint16_t>(x));
+      in.push_back(static_cast<uint16_t>(x | 0x8000u));
+    }
+    out.assign(in.size(), 0xcd);
+    convert_internal::Avx512QuantizeBF16(in.data(), out.data(), static_cast<int64_t>(in.size()),
+                                         scale);
+    for (size_t i = 0; i < in.size(); ++i) {
+      ASSERT_EQ(out[i], convert_internal::QuantizeE4M3(BF16ToFloat(in[i]), scale))
+          << "x 0x" << std::hex << in[i] << " amax 0x" << amax;
+    }
+  }
 }
 
 }  // namespace

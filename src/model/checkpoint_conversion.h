@@ -38,7 +38,7 @@ struct ConversionSummary {
   double seconds = 0;
   std::vector<std::string> ignored;
   std::vector<std::string> output_files;
-  std::string kernels;  // "avx2" or "scalar"
+  std::string kernels;  // "avx512", "avx2" or "scalar"
 };
 
 Result<ConversionSummary> ConvertCheckpoint(const ModelSpec& model,
