@@ -17,7 +17,7 @@ for layers in dense moe; do
     build/tools/weightsync convert --model glm_moe_dsa --source-format hf-fused --target-format vllm \
       --partial --threads "$threads" --input "$work/glm5_$layers.safetensors" \
       --output "$work/out_$layers.safetensors" --overwrite --json |
-      $py -c "import json,sys; s=json.load(sys.stdin); print(f\"$layers layer, threads=${threads/#0/all}: {s['bytes_read']/1e9:.2f} GB read, {s['bytes_written']/1e9:.2f} GB written, {s['seconds']:.2f} s, {s['gb_per_second']:.2f} GB/s read+write ({s['kernels']})\")"
+      $py -c "import json,sys; s=json.load(sys.stdin); print(f\"$layers layer, threads=${threads/#0/all}: {s['bytes_read']/1e9:.2f} GB read, {s['bytes_written']/1e9:.2f} GB written, {s['seconds']:.2f} s, {s['gb_per_second']:.2f} GB/s read+write ({s['kernels']}); converting {s['convert_seconds']:.2f} s = {(s['bytes_read']+s['bytes_written'])/s['convert_seconds']/1e9:.2f} GB/s, flushing {s['commit_seconds']:.2f} s\")"
   done
   rm -f "$work/glm5_$layers.safetensors" "$work"/out_*
 done

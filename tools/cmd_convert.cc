@@ -81,6 +81,8 @@ int RunConvert(const ConvertFlags& flags) {
                           {"bytes_read", s.bytes_read},
                           {"bytes_written", s.bytes_written},
                           {"seconds", s.seconds},
+                          {"convert_seconds", s.convert_seconds},
+                          {"commit_seconds", s.commit_seconds},
                           {"gb_per_second", gbps},
                           {"kernels", s.kernels},
                           {"ignored", s.ignored},
@@ -92,9 +94,10 @@ int RunConvert(const ConvertFlags& flags) {
   std::printf("converted %s (%s -> %s): %lld source tensors -> %lld tensors\n", model->name.c_str(),
               flags.source_format.c_str(), flags.target_format.c_str(),
               static_cast<long long>(s.source_tensors), static_cast<long long>(s.destination_tensors));
-  std::printf("read %.3f GB, wrote %.3f GB in %.2f s (%.2f GB/s read+write, %s kernels)\n",
+  std::printf("read %.3f GB, wrote %.3f GB in %.2f s (%.2f GB/s read+write, %s kernels; "
+              "%.2f s converting, %.2f s flushing to disk)\n",
               static_cast<double>(s.bytes_read) / 1e9, static_cast<double>(s.bytes_written) / 1e9,
-              s.seconds, gbps, s.kernels.c_str());
+              s.seconds, gbps, s.kernels.c_str(), s.convert_seconds, s.commit_seconds);
   if (!s.ignored.empty()) std::printf("ignored %zu source tensors\n", s.ignored.size());
   std::printf("output: %s (%zu file%s)\n", flags.output.c_str(), s.output_files.size(),
               s.output_files.size() == 1 ? "" : "s");

@@ -50,6 +50,10 @@ Result<ConversionSummary> ConvertCheckpoint(const ModelSpec& model,
   WS_ASSIGN_OR_RETURN(CheckpointWriter writer,
                       CheckpointWriter::Create(output, declared, writer_options));
 
+  auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
+  const auto convert_start = std::chrono::steady_clock::now();
   ConversionProgress progress;
   progress.tensors_total = static_cast<int64_t>(resolved.size());
   progress.bytes_total = summary.bytes_read;
@@ -66,11 +70,13 @@ Result<ConversionSummary> ConvertCheckpoint(const ModelSpec& model,
     progress.current = r.spec.destination;
     if (options.on_progress) options.on_progress(progress);
   }
+  summary.convert_seconds = seconds_since(convert_start);
+  const auto commit_start = std::chrono::steady_clock::now();
   WS_RETURN_IF_ERROR(writer.Commit());
+  summary.commit_seconds = seconds_since(commit_start);
   summary.output_files = writer.file_names();
   summary.kernels = std::string(FastPathName());
-  summary.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  summary.seconds = seconds_since(start);
   return summary;
 }
 

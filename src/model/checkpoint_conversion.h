@@ -35,7 +35,9 @@ struct ConversionSummary {
   int64_t destination_tensors = 0;  // tensors written, scales included
   int64_t bytes_read = 0;
   int64_t bytes_written = 0;
-  double seconds = 0;
+  double seconds = 0;          // all of it
+  double convert_seconds = 0;  // reading sources and converting into the mapped output
+  double commit_seconds = 0;   // flushing the output to disk and renaming it into place
   std::vector<std::string> ignored;
   std::vector<std::string> output_files;
   std::string kernels;  // "avx512", "avx2" or "scalar"
