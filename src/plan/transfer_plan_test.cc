@@ -1,0 +1,197 @@
+#include "plan/transfer_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "plan/plan_internal.h"
+
+namespace weightsync {
+namespace {
+
+// A tiny GLM-5 shaped model whose every split below is 128-block aligned: vocab 1000 pads to 1024.
+ModelDims TinyGlm() {
+  ModelDims d = *PresetDims("glm5");
+  d.hidden = 256, d.vocab = 1000, d.layers = 3, d.intermediate = 1024, d.moe_intermediate = 512;
+  d.first_k_dense = 1, d.experts = 8, d.shared_experts = 1, d.heads = 8;
+  d.q_lora = 256, d.kv_lora = 128, d.rope = 64, d.nope = 128, d.v_head = 128;
+  d.index_heads = 4, d.index_head_dim = 64;
+  return d;
+}
+
+ModelSpec Spec(const std::string& name) { return *ModelSpecLibrary::Builtin().Load(name); }
+
+TEST(TransferPlan, SmallPlanIsCompleteAndDeterministic) {
+  PlanOptions o;
+  o.trainer.fsdp = 4;
+  o.trainer.ep = 2;
+  o.inference.dp = 4;
+  o.inference.expert_parallel = true;
+  o.inference.replicas = 2;
+  auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  Status valid = ValidatePlan(*plan);
+  EXPECT_TRUE(valid.ok()) << valid.ToString();
+  auto again = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  EXPECT_EQ(plan->hash, again->hash);
+  EXPECT_EQ(plan->hash.size(), 16u);
+  o.inference.placement = ExpertPlacement::kRoundRobin;
+  auto other = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  EXPECT_NE(plan->hash, other->hash);
+  // Every replica rank holds the same bytes with data-parallel attention and linear placement.
+  for (int64_t bytes : plan->inference_bytes) EXPECT_EQ(bytes, plan->inference_bytes[0]);
+}
+
+TEST(TransferPlan, ExpertUnitsCoalesceIntoOneWritePerReceiver) {
+  PlanOptions o;
+  o.trainer.fsdp = 4;  // 2 experts per trainer rank
+  o.inference.dp = 2;  // 4 experts per inference rank, linear
+  o.inference.expert_parallel = true;
+  auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  for (const ConvertUnit& unit : plan->units) {
+    const PlannedTensor& t = plan->tensors[unit.tensor];
+    if (!t.shape.stacked) continue;
+    EXPECT_FALSE(unit.gathered);
+    EXPECT_EQ(unit.parts.size(), 2);
+    EXPECT_EQ(unit.write_count, 2) << t.shape.name;  // weight + scale, to one rank
+  }
+}
+
+TEST(TransferPlan, GathersBlocksThatStraddleShards) {
+  PlanOptions o;
+  o.trainer.fsdp = 3;  // 256-row FP8 tensors split 86/86/84: no whole 128-block on one rank
+  o.min_shard_bytes = 1;
+  auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  EXPECT_TRUE(ValidatePlan(*plan).ok());
+  bool saw = false;
+  for (const ConvertUnit& unit : plan->units) {
+    if (plan->tensors[unit.tensor].shape.name == "model.layers.0.self_attn.q_a_proj.weight") saw = true;
+    if (plan->tensors[unit.tensor].shape.name == "model.layers.0.self_attn.o_proj.weight") {
+      EXPECT_TRUE(unit.gathered);
+      EXPECT_GT(unit.gather_bytes, 0);
+    }
+  }
+  EXPECT_FALSE(saw);  // q_a_proj is fused into fused_qkv_a_proj
+}
+
+TEST(TransferPlan, RandomLayoutsCoverEveryByteExactlyOnce) {
+  std::mt19937 rng(1234);
+  auto pick = [&](std::vector<int> v) { return v[rng() % v.size()]; };
+  for (int trial = 0; trial < 40; ++trial) {
+    PlanOptions o;
+    o.trainer.fsdp = pick({1, 2, 3, 5, 6, 8, 12});
+    std::vector<int> eps;
+    for (int e = 1; e <= o.trainer.fsdp; ++e) {
+      if (o.trainer.fsdp % e == 0) eps.push_back(e);
+    }
+    o.trainer.ep = pick(eps);
+    o.trainer.hsdp = pick({1, 2});
+    o.trainer.all_replicas_send = rng() % 2;
+    o.trainer.gpus_per_node = pick({2, 4, 8});
+    o.inference.tp = pick({1, 2});
+    o.inference.dp = pick({1, 2});
+    o.inference.expert_parallel = rng() % 2;
+    o.inference.placement = rng() % 2 ? ExpertPlacement::kLinear : ExpertPlacement::kRoundRobin;
+    o.inference.replicas = pick({1, 2, 3});
+    o.unit_bytes = pick({4096, 65536, 1 << 20});
+    o.min_shard_bytes = pick({1, 16384, 1 << 20});
+    o.staging_budget = 8 << 20;
+    const std::string format = rng() % 2 ? "torchtitan" : "hf-fused";
+    o.source_format = format;
+    SCOPED_TRACE(StrCat(o.trainer.ToString(), " ", o.inference.ToString(), " unit ", o.unit_bytes,
+                        " min shard ", o.min_shard_bytes, " ", format));
+    auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    Status valid = ValidatePlan(*plan);
+    ASSERT_TRUE(valid.ok()) << valid.ToString();
+    auto again = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+    ASSERT_EQ(plan->hash, again->hash);
+    for (const ConvertUnit& unit : plan->units) {
+      ASSERT_LT(unit.owner, o.trainer.senders());
+    }
+  }
+}
+
+TEST(TransferPlan, QwenWithTensorParallelism) {
+  ModelDims d = *PresetDims("qwen3_235b");
+  d.layers = 2;
+  d.hidden = 512, d.heads = 8, d.kv_heads = 2, d.experts = 4, d.moe_intermediate = 512;
+  d.vocab = 1000;
+  PlanOptions o;
+  o.source_format = "hf-fused";
+  o.trainer.fsdp = 5;
+  o.inference.tp = 4;  // kv heads replicated twice; experts sliced 128 rows each
+  auto plan = BuildTransferPlan(Spec("qwen3_moe"), d, o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  EXPECT_TRUE(ValidatePlan(*plan).ok());
+  o.inference.tp = 8;  // 512 / 8 = 64-row expert slices: not on FP8 blocks
+  auto bad = BuildTransferPlan(Spec("qwen3_moe"), d, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("w13_weight"), std::string::npos) << bad.status().ToString();
+}
+
+TEST(TransferPlan, ValidationNamesTensorAndRanks) {
+  PlanOptions o;
+  o.trainer.fsdp = 2;
+  o.min_shard_bytes = 1;  // shard by shard: destinations written by several writes
+  o.inference.dp = 2;
+  o.inference.expert_parallel = true;
+  auto built = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  ASSERT_TRUE(built.ok());
+  const TransferPlan& plan = *built;
+  // Drop a write: bytes never written.
+  {
+    TransferPlan broken = plan;
+    ConvertUnit& unit = broken.units[0];
+    broken.writes[unit.first_write].bytes -= 2;
+    Status s = ValidatePlan(broken);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("never written"), std::string::npos) << s.ToString();
+    EXPECT_NE(s.message().find(plan.tensors[unit.tensor].shape.name), std::string::npos);
+    EXPECT_NE(s.message().find("replica 0 rank 0"), std::string::npos) << s.ToString();
+  }
+  // Overlap: a write shifted onto its neighbour.
+  {
+    TransferPlan broken = plan;
+    bool shifted = false;
+    for (PlannedWrite& w : broken.writes) {
+      if (w.dest_offset > 0) {
+        w.dest_offset -= 2;
+        shifted = true;
+        break;
+      }
+    }
+    ASSERT_TRUE(shifted);
+    Status s = ValidatePlan(broken);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("written twice, by trainer ranks"), std::string::npos)
+        << s.ToString();
+  }
+  // Out of bounds of the slot.
+  {
+    TransferPlan broken = plan;
+    broken.writes[0].slot_offset += broken.units[0].weight_bytes;
+    EXPECT_EQ(ValidatePlan(broken).code(), StatusCode::kOutOfRange);
+  }
+}
+
+TEST(TransferPlan, StagingBudgetIsEnforced) {
+  PlanOptions o;
+  o.trainer.fsdp = 2;
+  o.staging_budget = 4096;
+  auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(plan.status().message().find("trainer rank"), std::string::npos);
+  o.staging_budget = 1 << 20;
+  o.unit_bytes = 64 << 10;
+  auto fits = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  ASSERT_TRUE(fits.ok()) << fits.status().ToString();
+  EXPECT_TRUE(ValidatePlan(*fits).ok());
+  for (const TrainerRankLoad& load : fits->trainer) EXPECT_LE(load.staging_bytes, 1 << 20);
+}
+
+}  // namespace
+}  // namespace weightsync
