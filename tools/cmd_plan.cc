@@ -201,6 +201,8 @@ int RunPlan(const PlanFlags& flags) {
   options.staging_budget = static_cast<int64_t>(*config->GetBytes("plan.staging_budget"));
   options.unit_bytes = static_cast<int64_t>(*config->GetBytes("plan.unit_bytes"));
   options.min_shard_bytes = static_cast<int64_t>(*config->GetBytes("plan.min_shard_bytes"));
+  options.write_cost_bytes = static_cast<int64_t>(*config->GetBytes("plan.write_cost_bytes"));
+  options.rebalance_tolerance_percent = *config->GetCount("plan.rebalance_tolerance");
   Result<NetworkModel> network = NetworkFromConfig(*config);
   if (!network.ok()) return fail(network.status());
 

@@ -24,6 +24,11 @@ constexpr auto kTable = std::to_array<ConfigOption>({
     {"plan.min_shard_bytes", "1MiB", ConfigUnits::kBytes,
      "A tensor with fewer bytes than this per trainer rank holding it is gathered to one rank "
      "instead of converted shard by shard (a few large writes instead of many tiny ones)."},
+    {"plan.write_cost_bytes", "256KiB", ConfigUnits::kBytes,
+     "What one write weighs when balancing trainer ranks, in bytes (posting overhead x NIC rate)."},
+    {"plan.rebalance_tolerance", "2", ConfigUnits::kCount,
+     "Percent by which a trainer rank may out-load its node's least loaded sender before whole "
+     "sharded units move to that rank over NVLink."},
     {"plan.sim.nic_bandwidth", "50GB/s", ConfigUnits::kString,
      "Simulator: NIC rate per GPU and direction (GB/s, Gb/s, TB/s)."},
     {"plan.sim.nvlink_bandwidth", "450GB/s", ConfigUnits::kString,

@@ -1,5 +1,6 @@
 // Convert units: cutting tensors into work, choosing who does it, and where it is staged.
 #include <algorithm>
+#include <functional>
 #include <numeric>
 
 #include "convert/block_quantize.h"
@@ -195,25 +196,75 @@ std::vector<ConvertUnit> CutUnits(const std::vector<PlannedTensor>& tensors,
   return out;
 }
 
+namespace {
+
+// Moves whole sharded units from the most to the least loaded sender of each node until they are
+// within tolerance: uneven torch.chunk splits (384 experts over 256 ranks: 2, 2, 2, 0, ...) leave
+// some ranks idle, and an NVLink copy costs far less than a NIC byte.
+void RebalanceNodes(TransferPlan& plan, std::vector<int64_t>& load,
+                    const std::function<int64_t(const ConvertUnit&)>& cost) {
+  const TrainerParallelism& trainer = plan.options.trainer;
+  const int senders = trainer.senders();
+  std::vector<std::vector<int32_t>> owned(senders);
+  for (int32_t u = 0; u < static_cast<int32_t>(plan.units.size()); ++u) {
+    if (!plan.units[u].gathered) owned[plan.units[u].owner].push_back(u);
+  }
+  for (int first = 0; first < senders; first += trainer.gpus_per_node) {
+    const int last = std::min(senders, first + trainer.gpus_per_node);
+    while (true) {
+      int most = first, least = first;
+      for (int r = first; r < last; ++r) {
+        if (load[r] > load[most]) most = r;
+        if (load[r] < load[least]) least = r;
+      }
+      const int64_t gap = load[most] - load[least];
+      if (gap * 100 <= load[most] * plan.options.rebalance_tolerance_percent) break;
+      // The largest unit that still narrows the gap: at most half of it.
+      int best = -1;
+      for (size_t i = 0; i < owned[most].size(); ++i) {
+        const int64_t c = cost(plan.units[owned[most][i]]);
+        if (c > 0 && 2 * c <= gap &&
+            (best < 0 || c > cost(plan.units[owned[most][static_cast<size_t>(best)]]))) {
+          best = static_cast<int>(i);
+        }
+      }
+      if (best < 0) break;
+      const int32_t u = owned[most][static_cast<size_t>(best)];
+      owned[most].erase(owned[most].begin() + best);
+      ConvertUnit& unit = plan.units[u];
+      unit.owner = least;
+      unit.gathered = true;
+      unit.moved = true;
+      load[most] -= cost(unit);
+      load[least] += cost(unit);
+    }
+  }
+}
+
+}  // namespace
+
 Status AssignOwners(TransferPlan& plan) {
   const TrainerParallelism& trainer = plan.options.trainer;
   const int world = trainer.world(), senders = trainer.senders(), fsdp = trainer.fsdp;
   const int sending_replicas = trainer.all_replicas_send ? trainer.hsdp : 1;
   plan.trainer.assign(world, {});
   std::vector<int64_t> load(world, 0);
+  auto cost = [&](const ConvertUnit& unit) {
+    return unit.egress_bytes + unit.write_count * plan.options.write_cost_bytes;
+  };
   // Fixed owners first, then the flexible units largest first onto the least loaded candidate
   // (longest-processing-time-first); ties go to the lowest rank, so every rank computes the same.
   std::vector<int32_t> flexible;
   for (int32_t u = 0; u < static_cast<int32_t>(plan.units.size()); ++u) {
     ConvertUnit& unit = plan.units[u];
     if (!unit.gathered && sending_replicas == 1) {
-      load[unit.owner] += unit.egress_bytes;
+      load[unit.owner] += cost(unit);
     } else {
       flexible.push_back(u);
     }
   }
   std::stable_sort(flexible.begin(), flexible.end(), [&](int32_t a, int32_t b) {
-    return plan.units[a].egress_bytes > plan.units[b].egress_bytes;
+    return cost(plan.units[a]) > cost(plan.units[b]);
   });
   for (int32_t u : flexible) {
     ConvertUnit& unit = plan.units[u];
@@ -227,8 +278,9 @@ Status AssignOwners(TransferPlan& plan) {
       for (int replica = 0; replica < sending_replicas; ++replica) consider(replica * fsdp + unit.owner);
     }
     unit.owner = best;
-    load[best] += unit.egress_bytes;
+    load[best] += cost(unit);
   }
+  RebalanceNodes(plan, load, cost);
 
   // Gathers: the owner fetches every source row it does not hold from its own replica's shards.
   for (ConvertUnit& unit : plan.units) {

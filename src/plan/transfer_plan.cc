@@ -74,6 +74,8 @@ std::string HashPlan(const TransferPlan& plan) {
   put(o.staging_budget);
   put(o.unit_bytes);
   put(o.min_shard_bytes);
+  put(o.write_cost_bytes);
+  put(o.rebalance_tolerance_percent);
   for (const PlannedTensor& t : plan.tensors) {
     put_string(t.shape.name);
     put(static_cast<int64_t>(t.shape.parallel));
@@ -84,7 +86,7 @@ std::string HashPlan(const TransferPlan& plan) {
   }
   for (const ConvertUnit& u : plan.units) {
     for (int64_t v : {int64_t{u.tensor}, u.parts.begin, u.parts.end, u.rows.begin, u.rows.end,
-                      int64_t{u.gathered}, int64_t{u.owner}, u.staging_offset, u.staging_bytes}) {
+                      int64_t{u.gathered}, int64_t{u.moved}, int64_t{u.owner}, u.staging_offset, u.staging_bytes}) {
       put(v);
     }
   }

@@ -10,7 +10,9 @@
 //   it is converted where it lives.
 // - "gathered": a block straddles shards (FP8 blocks need all 128 rows), or the tensor is so small
 //   that per-shard pieces would cost more in write overhead than they save: the rows are gathered
-//   to one owner chosen to balance NIC bytes over every sending trainer rank.
+//   to one owner chosen to balance NIC bytes over every sending trainer rank. Sharded units of an
+//   overloaded rank (uneven torch.chunk expert splits) are also handed whole to a less loaded rank
+//   of the same node, over NVLink, and become gathered.
 // A staging slot stores the unit as column segments (one per distinct column split of the
 // destination), each a contiguous [parts, rows, segment columns] matrix, so that every write is one
 // contiguous byte range on both sides; FP8 scales get a slot of the same shape in 128-blocks.
@@ -37,6 +39,12 @@ struct PlanOptions {
   int64_t staging_budget = int64_t{4} << 30;  // bytes of staging per trainer rank (plan.staging_budget)
   int64_t unit_bytes = int64_t{128} << 20;    // largest convert unit (plan.unit_bytes)
   int64_t min_shard_bytes = int64_t{1} << 20;  // smaller shards are gathered (plan.min_shard_bytes)
+  // What one write costs in balancing, as bytes (plan.write_cost_bytes): ~ posting overhead x NIC
+  // rate, so a rank given many tiny units is not taken for an idle one.
+  int64_t write_cost_bytes = int64_t{256} << 10;
+  // A rank more loaded than this fraction above its node's least loaded sender hands whole
+  // sharded units to it over NVLink (plan.rebalance_tolerance, in percent).
+  int64_t rebalance_tolerance_percent = 2;
 };
 
 // Source rows of one destination part: the rows `rows` of the destination come from source rows
@@ -70,6 +78,7 @@ struct ConvertUnit {
   Range parts;
   Range rows;
   bool gathered = false;
+  bool moved = false;  // a sharded unit handed to another rank of its node for balance
   int32_t owner = -1;  // global trainer rank
   int64_t weight_bytes = 0;
   int64_t scale_bytes = 0;

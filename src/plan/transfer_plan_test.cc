@@ -58,6 +58,59 @@ TEST(TransferPlan, ExpertUnitsCoalesceIntoOneWritePerReceiver) {
   }
 }
 
+// Writes of one whole-tensor unit on tp=2, against offsets computed by hand.
+std::vector<PlannedWrite> WritesOf(const TransferPlan& plan, const std::string& tensor) {
+  std::vector<PlannedWrite> out;
+  for (const ConvertUnit& unit : plan.units) {
+    if (plan.tensors[unit.tensor].shape.name != tensor) continue;
+    EXPECT_EQ(unit.rows.begin, 0);
+    EXPECT_EQ(unit.rows.end, plan.tensors[unit.tensor].shape.rows);
+    for (int64_t w = unit.first_write; w < unit.first_write + unit.write_count; ++w) {
+      out.push_back(plan.writes[w]);
+    }
+  }
+  return out;
+}
+
+void ExpectWrite(const PlannedWrite& w, int rank, bool scale, int64_t slot, int64_t dest,
+                 int64_t bytes) {
+  EXPECT_EQ(w.rank, rank);
+  EXPECT_EQ(w.scale, scale);
+  EXPECT_EQ(w.slot_offset, slot);
+  EXPECT_EQ(w.dest_offset, dest);
+  EXPECT_EQ(w.bytes, bytes);
+}
+
+TEST(TransferPlan, WritesMatchHandComputedOffsets) {
+  PlanOptions o;
+  o.trainer.fsdp = 1;
+  o.inference.tp = 2;
+  auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_TRUE(ValidatePlan(*plan).ok());
+  // o_proj [256, 1024] fp8, row-parallel: the slot holds columns 0..512 then 512..1024, each a
+  // contiguous [256, 512] matrix; scales [2, 8] blocks as [2, 4] + [2, 4].
+  auto o_proj = WritesOf(*plan, "model.layers.0.self_attn.o_proj.weight");
+  ASSERT_EQ(o_proj.size(), 4u);
+  ExpectWrite(o_proj[0], 0, false, 0, 0, 256 * 512);
+  ExpectWrite(o_proj[1], 0, true, 0, 0, 2 * 4 * 4);
+  ExpectWrite(o_proj[2], 1, false, 256 * 512, 0, 256 * 512);
+  ExpectWrite(o_proj[3], 1, true, 2 * 4 * 4, 0, 2 * 4 * 4);
+  // Dense gate_up [2048, 256] = [gate 1024; up 1024], merged column: rank 1 holds
+  // [gate 512..1024; up 1536..2048] (scale rows [4, 8) and [12, 16), 2 blocks wide).
+  auto gate_up = WritesOf(*plan, "model.layers.0.mlp.gate_up_proj.weight");
+  ASSERT_EQ(gate_up.size(), 8u);
+  ExpectWrite(gate_up[4], 1, false, 512 * 256, 0, 512 * 256);
+  ExpectWrite(gate_up[5], 1, false, 1536 * 256, 512 * 256, 512 * 256);
+  ExpectWrite(gate_up[6], 1, true, 4 * 2 * 4, 0, 4 * 2 * 4);
+  ExpectWrite(gate_up[7], 1, true, 12 * 2 * 4, 4 * 2 * 4, 4 * 2 * 4);
+  // embed_tokens [1000, 256] bf16 padded to 1024 rows: rank 1 holds rows 512..1024 and is written
+  // rows 512..1000 only.
+  auto embed = WritesOf(*plan, "model.embed_tokens.weight");
+  ASSERT_EQ(embed.size(), 2u);
+  ExpectWrite(embed[1], 1, false, 512 * 256 * 2, 0, 488 * 256 * 2);
+}
+
 TEST(TransferPlan, GathersBlocksThatStraddleShards) {
   PlanOptions o;
   o.trainer.fsdp = 3;  // 256-row FP8 tensors split 86/86/84: no whole 128-block on one rank
@@ -112,6 +165,35 @@ TEST(TransferPlan, RandomLayoutsCoverEveryByteExactlyOnce) {
       ASSERT_LT(unit.owner, o.trainer.senders());
     }
   }
+}
+
+TEST(TransferPlan, UnevenExpertSplitsAreRebalancedInsideTheNode) {
+  ModelDims d = TinyGlm();
+  d.experts = 12;  // over 8 ranks, torch.chunk gives 2, 2, 2, 2, 2, 2, 0, 0
+  // Experts dominate: gathered non-expert units alone cannot even the load out.
+  d.moe_intermediate = 4096, d.first_k_dense = 0, d.layers = 2, d.vocab = 128;
+  d.shared_experts = 0;
+  PlanOptions o;
+  o.trainer.fsdp = 8;  // one inference rank: non-expert tensors are not multiplied by replication
+  o.write_cost_bytes = 0;  // in a model this small, write counts would otherwise dominate
+  auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), d, o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_TRUE(ValidatePlan(*plan).ok());
+  int moved = 0;
+  for (const ConvertUnit& unit : plan->units) {
+    if (!unit.moved) continue;
+    ++moved;
+    EXPECT_TRUE(unit.gathered);
+    EXPECT_GT(unit.gather_bytes, 0);
+    EXPECT_EQ(unit.gather_nic_bytes, 0);  // one node: NVLink only
+  }
+  EXPECT_GT(moved, 0);
+  int64_t most = 0, least = INT64_MAX;
+  for (const TrainerRankLoad& load : plan->trainer) {
+    most = std::max(most, load.write_bytes);
+    least = std::min(least, load.write_bytes);
+  }
+  EXPECT_LT(most, least * 13 / 10);  // without moves ranks 6 and 7 would hold no experts
 }
 
 TEST(TransferPlan, QwenWithTensorParallelism) {
