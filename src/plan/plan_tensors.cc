@@ -81,6 +81,41 @@ Result<std::pair<int64_t, int64_t>> PlacePieces(std::vector<SourcePiece>& pieces
   return std::pair{rows, cols};
 }
 
+// Rows [0, rows) cut at every layout boundary; each piece goes to the group of the lowest rank
+// holding it (pieces no rank holds form a last group), groups in rank order, rows ascending.
+std::vector<std::vector<Range>> RowGroups(const std::vector<LocalLayout>& layouts, int64_t rows) {
+  std::vector<int64_t> bounds = {0, rows};
+  for (const LocalLayout& layout : layouts) {
+    if (layout.empty()) continue;
+    for (const Range& r : layout.rows) {
+      bounds.push_back(std::min(r.begin, rows));
+      bounds.push_back(std::min(r.end, rows));
+    }
+  }
+  std::sort(bounds.begin(), bounds.end());
+  bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+  std::map<size_t, std::vector<Range>> groups;  // lowest holding rank (or layouts.size()) -> rows
+  for (size_t i = 0; i + 1 < bounds.size(); ++i) {
+    const Range piece{bounds[i], bounds[i + 1]};
+    size_t holder = layouts.size();
+    for (size_t rank = 0; rank < layouts.size() && holder == layouts.size(); ++rank) {
+      if (layouts[rank].empty()) continue;
+      for (const Range& r : layouts[rank].rows) {
+        if (r.begin <= piece.begin && piece.end <= r.end) holder = rank;
+      }
+    }
+    std::vector<Range>& group = groups[holder];
+    if (!group.empty() && group.back().end == piece.begin) {
+      group.back().end = piece.end;
+    } else {
+      group.push_back(piece);
+    }
+  }
+  std::vector<std::vector<Range>> out;
+  for (auto& [holder, group] : groups) out.push_back(std::move(group));
+  return out;
+}
+
 Result<PlannedTensor> PlanOneTensor(const ConversionSpec& spec, const TargetRule& rule,
                                     const std::map<std::string, const SourceTensor*>& sources,
                                     const ModelDims& dims, const InferenceParallelism& inference) {
@@ -131,6 +166,16 @@ Result<PlannedTensor> PlanOneTensor(const ConversionSpec& spec, const TargetRule
   std::sort(bounds.begin(), bounds.end());
   bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
   for (size_t i = 0; i + 1 < bounds.size(); ++i) tensor.segments.push_back({bounds[i], bounds[i + 1]});
+  tensor.row_groups = RowGroups(tensor.layouts, shape.rows);
+  if (shape.fp8) {
+    for (const auto& group : tensor.row_groups) {
+      std::vector<Range> blocks;
+      for (const Range& r : group) {
+        blocks.push_back({r.begin / kFp8BlockSize, (r.end + kFp8BlockSize - 1) / kFp8BlockSize});
+      }
+      tensor.scale_row_groups.push_back(std::move(blocks));
+    }
+  }
   return tensor;
 }
 

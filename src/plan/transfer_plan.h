@@ -14,8 +14,10 @@
 //   overloaded rank (uneven torch.chunk expert splits) are also handed whole to a less loaded rank
 //   of the same node, over NVLink, and become gathered.
 // A staging slot stores the unit as column segments (one per distinct column split of the
-// destination), each a contiguous [parts, rows, segment columns] matrix, so that every write is one
-// contiguous byte range on both sides; FP8 scales get a slot of the same shape in 128-blocks.
+// destination), each cut into row groups (the rows the lowest inference rank holding them holds,
+// e.g. [gate_r; up_r] of a merged column), each group a contiguous [parts, group rows, segment
+// columns] matrix: so a rank's share of a unit is usually one contiguous byte range on both sides,
+// one write, even across experts. FP8 scales get a slot of the same shape in 128-blocks.
 //
 // Threading: BuildTransferPlan and ValidatePlan are pure; a TransferPlan is an immutable value
 // after it is built and may be shared between threads.
@@ -67,6 +69,8 @@ struct PlannedTensor {
   int cat_dim = 0;
   std::vector<std::vector<SourcePiece>> pieces;  // per part
   std::vector<Range> segments;                   // column segments of a staging slot
+  std::vector<std::vector<Range>> row_groups;    // slot row groups, ascending rows in each
+  std::vector<std::vector<Range>> scale_row_groups;  // the same in 128-row blocks (FP8 only)
   std::vector<LocalLayout> layouts;              // per inference rank (same for every replica)
 
   int64_t element_bytes() const;
