@@ -161,19 +161,16 @@ int RunPlan(const PlanFlags& flags) {
   if (flags.preset.empty() == flags.config.empty()) {
     return fail(InvalidArgument("give exactly one of --preset and --config"));
   }
-  Result<ModelDims> dims = Status();
-  std::string dims_origin;
-  if (!flags.preset.empty()) {
-    dims = PresetDims(flags.preset);
-    dims_origin = "preset " + flags.preset;
-  } else {
+  const std::string dims_origin =
+      flags.preset.empty() ? flags.config : "preset " + flags.preset;
+  Result<ModelDims> dims = [&]() -> Result<ModelDims> {
+    if (!flags.preset.empty()) return PresetDims(flags.preset);
     std::ifstream in(flags.config, std::ios::binary);
-    if (!in) return fail(NotFound("cannot read ", flags.config));
+    if (!in) return NotFound("cannot read ", flags.config);
     std::stringstream text;
     text << in.rdbuf();
-    dims = DimsFromHfConfig(text.str(), flags.config);
-    dims_origin = flags.config;
-  }
+    return DimsFromHfConfig(text.str(), flags.config);
+  }();
   if (!dims.ok()) return fail(dims.status());
   std::string model_name = flags.model;
   if (model_name.empty()) {

@@ -70,6 +70,7 @@ std::string HashPlan(const TransferPlan& plan) {
   put_string(o.source_format);
   put_string(o.target_format);
   put_string(o.trainer.ToString());
+  put(o.trainer.gpus_per_node);  // nodes bound the rebalancing and decide NVLink vs NIC gathers
   put_string(o.inference.ToString());
   put(o.staging_budget);
   put(o.unit_bytes);

@@ -3,8 +3,10 @@
 seed's production shape (GLM-5) and on Kimi-K2, and errors that name the problem."""
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 
 REQUIRED = ["inference_bytes_held_per_gpu_max", "trainer_nic_bytes_max", "trainer_nic_bytes_mean",
             "writes_per_trainer_rank_max", "staging_bytes_per_trainer_rank_max",
@@ -56,6 +58,25 @@ def main():
         human = run(args.weightsync, flags)
         if human.returncode != 0 or "predicted_seconds" not in human.stdout:
             failures.append(f"{name}: human summary: {human.stdout} {human.stderr}")
+
+    # A Hugging Face config.json with Kimi-K2's dimensions gives the preset's plan.
+    kimi = {"model_type": "kimi_k2", "hidden_size": 7168, "vocab_size": 163840,
+            "num_hidden_layers": 61, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+            "first_k_dense_replace": 1, "n_routed_experts": 384, "n_shared_experts": 1,
+            "num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 1536,
+            "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
+            "v_head_dim": 128, "num_nextn_predict_layers": 0, "tie_word_embeddings": False}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "config.json")
+        with open(path, "w") as f:
+            json.dump(kimi, f)
+        shape = ["--trainer", "fsdp=64,ep=8", "--inference", "ep=16", "--json"]
+        from_config = run(args.weightsync, ["--config", path] + shape)
+        from_preset = run(args.weightsync, ["--preset", "kimi_k2"] + shape)
+        if from_config.returncode or from_preset.returncode or (
+                json.loads(from_config.stdout)["plan_hash"]
+                != json.loads(from_preset.stdout)["plan_hash"]):
+            failures.append(f"config.json vs preset: {from_config.stderr} {from_preset.stderr}")
 
     bad = run(args.weightsync, ["--preset", "qwen3_235b", "--trainer", "fsdp=8",
                                 "--inference", "tp=8", "--source-format", "hf-fused"])
