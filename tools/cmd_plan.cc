@@ -80,8 +80,8 @@ Status ParseTrainer(const std::string& text, TrainerParallelism& t) {
 }
 
 Status ParseInference(const std::string& text, InferenceParallelism& i) {
-  WS_ASSIGN_OR_RETURN(auto v, ParseList(text, "--inference",
-                                        {"tp", "dp", "ep", "replicas", "placement"}));
+  WS_ASSIGN_OR_RETURN(auto v,
+                      ParseList(text, "--inference", {"tp", "dp", "ep", "replicas", "placement"}));
   WS_ASSIGN_OR_RETURN(i.tp, Count(v, "tp", 1, "--inference"));
   WS_ASSIGN_OR_RETURN(int ep, Count(v, "ep", 1, "--inference"));
   // vLLM's expert-parallel group is the whole engine (TP x DP): ep=N sizes the engine when dp is
@@ -102,13 +102,14 @@ Status ParseInference(const std::string& text, InferenceParallelism& i) {
 }
 
 Status ParseNetwork(const std::string& text, Config& config, int& gpus_per_node) {
-  WS_ASSIGN_OR_RETURN(auto v, ParseList(text, "--network",
-                                        {"nic", "nvlink", "hbm", "gpus-per-node", "write-overhead",
-                                         "barrier"}));
-  const std::pair<const char*, const char*> keys[] = {
-      {"nic", "plan.sim.nic_bandwidth"}, {"nvlink", "plan.sim.nvlink_bandwidth"},
-      {"hbm", "plan.sim.hbm_bandwidth"}, {"write-overhead", "plan.sim.write_overhead"},
-      {"barrier", "plan.sim.barrier"}};
+  WS_ASSIGN_OR_RETURN(
+      auto v, ParseList(text, "--network",
+                        {"nic", "nvlink", "hbm", "gpus-per-node", "write-overhead", "barrier"}));
+  const std::pair<const char*, const char*> keys[] = {{"nic", "plan.sim.nic_bandwidth"},
+                                                      {"nvlink", "plan.sim.nvlink_bandwidth"},
+                                                      {"hbm", "plan.sim.hbm_bandwidth"},
+                                                      {"write-overhead", "plan.sim.write_overhead"},
+                                                      {"barrier", "plan.sim.barrier"}};
   for (auto [key, option] : keys) {
     if (v.count(key)) WS_RETURN_IF_ERROR(config.Set(option, v[key]));
   }
@@ -161,8 +162,7 @@ int RunPlan(const PlanFlags& flags) {
   if (flags.preset.empty() == flags.config.empty()) {
     return fail(InvalidArgument("give exactly one of --preset and --config"));
   }
-  const std::string dims_origin =
-      flags.preset.empty() ? flags.config : "preset " + flags.preset;
+  const std::string dims_origin = flags.preset.empty() ? flags.config : "preset " + flags.preset;
   Result<ModelDims> dims = [&]() -> Result<ModelDims> {
     if (!flags.preset.empty()) return PresetDims(flags.preset);
     std::ifstream in(flags.config, std::ios::binary);
@@ -210,8 +210,8 @@ int RunPlan(const PlanFlags& flags) {
                              ? static_cast<double>(r.trainer_nic_bytes_max) /
                                    static_cast<double>(r.trainer_nic_bytes_mean)
                              : 0.0;
-  const double ratio = r.speed_of_light_seconds > 0 ? r.predicted_seconds / r.speed_of_light_seconds
-                                                    : 0.0;
+  const double ratio =
+      r.speed_of_light_seconds > 0 ? r.predicted_seconds / r.speed_of_light_seconds : 0.0;
   if (flags.json) {
     nlohmann::json out = {
         {"model", model->name},
@@ -274,8 +274,8 @@ int RunPlan(const PlanFlags& flags) {
               << Gb(r.staging_bytes_per_trainer_rank_max) << " |\n"
               << "| convert time, busiest rank | " << Fixed(r.convert_seconds_max) << " s |\n"
               << "| speed_of_light_seconds | " << Fixed(r.speed_of_light_seconds) << " |\n"
-              << "| predicted_seconds | " << Fixed(r.predicted_seconds) << " ("
-              << Fixed(ratio, 3) << "x speed of light) |\n"
+              << "| predicted_seconds | " << Fixed(r.predicted_seconds) << " (" << Fixed(ratio, 3)
+              << "x speed of light) |\n"
               << "| coverage_ok | " << (r.coverage_ok ? "true" : "false") << " |\n";
     if (!r.coverage_ok) std::cout << "\ncoverage: " << r.coverage_error << "\n";
   }
@@ -292,7 +292,8 @@ void AddPlanCommand(CLI::App& app, int& exit_code) {
                   "Model spec name or .json file (default: from the preset / config model_type)");
   cmd->add_option("--preset", flags->preset, "Dimensions: glm5, deepseek_v3, kimi_k2, qwen3_235b");
   cmd->add_option("--config", flags->config, "Dimensions: a Hugging Face config.json");
-  cmd->add_option("--source-format", flags->source_format, "Trainer tensor names (spec source format)")
+  cmd->add_option("--source-format", flags->source_format,
+                  "Trainer tensor names (spec source format)")
       ->capture_default_str();
   cmd->add_option("--target-format", flags->target_format, "Destination format")
       ->capture_default_str();

@@ -9,7 +9,8 @@ namespace {
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// vLLM pads the vocabulary of embed_tokens / lm_head to this many rows (DEFAULT_VOCAB_PADDING_SIZE).
+// vLLM pads the vocabulary of embed_tokens / lm_head to this many rows
+// (DEFAULT_VOCAB_PADDING_SIZE).
 constexpr int64_t kVocabPadding = 64;
 
 std::string Where(const TensorShape2D& tensor, int rank) {
@@ -18,8 +19,8 @@ std::string Where(const TensorShape2D& tensor, int rank) {
 }
 
 // [gate_r; up_r]: each fused source split into `ways` equal pieces, piece `index` of each.
-Result<std::vector<Range>> SplitEachSource(const TensorShape2D& tensor, int64_t ways,
-                                           int64_t index, int rank) {
+Result<std::vector<Range>> SplitEachSource(const TensorShape2D& tensor, int64_t ways, int64_t index,
+                                           int rank) {
   std::vector<int64_t> sources = tensor.source_rows;
   if (sources.empty()) sources = {tensor.rows};
   std::vector<Range> out;
@@ -53,7 +54,8 @@ Result<std::vector<Range>> QkvRows(const TensorShape2D& tensor, const ModelDims&
     }
     if (s == 0 || heads >= tp) {
       if (heads % tp != 0) {
-        return InvalidArgument(Where(tensor, rank), ": ", heads, " heads do not split over tp=", tp);
+        return InvalidArgument(Where(tensor, rank), ": ", heads,
+                               " heads do not split over tp=", tp);
       }
       const int64_t shard = heads / tp * hd;
       out.push_back({offset + tp_rank * shard, offset + (tp_rank + 1) * shard});
@@ -168,12 +170,14 @@ Result<LocalLayout> DestinationLayout(const TensorShape2D& tensor, const ModelDi
   const bool expert_tensor = tensor.parallel == TensorParallelism::kExpertColumn ||
                              tensor.parallel == TensorParallelism::kExpertRow;
   if (expert_tensor != tensor.stacked) {
-    return InvalidArgument(Where(tensor, rank), ": expert parallelism needs a stacked [E, ...] "
+    return InvalidArgument(Where(tensor, rank),
+                           ": expert parallelism needs a stacked [E, ...] "
                            "tensor and a stacked tensor needs expert parallelism");
   }
   switch (tensor.parallel) {
     case TensorParallelism::kUnspecified:
-      return InvalidArgument(Where(tensor, rank), ": the target rule has no \"parallel\", so the "
+      return InvalidArgument(Where(tensor, rank),
+                             ": the target rule has no \"parallel\", so the "
                              "planner cannot tell how the engine splits it");
     case TensorParallelism::kReplicated:
       break;
@@ -187,8 +191,10 @@ Result<LocalLayout> DestinationLayout(const TensorShape2D& tensor, const ModelDi
     }
     case TensorParallelism::kRow:
       if (tensor.cols % tp != 0) {
-        return InvalidArgument(Where(tensor, rank), ": ", tensor.cols, " columns do not split over "
-                               "tp=", tp);
+        return InvalidArgument(Where(tensor, rank), ": ", tensor.cols,
+                               " columns do not split over "
+                               "tp=",
+                               tp);
       }
       out.cols = {tp_rank * tensor.cols / tp, (tp_rank + 1) * tensor.cols / tp};
       break;
@@ -209,8 +215,10 @@ Result<LocalLayout> DestinationLayout(const TensorShape2D& tensor, const ModelDi
         WS_ASSIGN_OR_RETURN(out.rows, SplitEachSource(tensor, moe_ranks, rank, rank));
       } else {
         if (tensor.cols % moe_ranks != 0) {
-          return InvalidArgument(Where(tensor, rank), ": ", tensor.cols, " columns do not split "
-                                 "over ", moe_ranks, " MoE tensor-parallel ranks");
+          return InvalidArgument(Where(tensor, rank), ": ", tensor.cols,
+                                 " columns do not split "
+                                 "over ",
+                                 moe_ranks, " MoE tensor-parallel ranks");
         }
         out.cols = {rank * tensor.cols / moe_ranks, (rank + 1) * tensor.cols / moe_ranks};
       }

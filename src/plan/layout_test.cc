@@ -106,13 +106,15 @@ TEST(Layout, RowAndVocabAndReplicated) {
   EXPECT_EQ(row->cols, (Range{512, 768}));
   EXPECT_EQ(row->rows, (std::vector<Range>{{0, 256}}));
   // 1000 rows pad to 1024; rank 3 of 4 holds rows 768..1024, of which 1000..1024 are padding.
-  auto vocab = DestinationLayout(Tensor(TensorParallelism::kVocab, 1000, 64, false), dims, Tp(4), 3);
+  auto vocab =
+      DestinationLayout(Tensor(TensorParallelism::kVocab, 1000, 64, false), dims, Tp(4), 3);
   ASSERT_TRUE(vocab.ok());
   EXPECT_EQ(vocab->rows, (std::vector<Range>{{768, 1024}}));
   auto rep = DestinationLayout(Tensor(TensorParallelism::kReplicated, 7, 1, false), dims, Tp(4), 3);
   ASSERT_TRUE(rep.ok());
   EXPECT_EQ(rep->rows, (std::vector<Range>{{0, 7}}));
-  auto none = DestinationLayout(Tensor(TensorParallelism::kUnspecified, 7, 1, false), dims, Tp(1), 0);
+  auto none =
+      DestinationLayout(Tensor(TensorParallelism::kUnspecified, 7, 1, false), dims, Tp(1), 0);
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.status().message().find("parallel"), std::string::npos);
 }

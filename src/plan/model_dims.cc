@@ -49,9 +49,10 @@ ModelDims Qwen3_235B() {
 }
 
 const std::vector<Preset>& Presets() {
-  static const std::vector<Preset> presets = {
-      {"glm5", Glm5()}, {"deepseek_v3", DeepSeekV3()}, {"kimi_k2", KimiK2()},
-      {"qwen3_235b", Qwen3_235B()}};
+  static const std::vector<Preset> presets = {{"glm5", Glm5()},
+                                              {"deepseek_v3", DeepSeekV3()},
+                                              {"kimi_k2", KimiK2()},
+                                              {"qwen3_235b", Qwen3_235B()}};
   return presets;
 }
 
@@ -76,8 +77,12 @@ std::vector<std::string> PresetNames() {
 
 Result<std::string> ModelSpecForType(std::string_view model_type) {
   static const std::map<std::string, std::string, std::less<>> kSpecs = {
-      {"glm_moe_dsa", "glm_moe_dsa"}, {"deepseek_v3", "deepseek_v3"}, {"kimi_k2", "deepseek_v3"},
-      {"qwen3_moe", "qwen3_moe"},     {"qwen3", "qwen3"},             {"llama", "llama"}};
+      {"glm_moe_dsa", "glm_moe_dsa"},
+      {"deepseek_v3", "deepseek_v3"},
+      {"kimi_k2", "deepseek_v3"},
+      {"qwen3_moe", "qwen3_moe"},
+      {"qwen3", "qwen3"},
+      {"llama", "llama"}};
   auto it = kSpecs.find(model_type);
   if (it == kSpecs.end()) {
     return NotFound("no built-in model spec serves model_type '", model_type,
@@ -120,17 +125,20 @@ Result<ModelDims> DimsFromHfConfig(const std::string& json_text, const std::stri
   d.qk_norm = d.model_type.starts_with("qwen3");
   d.tie_embeddings = doc.value("tie_word_embeddings", false);
   if (d.hidden <= 0 || d.vocab <= 0 || d.layers <= 0 || d.heads <= 0) {
-    return InvalidArgument("config ", origin, ": needs positive hidden_size, vocab_size, "
+    return InvalidArgument("config ", origin,
+                           ": needs positive hidden_size, vocab_size, "
                            "num_hidden_layers and num_attention_heads");
   }
   if (d.mla() && d.q_lora <= 0) {
-    return Unimplemented("config ", origin, ": MLA without q_lora_rank (DeepSeek-V2-Lite style) "
+    return Unimplemented("config ", origin,
+                         ": MLA without q_lora_rank (DeepSeek-V2-Lite style) "
                          "is not supported by the planner");
   }
   // Qwen3-MoE's sparse step / dense-only layer list: only the common "every layer" case.
   if (get("decoder_sparse_step", 1) != 1 ||
       (doc.contains("mlp_only_layers") && !doc["mlp_only_layers"].empty())) {
-    return Unimplemented("config ", origin, ": decoder_sparse_step != 1 or mlp_only_layers is not "
+    return Unimplemented("config ", origin,
+                         ": decoder_sparse_step != 1 or mlp_only_layers is not "
                          "supported by the planner");
   }
   return d;

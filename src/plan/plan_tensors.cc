@@ -36,8 +36,10 @@ Result<SourcePiece> ResolvePiece(const SourceRef& ref,
   if (shape.size() == 1) shape.push_back(1);
   if (shape.size() != 2 || shape[0] % ref.chunks != 0) {
     return InvalidArgument("destination ", destination, ": source ", ref.ToString(), " has shape ",
-                           ShapeToString(source.shape), ", not a 1D/2D tensor (or an expert of a "
-                           "stack) of rows divisible into ", ref.chunks, " chunks");
+                           ShapeToString(source.shape),
+                           ", not a 1D/2D tensor (or an expert of a "
+                           "stack) of rows divisible into ",
+                           ref.chunks, " chunks");
   }
   const int64_t rows = shape[0] / ref.chunks;
   piece.source_row = ref.chunk * rows;
@@ -139,7 +141,8 @@ Result<PlannedTensor> PlanOneTensor(const ConversionSpec& spec, const TargetRule
       WS_ASSIGN_OR_RETURN(SourcePiece piece, ResolvePiece(ref, sources, spec.destination));
       pieces.push_back(std::move(piece));
     }
-    WS_ASSIGN_OR_RETURN(auto extent, PlacePieces(pieces, spec.cat_dim, shape.fp8, spec.destination));
+    WS_ASSIGN_OR_RETURN(auto extent,
+                        PlacePieces(pieces, spec.cat_dim, shape.fp8, spec.destination));
     if (p == 0) {
       shape.rows = extent.first;
       shape.cols = extent.second;
@@ -148,8 +151,8 @@ Result<PlannedTensor> PlanOneTensor(const ConversionSpec& spec, const TargetRule
       }
     } else if (extent != std::pair{shape.rows, shape.cols}) {
       return InvalidArgument("destination ", spec.destination, ": expert ", p, " is [",
-                             extent.first, ", ", extent.second, "], expert 0 is [", shape.rows, ", ",
-                             shape.cols, "]");
+                             extent.first, ", ", extent.second, "], expert 0 is [", shape.rows,
+                             ", ", shape.cols, "]");
     }
     tensor.pieces.push_back(std::move(pieces));
   }
@@ -165,7 +168,8 @@ Result<PlannedTensor> PlanOneTensor(const ConversionSpec& spec, const TargetRule
   }
   std::sort(bounds.begin(), bounds.end());
   bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
-  for (size_t i = 0; i + 1 < bounds.size(); ++i) tensor.segments.push_back({bounds[i], bounds[i + 1]});
+  for (size_t i = 0; i + 1 < bounds.size(); ++i)
+    tensor.segments.push_back({bounds[i], bounds[i + 1]});
   tensor.row_groups = RowGroups(tensor.layouts, shape.rows);
   if (shape.fp8) {
     for (const auto& group : tensor.row_groups) {
@@ -202,8 +206,8 @@ Result<std::vector<PlannedTensor>> PlanTensors(const ModelSpec& model, const Mod
   std::vector<PlannedTensor> out;
   for (size_t i = 0; i < conversion.specs.size(); ++i) {
     const TargetRule& rule = target_format->tensors[conversion.rules[i]];
-    WS_ASSIGN_OR_RETURN(PlannedTensor tensor, PlanOneTensor(conversion.specs[i], rule, by_name,
-                                                            dims, options.inference));
+    WS_ASSIGN_OR_RETURN(PlannedTensor tensor,
+                        PlanOneTensor(conversion.specs[i], rule, by_name, dims, options.inference));
     out.push_back(std::move(tensor));
   }
   return out;

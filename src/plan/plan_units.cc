@@ -65,12 +65,12 @@ ConvertUnit MakeUnit(const std::vector<PlannedTensor>& tensors, int32_t t, Range
 
 // Splits rows [segment) of parts into units of at most `unit_bytes`, on `granule`-row steps.
 void CutRows(const std::vector<PlannedTensor>& tensors, int32_t t, Range parts, Range segment,
-             int shard, int64_t granule, const PlanOptions& options, std::vector<ConvertUnit>& out) {
+             int shard, int64_t granule, const PlanOptions& options,
+             std::vector<ConvertUnit>& out) {
   const PlannedTensor& tensor = tensors[t];
-  const int64_t row_bytes = std::max<int64_t>(
-      1, parts.size() * tensor.shape.cols * tensor.element_bytes());
-  const int64_t step =
-      std::max(granule, options.unit_bytes / row_bytes / granule * granule);
+  const int64_t row_bytes =
+      std::max<int64_t>(1, parts.size() * tensor.shape.cols * tensor.element_bytes());
+  const int64_t step = std::max(granule, options.unit_bytes / row_bytes / granule * granule);
   for (int64_t row = segment.begin; row < segment.end; row += step) {
     out.push_back(MakeUnit(tensors, t, parts, {row, std::min(segment.end, row + step)}, shard));
   }
@@ -81,8 +81,8 @@ void CutRows(const std::vector<PlannedTensor>& tensors, int32_t t, Range parts, 
 void CutExpertStack(const std::vector<PlannedTensor>& tensors, int32_t t,
                     const PlanOptions& options, std::vector<ConvertUnit>& out) {
   const PlannedTensor& tensor = tensors[t];
-  const int64_t part_bytes = std::max<int64_t>(
-      1, tensor.shape.rows * tensor.shape.cols * tensor.element_bytes());
+  const int64_t part_bytes =
+      std::max<int64_t>(1, tensor.shape.rows * tensor.shape.cols * tensor.element_bytes());
   const int64_t max_parts = std::max<int64_t>(1, options.unit_bytes / part_bytes);
   auto shard_of = [&](int64_t p) {
     int shard = ShardOf(tensor.pieces[p][0], 0, options.trainer);
@@ -95,7 +95,8 @@ void CutExpertStack(const std::vector<PlannedTensor>& tensors, int32_t t,
   for (int64_t p = 0; p < tensor.shape.parts;) {
     const int shard = shard_of(p);
     int64_t end = p + 1;
-    while (shard >= 0 && end < tensor.shape.parts && end - p < max_parts && shard_of(end) == shard) {
+    while (shard >= 0 && end < tensor.shape.parts && end - p < max_parts &&
+           shard_of(end) == shard) {
       ++end;
     }
     out.push_back(MakeUnit(tensors, t, {p, end}, all_rows, shard));
@@ -158,7 +159,8 @@ std::vector<ConvertUnit> CutUnits(const std::vector<PlannedTensor>& tensors,
       int64_t holders = 0;
       for (const OwnerRun& run : runs) holders += run.shard >= 0 ? 1 : 0;
       const ConvertUnit whole = MakeUnit(tensors, t, part, {0, tensor.shape.rows}, -1);
-      if ((whole.weight_bytes + whole.scale_bytes) < options.min_shard_bytes * std::max<int64_t>(1, holders)) {
+      if ((whole.weight_bytes + whole.scale_bytes) <
+          options.min_shard_bytes * std::max<int64_t>(1, holders)) {
         CutRows(tensors, t, part, {0, tensor.shape.rows}, -1, granule, options, out);
         continue;
       }
@@ -263,9 +265,8 @@ Status AssignOwners(TransferPlan& plan) {
       flexible.push_back(u);
     }
   }
-  std::stable_sort(flexible.begin(), flexible.end(), [&](int32_t a, int32_t b) {
-    return cost(plan.units[a]) > cost(plan.units[b]);
-  });
+  std::stable_sort(flexible.begin(), flexible.end(),
+                   [&](int32_t a, int32_t b) { return cost(plan.units[a]) > cost(plan.units[b]); });
   for (int32_t u : flexible) {
     ConvertUnit& unit = plan.units[u];
     int best = -1;
@@ -275,7 +276,8 @@ Status AssignOwners(TransferPlan& plan) {
     if (unit.gathered) {
       for (int rank = 0; rank < senders; ++rank) consider(rank);
     } else {
-      for (int replica = 0; replica < sending_replicas; ++replica) consider(replica * fsdp + unit.owner);
+      for (int replica = 0; replica < sending_replicas; ++replica)
+        consider(replica * fsdp + unit.owner);
     }
     unit.owner = best;
     load[best] += cost(unit);
@@ -316,12 +318,11 @@ Status AssignOwners(TransferPlan& plan) {
       unit.staging_bytes = AlignUp(unit.weight_bytes) + AlignUp(unit.scale_bytes) +
                            (unit.gathered ? AlignUp(unit.source_bytes) : 0);
       if (unit.staging_bytes > plan.options.staging_budget) {
-        return ResourceExhausted("tensor ", plan.tensors[unit.tensor].shape.name, " parts [",
-                                 unit.parts.begin, ", ", unit.parts.end, ") rows [", unit.rows.begin,
-                                 ", ", unit.rows.end, ") on trainer rank ", rank, " needs ",
-                                 unit.staging_bytes, " bytes of staging, over the budget of ",
-                                 plan.options.staging_budget,
-                                 " (raise plan.staging_budget or lower plan.unit_bytes)");
+        return ResourceExhausted(
+            "tensor ", plan.tensors[unit.tensor].shape.name, " parts [", unit.parts.begin, ", ",
+            unit.parts.end, ") rows [", unit.rows.begin, ", ", unit.rows.end, ") on trainer rank ",
+            rank, " needs ", unit.staging_bytes, " bytes of staging, over the budget of ",
+            plan.options.staging_budget, " (raise plan.staging_budget or lower plan.unit_bytes)");
       }
       if (position + unit.staging_bytes > plan.options.staging_budget) position = 0;
       unit.staging_offset = position;

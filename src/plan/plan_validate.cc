@@ -67,10 +67,11 @@ Status ValidatePlan(const TransferPlan& plan) {
   for (int32_t u = 0; u < static_cast<int32_t>(plan.units.size()); ++u) {
     const ConvertUnit& unit = plan.units[u];
     const PlannedTensor& tensor = plan.tensors[unit.tensor];
-    const std::string where = StrCat("unit ", u, " (tensor ", tensor.shape.name, ", trainer rank ",
-                                     unit.owner, ")");
+    const std::string where =
+        StrCat("unit ", u, " (tensor ", tensor.shape.name, ", trainer rank ", unit.owner, ")");
     if (unit.owner < 0 || unit.owner >= senders) {
-      return FailedPrecondition(where, ": owner is not a sending trainer rank (0..", senders - 1, ")");
+      return FailedPrecondition(where, ": owner is not a sending trainer rank (0..", senders - 1,
+                                ")");
     }
     if (unit.staging_offset < 0 ||
         unit.staging_offset + unit.staging_bytes > plan.options.staging_budget) {
@@ -89,7 +90,8 @@ Status ValidatePlan(const TransferPlan& plan) {
                           write.replica, " rank ", write.rank, ") is out of bounds");
       }
       hits.push_back({region_of(write.replica, write.rank, unit.tensor, write.scale),
-                      {write.dest_offset, write.dest_offset + write.bytes}, unit.owner});
+                      {write.dest_offset, write.dest_offset + write.bytes},
+                      unit.owner});
     }
   }
   std::sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) {
@@ -137,9 +139,10 @@ Status ValidatePlan(const TransferPlan& plan) {
           // Report the first byte where they differ.
           size_t i = 0;
           while (i < covered.size() && i < expected.size() && covered[i] == expected[i]) ++i;
-          if (i < expected.size() && (i >= covered.size() || covered[i].begin > expected[i].begin)) {
-            const int64_t end = i < covered.size() ? std::min(covered[i].begin, expected[i].end)
-                                                   : expected[i].end;
+          if (i < expected.size() &&
+              (i >= covered.size() || covered[i].begin > expected[i].begin)) {
+            const int64_t end =
+                i < covered.size() ? std::min(covered[i].begin, expected[i].end) : expected[i].end;
             return FailedPrecondition(describe(region), ": bytes [", expected[i].begin, ", ", end,
                                       ") of ", size, " are never written");
           }

@@ -15,10 +15,10 @@ struct SlotGeometry {
   Range rows;                   // the unit's rows
   std::vector<Range> segments;  // column segments
   struct Piece {
-    Range rows;            // full-tensor rows, inside the unit
-    int64_t group_base;    // elements of the groups before this one, per column of the segment
-    int64_t group_rows;    // the unit's rows in this piece's group
-    int64_t index;         // this piece's first row within its group
+    Range rows;          // full-tensor rows, inside the unit
+    int64_t group_base;  // elements of the groups before this one, per column of the segment
+    int64_t group_rows;  // the unit's rows in this piece's group
+    int64_t index;       // this piece's first row within its group
   };
   std::vector<Piece> pieces;  // ascending rows
 
@@ -136,9 +136,9 @@ Status AppendWrites(const PlannedTensor& tensor, int32_t unit_id, const ConvertU
                                           tensor.element_bytes(), base, out));
       if (!tensor.shape.fp8) continue;
       base.scale = true;
-      WS_RETURN_IF_ERROR(AppendSlotWrites(
-          tensor.scale_name, scale, ScaleLayout(layout, tensor.shape.rows, tensor.shape.cols),
-          scale_rows, 4, base, out));
+      WS_RETURN_IF_ERROR(AppendSlotWrites(tensor.scale_name, scale,
+                                          ScaleLayout(layout, tensor.shape.rows, tensor.shape.cols),
+                                          scale_rows, 4, base, out));
     }
   }
   return Status::Ok();

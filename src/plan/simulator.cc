@@ -40,10 +40,10 @@ RankTimeline SimulateRank(const TransferPlan& plan, const std::vector<int32_t>& 
       }
     }
     const int64_t nvlink_bytes = unit.gather_bytes - unit.gather_nic_bytes;
-    const double prepare = Seconds(nvlink_bytes, net.nvlink_bytes_per_second) +
-                           Seconds(unit.gather_nic_bytes, net.nic_bytes_per_second) +
-                           Seconds(unit.source_bytes + unit.weight_bytes + unit.scale_bytes,
-                                   net.hbm_bytes_per_second);
+    const double prepare =
+        Seconds(nvlink_bytes, net.nvlink_bytes_per_second) +
+        Seconds(unit.gather_nic_bytes, net.nic_bytes_per_second) +
+        Seconds(unit.source_bytes + unit.weight_bytes + unit.scale_bytes, net.hbm_bytes_per_second);
     timeline.prepare += prepare;
     prepared[k] = start + prepare;
     const double own = Seconds(unit.egress_bytes, net.nic_bytes_per_second) +
@@ -62,7 +62,8 @@ Result<double> ParseRate(std::string_view text) {
   if (t.ends_with("/s")) t.resize(t.size() - 2);
   double scale = 1;
   // A lower-case b after a unit prefix means bits, as NICs are sold: 400Gb/s = 50GB/s.
-  if (t.size() >= 2 && t.back() == 'b' && std::isalpha(static_cast<unsigned char>(t[t.size() - 2]))) {
+  if (t.size() >= 2 && t.back() == 'b' &&
+      std::isalpha(static_cast<unsigned char>(t[t.size() - 2]))) {
     t.back() = 'B';
     scale = 1.0 / 8;
   }
@@ -107,9 +108,8 @@ SimulationReport Simulate(const TransferPlan& plan, const NetworkModel& net) {
   }
 
   r.receiver_seconds = Seconds(r.inference_bytes_held_per_gpu_max, net.nic_bytes_per_second);
-  r.speed_of_light_seconds =
-      std::max(r.receiver_seconds,
-               Seconds(r.bytes_total, net.nic_bytes_per_second * trainer.world()));
+  r.speed_of_light_seconds = std::max(
+      r.receiver_seconds, Seconds(r.bytes_total, net.nic_bytes_per_second * trainer.world()));
   double slowest = 0;
   for (int rank = 0; rank < trainer.world(); ++rank) {
     RankTimeline t = SimulateRank(plan, plan.schedule[rank], net, r.receiver_seconds,

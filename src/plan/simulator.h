@@ -25,11 +25,11 @@
 namespace weightsync {
 
 struct NetworkModel {
-  double nic_bytes_per_second = 50e9;       // 400 Gb/s ConnectX-7, per GPU, each direction
-  double nvlink_bytes_per_second = 450e9;   // NVLink 4, per GPU, each direction
-  double hbm_bytes_per_second = 3.0e12;     // achieved by conversion kernels (H200: 4.8 TB/s peak)
-  double write_overhead_seconds = 5e-6;     // posting one write
-  double barrier_seconds = 1e-3;            // the final acknowledgement round
+  double nic_bytes_per_second = 50e9;      // 400 Gb/s ConnectX-7, per GPU, each direction
+  double nvlink_bytes_per_second = 450e9;  // NVLink 4, per GPU, each direction
+  double hbm_bytes_per_second = 3.0e12;    // achieved by conversion kernels (H200: 4.8 TB/s peak)
+  double write_overhead_seconds = 5e-6;    // posting one write
+  double barrier_seconds = 1e-3;           // the final acknowledgement round
 };
 
 struct SimulationReport {
@@ -45,9 +45,10 @@ struct SimulationReport {
   int64_t staging_bytes_per_trainer_rank_max = 0;
   int64_t bytes_total = 0;  // every destination byte of every replica
   int sending_trainer_ranks = 0;
-  double speed_of_light_seconds = 0;  // max(busiest inference GPU / NIC, all bytes / all trainer NICs)
-  double receiver_seconds = 0;        // busiest inference GPU's bytes / NIC
-  double convert_seconds_max = 0;     // busiest rank's prepare stage alone
+  double speed_of_light_seconds =
+      0;                           // max(busiest inference GPU / NIC, all bytes / all trainer NICs)
+  double receiver_seconds = 0;     // busiest inference GPU's bytes / NIC
+  double convert_seconds_max = 0;  // busiest rank's prepare stage alone
   double predicted_seconds = 0;
   bool coverage_ok = false;
   std::string coverage_error;  // ValidatePlan's message when coverage_ok is false

@@ -30,8 +30,8 @@ Result<TransferPlan> BuildTransferPlan(const ModelSpec& model, const ModelDims& 
   plan.model_spec_hash = model.hash;
   WS_ASSIGN_OR_RETURN(plan.tensors, plan_internal::PlanTensors(model, dims, options));
   plan.units = plan_internal::CutUnits(plan.tensors, options);
-  plan.inference_bytes.assign(static_cast<size_t>(options.inference.replicas) *
-                                  options.inference.ranks(), 0);
+  plan.inference_bytes.assign(
+      static_cast<size_t>(options.inference.replicas) * options.inference.ranks(), 0);
   for (int32_t u = 0; u < static_cast<int32_t>(plan.units.size()); ++u) {
     ConvertUnit& unit = plan.units[u];
     unit.first_write = static_cast<int64_t>(plan.writes.size());
@@ -57,7 +57,8 @@ std::string HashPlan(const TransferPlan& plan) {
   // Fixed-width little-endian integers and length-prefixed strings: the same bytes on every rank.
   auto put = [&](int64_t v) {
     unsigned char bytes[8];
-    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(static_cast<uint64_t>(v) >> (8 * i));
+    for (int i = 0; i < 8; ++i)
+      bytes[i] = static_cast<unsigned char>(static_cast<uint64_t>(v) >> (8 * i));
     XXH64_update(state.get(), bytes, sizeof(bytes));
   };
   auto put_string = [&](const std::string& s) {
@@ -87,7 +88,8 @@ std::string HashPlan(const TransferPlan& plan) {
   }
   for (const ConvertUnit& u : plan.units) {
     for (int64_t v : {int64_t{u.tensor}, u.parts.begin, u.parts.end, u.rows.begin, u.rows.end,
-                      int64_t{u.gathered}, int64_t{u.moved}, int64_t{u.owner}, u.staging_offset, u.staging_bytes}) {
+                      int64_t{u.gathered}, int64_t{u.moved}, int64_t{u.owner}, u.staging_offset,
+                      u.staging_bytes}) {
       put(v);
     }
   }

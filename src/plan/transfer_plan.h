@@ -38,8 +38,9 @@ struct PlanOptions {
   std::string target_format = "vllm";
   TrainerParallelism trainer;
   InferenceParallelism inference;
-  int64_t staging_budget = int64_t{4} << 30;  // bytes of staging per trainer rank (plan.staging_budget)
-  int64_t unit_bytes = int64_t{128} << 20;    // largest convert unit (plan.unit_bytes)
+  int64_t staging_budget = int64_t{4}
+                           << 30;  // bytes of staging per trainer rank (plan.staging_budget)
+  int64_t unit_bytes = int64_t{128} << 20;     // largest convert unit (plan.unit_bytes)
   int64_t min_shard_bytes = int64_t{1} << 20;  // smaller shards are gathered (plan.min_shard_bytes)
   // What one write costs in balancing, as bytes (plan.write_cost_bytes): ~ posting overhead x NIC
   // rate, so a rank given many tiny units is not taken for an idle one.
@@ -67,11 +68,11 @@ struct PlannedTensor {
   std::string scale_name;  // empty unless FP8
   DType dtype = DType::kBF16;
   int cat_dim = 0;
-  std::vector<std::vector<SourcePiece>> pieces;  // per part
-  std::vector<Range> segments;                   // column segments of a staging slot
-  std::vector<std::vector<Range>> row_groups;    // slot row groups, ascending rows in each
+  std::vector<std::vector<SourcePiece>> pieces;      // per part
+  std::vector<Range> segments;                       // column segments of a staging slot
+  std::vector<std::vector<Range>> row_groups;        // slot row groups, ascending rows in each
   std::vector<std::vector<Range>> scale_row_groups;  // the same in 128-row blocks (FP8 only)
-  std::vector<LocalLayout> layouts;              // per inference rank (same for every replica)
+  std::vector<LocalLayout> layouts;                  // per inference rank (same for every replica)
 
   int64_t element_bytes() const;
   int64_t scale_cols() const;  // 128-blocks per row
@@ -86,8 +87,8 @@ struct ConvertUnit {
   int32_t owner = -1;  // global trainer rank
   int64_t weight_bytes = 0;
   int64_t scale_bytes = 0;
-  int64_t source_bytes = 0;  // read by the conversion (and moved first, for gathered units)
-  int64_t gather_bytes = 0;  // source bytes fetched from other ranks (gathered units)
+  int64_t source_bytes = 0;      // read by the conversion (and moved first, for gathered units)
+  int64_t gather_bytes = 0;      // source bytes fetched from other ranks (gathered units)
   int64_t gather_nic_bytes = 0;  // of which across nodes
   int64_t staging_offset = 0;    // in the owner's staging ring
   int64_t staging_bytes = 0;     // weight + scale (+ gathered source) bytes
@@ -125,11 +126,11 @@ struct TransferPlan {
   std::string model_spec_hash;
   std::vector<PlannedTensor> tensors;
   std::vector<ConvertUnit> units;
-  std::vector<PlannedWrite> writes;               // grouped by unit
-  std::vector<std::vector<int32_t>> schedule;     // per trainer rank: its units, in order
-  std::vector<TrainerRankLoad> trainer;           // per trainer rank (world, senders first)
-  std::vector<int64_t> inference_bytes;           // per replica * ranks + rank: bytes written
-  std::string hash;                               // xxh64 of everything above, hex
+  std::vector<PlannedWrite> writes;            // grouped by unit
+  std::vector<std::vector<int32_t>> schedule;  // per trainer rank: its units, in order
+  std::vector<TrainerRankLoad> trainer;        // per trainer rank (world, senders first)
+  std::vector<int64_t> inference_bytes;        // per replica * ranks + rank: bytes written
+  std::string hash;                            // xxh64 of everything above, hex
 
   int64_t inference_ranks() const { return options.inference.ranks(); }
 };

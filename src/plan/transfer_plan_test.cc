@@ -127,7 +127,8 @@ std::vector<std::array<int64_t, 3>> SlotElements(const PlannedTensor& t, const C
     for (const auto& group : groups) {
       for (int64_t p = u.parts.begin; p < u.parts.end; ++p) {
         for (const Range& r : group) {
-          for (int64_t row = std::max(r.begin, rows.begin); row < std::min(r.end, rows.end); ++row) {
+          for (int64_t row = std::max(r.begin, rows.begin); row < std::min(r.end, rows.end);
+               ++row) {
             for (int64_t c = cols.begin; c < cols.end; ++c) out.push_back({p, row, c});
           }
         }
@@ -144,7 +145,8 @@ std::array<int64_t, 3> LocalElement(const LocalLayout& layout, int64_t index) {
   const int64_t part = index / cols / local_rows;
   int64_t row = index / cols % local_rows;
   for (const Range& r : layout.rows) {
-    if (row < r.size()) return {layout.parts[part], r.begin + row, layout.cols.begin + index % cols};
+    if (row < r.size())
+      return {layout.parts[part], r.begin + row, layout.cols.begin + index % cols};
     row -= r.size();
   }
   return {-1, -1, -1};
@@ -160,7 +162,8 @@ void ExpectWritesCarryTheRightElements(const TransferPlan& plan) {
       const auto slot = SlotElements(t, unit, scale);
       const int64_t element = scale ? 4 : t.element_bytes();
       ASSERT_EQ(static_cast<int64_t>(slot.size()) * element,
-                scale ? unit.scale_bytes : unit.weight_bytes) << t.shape.name;
+                scale ? unit.scale_bytes : unit.weight_bytes)
+          << t.shape.name;
       for (int64_t w = unit.first_write; w < unit.first_write + unit.write_count; ++w) {
         const PlannedWrite& write = plan.writes[w];
         if (write.scale != scale) continue;
@@ -217,7 +220,8 @@ TEST(TransferPlan, GathersBlocksThatStraddleShards) {
   EXPECT_TRUE(ValidatePlan(*plan).ok());
   bool saw = false;
   for (const ConvertUnit& unit : plan->units) {
-    if (plan->tensors[unit.tensor].shape.name == "model.layers.0.self_attn.q_a_proj.weight") saw = true;
+    if (plan->tensors[unit.tensor].shape.name == "model.layers.0.self_attn.q_a_proj.weight")
+      saw = true;
     if (plan->tensors[unit.tensor].shape.name == "model.layers.0.self_attn.o_proj.weight") {
       EXPECT_TRUE(unit.gathered);
       EXPECT_GT(unit.gather_bytes, 0);
@@ -308,7 +312,8 @@ TEST(TransferPlan, QwenWithTensorParallelism) {
   o.inference.tp = 8;  // 512 / 8 = 64-row expert slices: not on FP8 blocks
   auto bad = BuildTransferPlan(Spec("qwen3_moe"), d, o);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("w13_weight"), std::string::npos) << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find("w13_weight"), std::string::npos)
+      << bad.status().ToString();
 }
 
 TEST(TransferPlan, ValidationNamesTensorAndRanks) {
