@@ -104,6 +104,25 @@ void CutExpertStack(const std::vector<PlannedTensor>& tensors, int32_t t,
   }
 }
 
+// Rows grouped by fate: converted by the shard holding every row of each of their granules
+// (whole 128-row blocks for FP8: a block's scale needs all its rows), or gathered (-1).
+std::vector<OwnerRun> Segments(const std::vector<OwnerRun>& runs, int64_t rows, int64_t granule) {
+  if (granule == 1) return runs;  // any row converts alone
+  std::vector<OwnerRun> out;
+  size_t run = 0;
+  for (int64_t row = 0; row < rows; row += granule) {
+    const int64_t end = std::min(rows, row + granule);
+    while (runs[run].rows.end <= row) ++run;
+    const int shard = runs[run].rows.end >= end ? runs[run].shard : -1;
+    if (!out.empty() && out.back().shard == shard) {
+      out.back().rows.end = end;
+    } else {
+      out.push_back({{row, end}, shard});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<OwnerRun> OwnerRuns(const PlannedTensor& tensor, int64_t part,
@@ -164,32 +183,7 @@ std::vector<ConvertUnit> CutUnits(const std::vector<PlannedTensor>& tensors,
         CutRows(tensors, t, part, {0, tensor.shape.rows}, -1, granule, options, out);
         continue;
       }
-      // Whole granules (128-row blocks for FP8) inside one shard's run are sharded; the rest are
-      // gathered. Consecutive granules with the same fate form one segment.
-      std::vector<OwnerRun> segments;
-      size_t run = 0;
-      for (int64_t row = 0; row < tensor.shape.rows;) {
-        const int64_t end = std::min(tensor.shape.rows, row + granule);
-        while (runs[run].rows.end <= row) ++run;
-        int shard = runs[run].rows.end >= end ? runs[run].shard : -1;
-        if (granule == 1) {  // not FP8: take the whole run at once
-          shard = runs[run].shard;
-          const int64_t run_end = runs[run].rows.end;
-          if (!segments.empty() && segments.back().shard == shard) {
-            segments.back().rows.end = run_end;
-          } else {
-            segments.push_back({{row, run_end}, shard});
-          }
-          row = run_end;
-          continue;
-        }
-        if (!segments.empty() && segments.back().shard == shard) {
-          segments.back().rows.end = end;
-        } else {
-          segments.push_back({{row, end}, shard});
-        }
-        row = end;
-      }
+      const std::vector<OwnerRun> segments = Segments(runs, tensor.shape.rows, granule);
       for (const OwnerRun& segment : segments) {
         CutRows(tensors, t, part, segment.rows, segment.shard, granule, options, out);
       }
