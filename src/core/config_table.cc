@@ -36,6 +36,29 @@ constexpr auto kTable = std::to_array<ConfigOption>({
      "connection."},
     {"control.max_connections", "1024", ConfigUnits::kCount,
      "Most connections the store serves at once (one thread each); more are refused."},
+    {"plan.staging_budget", "4GiB", ConfigUnits::kBytes,
+     "Staging memory per trainer rank for converted slots: a ring reused within a push."},
+    {"plan.unit_bytes", "128MiB", ConfigUnits::kBytes,
+     "Largest convert unit (rows of one tensor converted by one rank into one slot); smaller "
+     "balances NIC bytes better, larger needs fewer writes."},
+    {"plan.min_shard_bytes", "1MiB", ConfigUnits::kBytes,
+     "A tensor with fewer bytes than this per trainer rank holding it is gathered to one rank "
+     "instead of converted shard by shard (a few large writes instead of many tiny ones)."},
+    {"plan.write_cost_bytes", "256KiB", ConfigUnits::kBytes,
+     "What one write weighs when balancing trainer ranks, in bytes (posting overhead x NIC rate)."},
+    {"plan.rebalance_tolerance", "2", ConfigUnits::kCount,
+     "Percent by which a trainer rank may out-load its node's least loaded sender before whole "
+     "sharded units move to that rank over NVLink."},
+    {"plan.sim.nic_bandwidth", "50GB/s", ConfigUnits::kString,
+     "Simulator: NIC rate per GPU and direction (GB/s, Gb/s, TB/s)."},
+    {"plan.sim.nvlink_bandwidth", "450GB/s", ConfigUnits::kString,
+     "Simulator: NVLink rate per GPU and direction, for gathers inside a trainer node."},
+    {"plan.sim.hbm_bandwidth", "3TB/s", ConfigUnits::kString,
+     "Simulator: HBM throughput the conversion kernels reach (bytes read + written)."},
+    {"plan.sim.write_overhead", "5us", ConfigUnits::kSeconds,
+     "Simulator: trainer-side cost of posting one write."},
+    {"plan.sim.barrier", "1ms", ConfigUnits::kSeconds,
+     "Simulator: the final acknowledgement barrier of a push."},
 });
 
 }  // namespace

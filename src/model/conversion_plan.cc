@@ -225,6 +225,7 @@ Result<ConversionPlan> PlanConversion(const ModelSpec& model,
                              " collides with another destination");
     }
     plan.specs.push_back(std::move(instance.spec));
+    plan.rules.push_back(instance.rule);
   }
   return plan;
 }

@@ -30,6 +30,7 @@ struct ConversionPlanOptions {
 
 struct ConversionPlan {
   std::vector<ConversionSpec> specs;  // ordered by layer, then by rule order in the spec
+  std::vector<size_t> rules;          // rules[i]: index of the target rule that made specs[i]
   std::vector<std::string> ignored;   // source names skipped by an ignore pattern
 };
 

@@ -87,7 +87,8 @@ Result<SourceRule> ParseSourceRule(const json& j, const std::string& where) {
 
 Result<TargetRule> ParseTargetRule(const json& j, const std::string& where) {
   WS_RETURN_IF_ERROR(CheckKeys(
-      j, {"name", "sources", "stack", "cat_dim", "dtype", "scale_suffix", "optional"}, where));
+      j, {"name", "sources", "stack", "cat_dim", "dtype", "scale_suffix", "optional", "parallel"},
+      where));
   TargetRule rule;
   WS_ASSIGN_OR_RETURN(rule.name, ParsePattern(j.value("name", json()), where));
   const json& sources = j.value("sources", json());
@@ -105,6 +106,15 @@ Result<TargetRule> ParseTargetRule(const json& j, const std::string& where) {
   if (!dtype) return InvalidArgument(where, ": unknown dtype '", j.value("dtype", ""), "'");
   rule.quantization.destination_dtype = *dtype;
   rule.quantization.scale_suffix = j.value("scale_suffix", "");
+  if (j.contains("parallel")) {
+    const json& p = j["parallel"];
+    auto parallel = p.is_string() ? TensorParallelismFromName(p.get<std::string>()) : std::nullopt;
+    if (!parallel) {
+      return InvalidArgument(where, ": unknown parallel '", p.dump(),
+                             "' (replicated, column, row, qkv, expert_column, expert_row, vocab)");
+    }
+    rule.parallel = *parallel;
+  }
   // Every variable of the destination must be determined by the first source.
   for (const auto& variable : rule.name.variables()) {
     if (!rule.sources[0].HasVariable(variable)) {
@@ -145,7 +155,32 @@ Result<std::string> ReadFile(const std::string& path) {
   return buffer.str();
 }
 
+constexpr std::pair<TensorParallelism, std::string_view> kParallelismNames[] = {
+    {TensorParallelism::kUnspecified, "unspecified"},
+    {TensorParallelism::kReplicated, "replicated"},
+    {TensorParallelism::kColumn, "column"},
+    {TensorParallelism::kRow, "row"},
+    {TensorParallelism::kQkv, "qkv"},
+    {TensorParallelism::kExpertColumn, "expert_column"},
+    {TensorParallelism::kExpertRow, "expert_row"},
+    {TensorParallelism::kVocab, "vocab"},
+};
+
 }  // namespace
+
+std::optional<TensorParallelism> TensorParallelismFromName(std::string_view name) {
+  for (const auto& [value, text] : kParallelismNames) {
+    if (text == name && value != TensorParallelism::kUnspecified) return value;
+  }
+  return std::nullopt;
+}
+
+std::string_view TensorParallelismName(TensorParallelism parallelism) {
+  for (const auto& [value, text] : kParallelismNames) {
+    if (value == parallelism) return text;
+  }
+  return "unknown";
+}
 
 Result<const SourceFormat*> ModelSpec::FindSourceFormat(const std::string& format) const {
   auto it = source_formats.find(format);

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <map>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,24 @@ struct SourceFormat {
   std::vector<SourceRule> rules;  // canonical names not covered by a rule are spelled as in hf
 };
 
+// How an inference engine splits one destination tensor over its ranks (docs/plan.md). Only
+// target formats that an engine loads rank by rank (vllm) need it; the planner refuses a tensor
+// without it rather than guessing.
+enum class TensorParallelism : uint8_t {
+  kUnspecified,
+  kReplicated,    // every rank holds the whole tensor
+  kColumn,        // dim 0 split by TP; fused sources split one by one ([gate_r; up_r])
+  kRow,           // dim 1 split by TP
+  kQkv,           // column, at head granularity, kv heads replicated when TP > kv heads
+  kExpertColumn,  // experts over EP ranks; without EP each expert is column-split (w13)
+  kExpertRow,     // experts over EP ranks; without EP each expert is row-split (w2)
+  kVocab,         // dim 0 padded to a multiple of 64, then split by TP
+};
+
+// "replicated", "column", ...; nullopt for an unknown name.
+std::optional<TensorParallelism> TensorParallelismFromName(std::string_view name);
+std::string_view TensorParallelismName(TensorParallelism parallelism);
+
 // One destination tensor rule. `stack` names the expert variable stacked into dimension 0.
 struct TargetRule {
   NamePattern name;
@@ -42,6 +62,7 @@ struct TargetRule {
   QuantizationSpec quantization;
   // Required rules must produce a tensor (for rules with {L}: for every layer seen in the source).
   bool optional = false;
+  TensorParallelism parallel = TensorParallelism::kUnspecified;
 };
 
 struct TargetFormat {

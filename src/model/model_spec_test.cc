@@ -65,6 +65,37 @@ TEST(ModelSpec, ErrorsNameTheProblem) {
       << unbound.ToString();
 }
 
+TEST(ModelSpec, VllmTargetsSayHowEveryTensorIsSplit) {
+  ModelSpecLibrary library = ModelSpecLibrary::Builtin();
+  for (const auto& name : library.ModelNames()) {
+    ModelSpec spec = library.Load(name).value();
+    for (const auto& rule : spec.target_formats.at("vllm").tensors) {
+      EXPECT_NE(rule.parallel, TensorParallelism::kUnspecified) << name << " " << rule.name.text();
+    }
+    for (const auto& rule : spec.target_formats.at("hf-fp8").tensors) {
+      EXPECT_EQ(rule.parallel, TensorParallelism::kUnspecified) << name << " " << rule.name.text();
+    }
+  }
+  ModelSpec glm = library.Load("glm_moe_dsa").value();
+  for (const auto& rule : glm.target_formats.at("vllm").tensors) {
+    if (rule.name.text() == "model.layers.{L}.mlp.experts.w2_weight") {
+      EXPECT_EQ(rule.parallel, TensorParallelism::kExpertRow);
+    }
+  }
+  EXPECT_EQ(TensorParallelismFromName("qkv"), TensorParallelism::kQkv);
+  EXPECT_EQ(TensorParallelismName(TensorParallelism::kVocab), "vocab");
+  EXPECT_FALSE(TensorParallelismFromName("unspecified").has_value());
+
+  ASSERT_TRUE(library
+                  .AddDocument(R"({"model": "p", "target_formats": {"vllm": {"tensors": [
+      {"name": "x", "sources": ["x"], "dtype": "bfloat16", "parallel": "diagonal"}]}}})",
+                               "p.json")
+                  .ok());
+  Status bad = library.Load("p").status();
+  EXPECT_NE(bad.message().find("unknown parallel '\"diagonal\"'"), std::string::npos)
+      << bad.ToString();
+}
+
 TEST(ModelSpec, UserDirectoryAndFilePath) {
   auto dir = std::filesystem::temp_directory_path() / "weightsync_model_spec_test";
   std::filesystem::create_directories(dir);

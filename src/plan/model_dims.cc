@@ -1,0 +1,281 @@
+#include "plan/model_dims.h"
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+namespace weightsync {
+namespace {
+
+using nlohmann::json;
+
+struct Preset {
+  std::string_view name;
+  ModelDims dims;
+};
+
+ModelDims Glm5() {
+  ModelDims d;
+  d.model_type = "glm_moe_dsa";
+  d.hidden = 6144, d.vocab = 154880, d.layers = 78, d.intermediate = 12288;
+  d.moe_intermediate = 2048, d.first_k_dense = 3, d.experts = 256, d.shared_experts = 1;
+  d.heads = 64, d.q_lora = 2048, d.kv_lora = 512, d.rope = 64, d.nope = 192, d.v_head = 256;
+  d.index_heads = 32, d.index_head_dim = 128;
+  return d;
+}
+
+ModelDims DeepSeekV3() {
+  ModelDims d;
+  d.model_type = "deepseek_v3";
+  d.hidden = 7168, d.vocab = 129280, d.layers = 61, d.intermediate = 18432;
+  d.moe_intermediate = 2048, d.first_k_dense = 3, d.experts = 256, d.shared_experts = 1;
+  d.heads = 128, d.q_lora = 1536, d.kv_lora = 512, d.rope = 64, d.nope = 128, d.v_head = 128;
+  return d;
+}
+
+ModelDims KimiK2() {
+  ModelDims d = DeepSeekV3();
+  d.model_type = "kimi_k2";
+  d.vocab = 163840, d.first_k_dense = 1, d.experts = 384, d.heads = 64;
+  return d;
+}
+
+ModelDims Qwen3_235B() {
+  ModelDims d;
+  d.model_type = "qwen3_moe";
+  d.hidden = 4096, d.vocab = 151936, d.layers = 94, d.intermediate = 12288;
+  d.moe_intermediate = 1536, d.experts = 128, d.heads = 64, d.kv_heads = 4, d.head_dim = 128;
+  d.qk_norm = true;
+  return d;
+}
+
+const std::vector<Preset>& Presets() {
+  static const std::vector<Preset> presets = {{"glm5", Glm5()},
+                                              {"deepseek_v3", DeepSeekV3()},
+                                              {"kimi_k2", KimiK2()},
+                                              {"qwen3_235b", Qwen3_235B()}};
+  return presets;
+}
+
+std::string Layer(int64_t layer) { return StrCat("model.layers.", layer, "."); }
+
+}  // namespace
+
+Result<ModelDims> PresetDims(std::string_view preset) {
+  for (const Preset& p : Presets()) {
+    if (p.name == preset) return p.dims;
+  }
+  std::string known;
+  for (const auto& n : PresetNames()) known += (known.empty() ? "" : ", ") + n;
+  return NotFound("no model preset named '", preset, "' (known: ", known, ")");
+}
+
+std::vector<std::string> PresetNames() {
+  std::vector<std::string> names;
+  for (const Preset& p : Presets()) names.emplace_back(p.name);
+  return names;
+}
+
+Result<std::string> ModelSpecForType(std::string_view model_type) {
+  static const std::map<std::string, std::string, std::less<>> kSpecs = {
+      {"glm_moe_dsa", "glm_moe_dsa"},
+      {"deepseek_v3", "deepseek_v3"},
+      {"kimi_k2", "deepseek_v3"},
+      {"qwen3_moe", "qwen3_moe"},
+      {"qwen3", "qwen3"},
+      {"llama", "llama"}};
+  auto it = kSpecs.find(model_type);
+  if (it == kSpecs.end()) {
+    return NotFound("no built-in model spec serves model_type '", model_type,
+                    "': pass --model with a spec name or file");
+  }
+  return it->second;
+}
+
+Result<ModelDims> DimsFromHfConfig(const std::string& json_text, const std::string& origin) {
+  json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return InvalidArgument("config ", origin, ": not a JSON object");
+  }
+  // Multimodal configs nest the language model.
+  if (doc.contains("text_config") && doc["text_config"].is_object()) doc = doc["text_config"];
+  auto get = [&](const char* key, int64_t fallback) -> int64_t {
+    const json& v = doc.value(key, json());
+    return v.is_number_integer() ? v.get<int64_t>() : fallback;
+  };
+  ModelDims d;
+  d.model_type = doc.value("model_type", "");
+  d.hidden = get("hidden_size", 0);
+  d.vocab = get("vocab_size", 0);
+  d.layers = get("num_hidden_layers", 0);
+  d.intermediate = get("intermediate_size", 0);
+  d.moe_intermediate = get("moe_intermediate_size", 0);
+  d.first_k_dense = get("first_k_dense_replace", 0);
+  d.experts = get("n_routed_experts", get("num_experts", 0));
+  d.shared_experts = get("n_shared_experts", 0);
+  d.heads = get("num_attention_heads", 0);
+  d.kv_heads = get("num_key_value_heads", d.heads);
+  d.q_lora = get("q_lora_rank", 0);
+  d.kv_lora = get("kv_lora_rank", 0);
+  d.rope = get("qk_rope_head_dim", 0);
+  d.nope = get("qk_nope_head_dim", 0);
+  d.v_head = get("v_head_dim", 0);
+  d.head_dim = get("head_dim", d.heads > 0 ? d.hidden / d.heads : 0);
+  d.index_heads = get("index_n_heads", 0);
+  d.index_head_dim = get("index_head_dim", 0);
+  d.qk_norm = d.model_type.starts_with("qwen3");
+  d.tie_embeddings = doc.value("tie_word_embeddings", false);
+  if (d.hidden <= 0 || d.vocab <= 0 || d.layers <= 0 || d.heads <= 0) {
+    return InvalidArgument("config ", origin,
+                           ": needs positive hidden_size, vocab_size, "
+                           "num_hidden_layers and num_attention_heads");
+  }
+  if (d.mla() && d.q_lora <= 0) {
+    return Unimplemented("config ", origin,
+                         ": MLA without q_lora_rank (DeepSeek-V2-Lite style) "
+                         "is not supported by the planner");
+  }
+  // Qwen3-MoE's sparse step / dense-only layer list: only the common "every layer" case.
+  if (get("decoder_sparse_step", 1) != 1 ||
+      (doc.contains("mlp_only_layers") && !doc["mlp_only_layers"].empty())) {
+    return Unimplemented("config ", origin,
+                         ": decoder_sparse_step != 1 or mlp_only_layers is not "
+                         "supported by the planner");
+  }
+  return d;
+}
+
+Result<std::vector<SourceTensor>> CanonicalTensors(const ModelDims& d) {
+  std::vector<SourceTensor> out;
+  auto add = [&](std::string name, Shape shape, DType dtype = DType::kBF16) {
+    out.push_back({std::move(name), std::move(shape), dtype});
+  };
+  const int64_t h = d.hidden;
+  add("model.embed_tokens.weight", {d.vocab, h});
+  for (int64_t l = 0; l < d.layers; ++l) {
+    const std::string p = Layer(l);
+    add(p + "input_layernorm.weight", {h});
+    add(p + "post_attention_layernorm.weight", {h});
+    if (d.mla()) {
+      add(p + "self_attn.q_a_proj.weight", {d.q_lora, h});
+      add(p + "self_attn.q_a_layernorm.weight", {d.q_lora});
+      add(p + "self_attn.q_b_proj.weight", {d.heads * (d.nope + d.rope), d.q_lora});
+      add(p + "self_attn.kv_a_proj_with_mqa.weight", {d.kv_lora + d.rope, h});
+      add(p + "self_attn.kv_a_layernorm.weight", {d.kv_lora});
+      add(p + "self_attn.kv_b_proj.weight", {d.heads * (d.nope + d.v_head), d.kv_lora});
+      add(p + "self_attn.o_proj.weight", {h, d.heads * d.v_head});
+      if (d.index_heads > 0) {
+        add(p + "self_attn.indexer.wq_b.weight", {d.index_heads * d.index_head_dim, d.q_lora});
+        add(p + "self_attn.indexer.wk.weight", {d.index_head_dim, h});
+        add(p + "self_attn.indexer.k_norm.weight", {d.index_head_dim}, DType::kF32);
+        add(p + "self_attn.indexer.k_norm.bias", {d.index_head_dim}, DType::kF32);
+        add(p + "self_attn.indexer.weights_proj.weight", {d.index_heads, h});
+      }
+    } else {
+      if (d.head_dim <= 0 || d.kv_heads <= 0) {
+        return InvalidArgument("model ", d.model_type, ": attention needs head_dim and kv heads");
+      }
+      add(p + "self_attn.q_proj.weight", {d.heads * d.head_dim, h});
+      add(p + "self_attn.k_proj.weight", {d.kv_heads * d.head_dim, h});
+      add(p + "self_attn.v_proj.weight", {d.kv_heads * d.head_dim, h});
+      add(p + "self_attn.o_proj.weight", {h, d.heads * d.head_dim});
+      if (d.qk_norm) {
+        add(p + "self_attn.q_norm.weight", {d.head_dim});
+        add(p + "self_attn.k_norm.weight", {d.head_dim});
+      }
+    }
+    if (!d.moe_layer(l)) {
+      add(p + "mlp.gate_proj.weight", {d.intermediate, h});
+      add(p + "mlp.up_proj.weight", {d.intermediate, h});
+      add(p + "mlp.down_proj.weight", {h, d.intermediate});
+      continue;
+    }
+    add(p + "mlp.gate.weight", {d.experts, h});
+    if (d.mla()) add(p + "mlp.gate.e_score_correction_bias", {d.experts}, DType::kF32);
+    if (d.shared_experts > 0) {
+      const int64_t si = d.moe_intermediate * d.shared_experts;
+      add(p + "mlp.shared_experts.gate_proj.weight", {si, h});
+      add(p + "mlp.shared_experts.up_proj.weight", {si, h});
+      add(p + "mlp.shared_experts.down_proj.weight", {h, si});
+    }
+    for (int64_t e = 0; e < d.experts; ++e) {
+      const std::string x = StrCat(p, "mlp.experts.", e, ".");
+      add(x + "gate_proj.weight", {d.moe_intermediate, h});
+      add(x + "up_proj.weight", {d.moe_intermediate, h});
+      add(x + "down_proj.weight", {h, d.moe_intermediate});
+    }
+  }
+  add("model.norm.weight", {h});
+  if (!d.tie_embeddings) add("lm_head.weight", {d.vocab, h});
+  return out;
+}
+
+Result<std::vector<SourceTensor>> TensorsInFormat(const std::vector<SourceTensor>& canonical,
+                                                  const SourceFormat& format) {
+  // One source tensor assembled from canonical tensors: (index, chunk) pairs of a stack.
+  struct Assembly {
+    SourceTensor item;  // the canonical tensor's shape and dtype
+    bool stacked = false;
+    int64_t chunks = 1;
+    int64_t max_index = -1;
+    std::map<std::pair<int64_t, int64_t>, std::string> members;  // (index, chunk) -> canonical
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Assembly> assemblies;
+  for (const SourceTensor& tensor : canonical) {
+    const SourceRule* rule = nullptr;
+    Bindings bindings;
+    for (const SourceRule& r : format.rules) {
+      bindings.clear();
+      if (r.canonical.Match(tensor.name, &bindings)) {
+        rule = &r;
+        break;
+      }
+    }
+    if (rule == nullptr) {
+      order.push_back(tensor.name);
+      assemblies[tensor.name].item = tensor;
+      assemblies[tensor.name].members[{-1, 0}] = tensor.name;
+      continue;
+    }
+    int64_t index = -1;
+    if (!rule->select.empty()) {
+      index = bindings.at(rule->select);
+      bindings.erase(rule->select);
+    }
+    WS_ASSIGN_OR_RETURN(std::string name, rule->source.Format(bindings));
+    auto [it, inserted] = assemblies.try_emplace(name);
+    Assembly& a = it->second;
+    if (inserted) {
+      order.push_back(name);
+      a.item = tensor;
+      a.stacked = !rule->select.empty();
+      a.chunks = rule->chunks;
+    } else if (a.item.shape != tensor.shape || a.item.dtype != tensor.dtype ||
+               a.chunks != rule->chunks || a.stacked != !rule->select.empty()) {
+      return InvalidArgument("source format ", format.name, ": ", tensor.name, " ",
+                             ShapeToString(tensor.shape), " does not stack with ",
+                             a.members.begin()->second, " ", ShapeToString(a.item.shape), " into ",
+                             name);
+    }
+    a.max_index = std::max(a.max_index, index);
+    if (!a.members.emplace(std::pair{index, rule->chunk}, tensor.name).second) {
+      return InvalidArgument("source format ", format.name, ": two tensors map to ", name);
+    }
+  }
+  std::vector<SourceTensor> out;
+  for (const std::string& name : order) {
+    const Assembly& a = assemblies.at(name);
+    const int64_t count = a.stacked ? a.max_index + 1 : 1;
+    if (static_cast<int64_t>(a.members.size()) != count * a.chunks) {
+      return InvalidArgument("source format ", format.name, ": ", name, " is missing pieces (",
+                             a.members.size(), " of ", count * a.chunks, ")");
+    }
+    Shape shape = a.item.shape;
+    if (a.chunks > 1) shape[0] *= a.chunks;
+    if (a.stacked) shape.insert(shape.begin(), count);
+    out.push_back({name, shape, a.item.dtype});
+  }
+  return out;
+}
+
+}  // namespace weightsync
