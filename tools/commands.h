@@ -8,5 +8,6 @@ namespace weightsync::cli {
 
 void AddInfoCommand(CLI::App& app, int& exit_code);
 void AddConvertCommand(CLI::App& app, int& exit_code);
+void AddBenchCommand(CLI::App& app, int& exit_code);
 
 }  // namespace weightsync::cli

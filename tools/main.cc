@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   weightsync::cli::AddInfoCommand(app, exit_code);
   weightsync::cli::AddConvertCommand(app, exit_code);
+  weightsync::cli::AddBenchCommand(app, exit_code);
 
   app.parse_complete_callback([&] {
     auto level = weightsync::ParseLogLevel(log_level);

@@ -25,6 +25,9 @@ struct BackendCase {
   std::string label, backend, tls, net_devices;
 };
 
+// Short names in ctest output instead of a byte dump of the struct.
+void PrintTo(const BackendCase& c, std::ostream* os) { *os << c.label; }
+
 std::string CaseName(const ::testing::TestParamInfo<BackendCase>& info) { return info.param.label; }
 
 // Loopback only (security rule for tests): TCP on lo, shared memory between local processes.
