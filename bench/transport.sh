@@ -40,7 +40,7 @@ for tls in $tls_list; do
   wait $server || true
   perf_gbps=$(python3 -c "print(${perf_mbps:-0} * 2**20 / 1e9)")
   ours=$("$weightsync" --log-level warning bench transport --backend ucx --ucx-tls "$tls" \
-         ${UCX_NET_DEVICES:+--ucx-net-devices lo} --size "$size" --iters "$iters" --json)
+         ${UCX_NET_DEVICES:+--ucx-net-devices lo} --size "$size" --iters "$iters" --json | grep '^{' | tail -1)  # UCX logs on stdout
   ours_gbps=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['gbps'])" "$ours")
   python3 - "$tls" "$perf_gbps" "$ours_gbps" <<'PY'
 import sys
@@ -49,5 +49,5 @@ print(f"UCX_TLS={tls:4s} ucx_perftest ucp_put_bw {perf:7.2f} GB/s | weightsync u
       f" | ratio {ours / perf if perf else float('nan'):.2f}")
 PY
 done
-local_json=$("$weightsync" --log-level warning bench transport --backend local --size "$size" --iters "$iters" --json)
+local_json=$("$weightsync" --log-level warning bench transport --backend local --size "$size" --iters "$iters" --json | grep '^{' | tail -1)
 python3 -c "import json,sys; print(f\"local (memcpy, one process)              {json.loads(sys.argv[1])['gbps']:7.2f} GB/s\")" "$local_json"
