@@ -9,7 +9,8 @@ sudo_cmd=""
 
 packages=(build-essential cmake ninja-build pkg-config git libgtest-dev libgmock-dev
           libbenchmark-dev nlohmann-json3-dev libcli11-dev libxxhash-dev libssl-dev
-          python3 python3-venv python3-pip)
+          python3 python3-venv python3-pip
+          libucx-dev ucx-utils)  # UCX headers for the ucx transport (libucp is dlopen'ed), ucx_perftest
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -59,6 +59,20 @@ constexpr auto kTable = std::to_array<ConfigOption>({
      "Simulator: trainer-side cost of posting one write."},
     {"plan.sim.barrier", "1ms", ConfigUnits::kSeconds,
      "Simulator: the final acknowledgement barrier of a push."},
+    {"transport.max_in_flight", "256", ConfigUnits::kCount,
+     "Writes a transport keeps outstanding per peer before posting blocks (the seed wedged UCX "
+     "posting ~10k at once)."},
+    {"transport.connect_timeout", "30s", ConfigUnits::kSeconds,
+     "Deadline for connecting to a peer and importing its regions."},
+    {"transport.write_timeout", "120s", ConfigUnits::kSeconds,
+     "Deadline for posting one batch of writes and flushing it; a dead peer fails sooner."},
+    {"transport.ucx_tls", "", ConfigUnits::kString,
+     "UCX transports (UCX_TLS), e.g. rc,cuda_copy or tcp; empty leaves UCX's choice or UCX_TLS."},
+    {"transport.ucx_net_devices", "", ConfigUnits::kString,
+     "UCX network devices (UCX_NET_DEVICES), e.g. mlx5_2:1; empty picks the RDMA NIC closest to "
+     "the GPU on the PCI topology, or leaves UCX's choice when no GPU is given."},
+    {"transport.cuda_streams", "4", ConfigUnits::kCount,
+     "CUDA streams the cuda_ipc transport spreads large copies over (copy engines)."},
 });
 
 }  // namespace

@@ -1,0 +1,10 @@
+// Built instead of cuda_ipc_transport_impl.cc when the CUDA toolkit headers (cuda.h) were missing.
+#include "transport/cuda_ipc_transport.h"
+
+namespace weightsync::transport {
+
+Result<std::unique_ptr<Transport>> CreateCudaIpcTransport(const TransportOptions&) {
+  return Unavailable("unavailable: built without CUDA headers (cuda.h)");
+}
+
+}  // namespace weightsync::transport

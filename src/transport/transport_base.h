@@ -1,0 +1,109 @@
+// TransportBase: the bookkeeping every backend shares, so each backend holds only its library calls.
+//
+// It owns the tables of local regions, peers and imported regions; validates imports and whole
+// batches before anything is posted; keeps the in-flight window (blocking, progressing, checking
+// the deadline and the peer's liveness); and turns backend failures into errors naming the peer
+// and the region. Backends implement the Do* hooks.
+//
+// Threading contract: as Transport (one thread at a time per instance). Hooks run on the calling
+// thread; backend completion callbacks must only run inside DoProgress/DoFlush on that thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "transport/transport.h"
+
+namespace weightsync::transport {
+
+class TransportBase : public Transport {
+ public:
+  const Capabilities& capabilities() const override { return caps_; }
+  const OwnerIdentity& self() const override { return options_.self; }
+
+  Result<RegionId> Register(void* address, uint64_t length, MemoryKind kind,
+                            std::string_view name) override;
+  Status Deregister(RegionId region) override;
+  Result<RegionDescriptor> Export(RegionId region) override;
+  Result<PeerAddress> LocalAddress() override;
+  Result<PeerId> Connect(const PeerAddress& peer, Deadline deadline) override;
+  Status Disconnect(PeerId peer) override;
+  Result<RemoteRegionId> Import(PeerId peer, const RegionDescriptor& descriptor,
+                                uint64_t min_length) override;
+  Status PostWrites(PeerId peer, std::span<const Write> writes, Deadline deadline) override;
+  Status Flush(PeerId peer, Deadline deadline) override;
+  void Progress() override { DoProgress(); }
+  TransportStats stats() const override { return stats_; }
+
+ protected:
+  struct LocalRegion {
+    uint64_t id = 0;
+    void* address = nullptr;
+    uint64_t length = 0;
+    MemoryKind kind = MemoryKind::kHost;
+    std::string name;
+    std::vector<uint8_t> key;  // filled by DoRegister
+    void* backend = nullptr;   // backend handle (ucp_mem_h, ...)
+  };
+  struct Peer {
+    uint64_t id = 0;
+    PeerAddress address;
+    uint64_t in_flight = 0;    // backend increments on a pending post, decrements on completion
+    Status failure;            // set by the backend when the connection broke; sticky
+    void* backend = nullptr;   // ucp_ep_h, ...
+    Clock::time_point next_liveness_check{};
+  };
+  struct RemoteRegion {
+    uint64_t id = 0;
+    uint64_t peer = 0;
+    RegionDescriptor descriptor;
+    void* backend = nullptr;   // ucp_rkey_h, mapped pointer, ...
+  };
+
+  TransportBase(TransportOptions options, Capabilities caps)
+      : options_(std::move(options)), caps_(std::move(caps)) {}
+  // Backends call this first in their destructor, while their library is still loaded.
+  void ReleaseAll();
+
+  virtual Status DoRegister(LocalRegion& region) = 0;
+  virtual void DoDeregister(LocalRegion& region) = 0;
+  virtual Result<std::vector<uint8_t>> DoLocalAddress() = 0;
+  virtual Status DoConnect(Peer& peer, Deadline deadline) = 0;
+  // Must not fail: drop what can be dropped (a dead peer cannot be flushed).
+  virtual void DoDisconnect(Peer& peer) = 0;
+  virtual Status DoImport(Peer& peer, RemoteRegion& remote) = 0;
+  virtual void DoReleaseRemote(Peer& peer, RemoteRegion& remote) = 0;
+  // Posts one validated write; when it stays pending, increments peer.in_flight and decrements it
+  // on completion (or sets peer.failure).
+  virtual Status DoPost(Peer& peer, const LocalRegion& local, const RemoteRegion& remote,
+                        const Write& write) = 0;
+  virtual void DoProgress() = 0;
+  // Starts the remote-completion flush; returns true when already complete. The base then
+  // progresses until FlushDone(peer) is true.
+  virtual Result<bool> DoStartFlush(Peer& peer) = 0;
+  virtual bool DoFlushDone(Peer& peer) = 0;
+
+  // "peer rank 1 (host h pid 42)".
+  static std::string PeerName(const Peer& peer) { return "peer " + peer.address.owner.ToString(); }
+
+  TransportOptions options_;
+  Capabilities caps_;
+
+ private:
+  Result<Peer*> FindPeer(PeerId id, std::string_view op);
+  // Progresses once and checks the peer's failure, liveness and the deadline.
+  Status WaitStep(Peer& peer, Deadline deadline, std::string_view waiting_for);
+
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, LocalRegion> regions_;
+  std::map<uint64_t, Peer> peers_;
+  std::map<uint64_t, RemoteRegion> remotes_;
+  TransportStats stats_;
+};
+
+// Whether the process `owner` names still runs (only meaningful when it shares this machine;
+// returns true otherwise). A zombie counts as dead.
+bool ProcessAlive(const OwnerIdentity& owner);
+
+}  // namespace weightsync::transport

@@ -1,0 +1,407 @@
+// Every transport test runs over every backend present (UCX's pattern in test/gtest/uct): local,
+// ucx over TCP on loopback, ucx over shared memory, cuda_ipc. A backend that is missing, or that
+// cannot run a case, skips it and says why.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "transport/socket_channel.h"
+#include "transport/test_plan.h"
+#include "transport/transport.h"
+
+namespace weightsync::transport {
+namespace {
+
+using testing::FillRandom;
+using testing::MakePlan;
+
+struct BackendCase {
+  std::string label, backend, tls, net_devices;
+};
+
+// Short names in ctest output instead of a byte dump of the struct.
+void PrintTo(const BackendCase& c, std::ostream* os) { *os << c.label; }
+
+std::string CaseName(const ::testing::TestParamInfo<BackendCase>& info) { return info.param.label; }
+
+// Loopback only (security rule for tests): TCP on lo, shared memory between local processes.
+const std::vector<BackendCase> kCases = {
+    {"local", "local", "", ""},
+    {"ucx_tcp", "ucx", "tcp", "lo"},
+    {"ucx_shm", "ucx", "sm", ""},
+    {"cuda_ipc", "cuda_ipc", "", ""},
+};
+
+uint64_t EnvBytes(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+// The target process: transport_test_peer, fork/exec'd with one end of a socketpair.
+class PeerProcess {
+ public:
+  static Result<std::unique_ptr<PeerProcess>> Spawn(const BackendCase& c, uint64_t bytes,
+                                                    int rank) {
+    WS_ASSIGN_OR_RETURN(auto pair, MakeChannelPair());
+    auto peer = std::make_unique<PeerProcess>();
+    const int child_fd = pair.second.fd();
+    const pid_t pid = fork();
+    if (pid < 0) return Unavailable("fork failed");
+    if (pid == 0) {
+      fcntl(child_fd, F_SETFD, 0);  // keep the child's end across exec
+      const std::string fd = std::to_string(child_fd), size = std::to_string(bytes),
+                        r = std::to_string(rank);
+      execl(WEIGHTSYNC_TRANSPORT_PEER, WEIGHTSYNC_TRANSPORT_PEER, fd.c_str(), c.backend.c_str(),
+            c.tls.empty() ? "-" : c.tls.c_str(),
+            c.net_devices.empty() ? "-" : c.net_devices.c_str(), size.c_str(), r.c_str(),
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    peer->pid_ = pid;
+    peer->channel_ = std::move(pair.first);
+    WS_ASSIGN_OR_RETURN(auto address_bytes, peer->channel_.Receive(DeadlineIn(30)));
+    WS_ASSIGN_OR_RETURN(peer->address_, PeerAddress::Deserialize(address_bytes));
+    WS_ASSIGN_OR_RETURN(auto descriptor_bytes, peer->channel_.Receive(DeadlineIn(30)));
+    WS_ASSIGN_OR_RETURN(peer->descriptor_, RegionDescriptor::Deserialize(descriptor_bytes));
+    return peer;
+  }
+  ~PeerProcess() {
+    if (pid_ <= 0) return;
+    if (channel_.SendText("EXIT").ok()) {
+      for (int i = 0; i < 500; ++i) {
+        int status = 0;
+        if (waitpid(pid_, &status, WNOHANG) == pid_) return;
+        usleep(10000);
+      }
+    }
+    Kill();
+  }
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  Result<std::string> Command(const std::string& text) {
+    WS_RETURN_IF_ERROR(channel_.SendText(text));
+    return channel_.ReceiveText(DeadlineIn(120));
+  }
+  pid_t pid() const { return pid_; }
+  const PeerAddress& address() const { return address_; }
+  const RegionDescriptor& descriptor() const { return descriptor_; }
+
+ private:
+  pid_t pid_ = -1;
+  SocketChannel channel_;
+  PeerAddress address_;
+  RegionDescriptor descriptor_;
+};
+
+class TransportTest : public ::testing::TestWithParam<BackendCase> {
+ protected:
+  TransportOptions Options(int32_t rank) const {
+    TransportOptions o;
+    o.self = CurrentProcessIdentity(rank);
+    o.ucx_tls = GetParam().tls;
+    o.ucx_net_devices = GetParam().net_devices;
+    return o;
+  }
+  // Skips (with the reason) when the backend is missing or cannot register host memory.
+  std::unique_ptr<Transport> MakeOrSkip(int32_t rank, int64_t max_in_flight = 256) {
+    TransportOptions o = Options(rank);
+    o.max_in_flight = max_in_flight;
+    auto t = CreateTransport(GetParam().backend, o);
+    if (!t.ok()) {
+      skip_reason_ = t.status().message();
+      return nullptr;
+    }
+    if (!(*t)->capabilities().host_memory) {
+      skip_reason_ = GetParam().backend + " writes GPU memory only; its tests run on GPU hosts "
+                     "(bench/gpu/transport_gpu.sh)";
+      return nullptr;
+    }
+    return std::move(*t);
+  }
+  bool NeedsMultiProcess() {
+    if (GetParam().backend == "local") {
+      skip_reason_ = "the local backend writes only within one process";
+      return false;
+    }
+    return true;
+  }
+  // Writes the plan for `seed` from `src` into the remote region and flushes.
+  static Status WritePlan(Transport& t, PeerId peer, RegionId src_region, RemoteRegionId dst,
+                          const std::vector<testing::PlannedWrite>& plan, double timeout_s) {
+    std::vector<Write> writes;
+    for (const auto& p : plan) writes.push_back({src_region, p.src_offset, dst, p.dst_offset, p.length});
+    const Deadline deadline = DeadlineIn(timeout_s);
+    WS_RETURN_IF_ERROR(t.PostWrites(peer, writes, deadline));
+    return t.Flush(peer, deadline);
+  }
+  std::string skip_reason_;
+};
+
+#define MAKE_OR_SKIP(var, ...)                        \
+  auto var = MakeOrSkip(__VA_ARGS__);                 \
+  if (!var) GTEST_SKIP() << skip_reason_
+
+// Runs a target's progress on its own thread while the test thread writes (the threading contract
+// allows one thread at a time per instance; start/join order the hand-over).
+class ProgressThread {
+ public:
+  explicit ProgressThread(Transport& t)
+      : thread_([this, &t] {
+          while (!stop_.load(std::memory_order_relaxed)) t.Progress();
+        }) {}
+  ~ProgressThread() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST_P(TransportTest, CapabilitiesSayWhyUnavailable) {
+  const Capabilities caps = ProbeBackend(GetParam().backend, Options(0));
+  if (caps.available) {
+    EXPECT_TRUE(caps.host_memory || caps.gpu_memory);
+    EXPECT_TRUE(caps.one_sided);
+  } else {
+    EXPECT_EQ(caps.unavailable_reason.rfind("unavailable: ", 0), 0u) << caps.unavailable_reason;
+  }
+}
+
+TEST_P(TransportTest, InProcessRandomWritesVerified) {
+  MAKE_OR_SKIP(writer, 0);
+  MAKE_OR_SKIP(target, 1);
+  std::vector<uint8_t> src(8 << 20), dst(6 << 20), expected(dst.size());
+  FillRandom(testing::SourceSeed(7), src);
+  FillRandom(testing::kInitialSeed, dst);
+  FillRandom(testing::kInitialSeed, expected);
+  auto src_region = writer->Register(src.data(), src.size(), MemoryKind::kHost, "src");
+  auto dst_region = target->Register(dst.data(), dst.size(), MemoryKind::kHost, "dst");
+  ASSERT_TRUE(src_region.ok() && dst_region.ok());
+  auto descriptor = target->Export(*dst_region);
+  auto address = target->LocalAddress();
+  ASSERT_TRUE(address.ok()) << address.status().ToString();
+  auto peer = writer->Connect(*address, DeadlineIn(10));
+  ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+  auto remote = writer->Import(*peer, *descriptor, dst.size());
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  const auto plan = MakePlan(7, src.size(), dst.size(), 2 << 20);
+  testing::ApplyPlan(plan, src, expected);
+  {
+    ProgressThread pump(*target);
+    const Status s = WritePlan(*writer, *peer, *src_region, *remote, plan, 60);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  EXPECT_TRUE(dst == expected);
+  EXPECT_EQ(writer->stats().writes_posted, plan.size());
+}
+
+TEST_P(TransportTest, BatchOutOfBoundsRefusedBeforeAnyWrite) {
+  MAKE_OR_SKIP(writer, 0);
+  MAKE_OR_SKIP(target, 1);
+  std::vector<uint8_t> src(4096, 0xAB), dst(1024, 0);
+  auto src_region = writer->Register(src.data(), src.size(), MemoryKind::kHost, "src");
+  auto dst_region = target->Register(dst.data(), dst.size(), MemoryKind::kHost, "layers.0.norm");
+  auto peer = writer->Connect(*target->LocalAddress(), DeadlineIn(10));
+  ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+  auto remote = writer->Import(*peer, *target->Export(*dst_region), 0);
+  ASSERT_TRUE(remote.ok());
+  const std::vector<Write> batch = {{*src_region, 0, *remote, 0, 512},
+                                    {*src_region, 0, *remote, 768, 512}};  // ends past 1024
+  const Status s = writer->PostWrites(*peer, batch, DeadlineIn(10));
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(s.message().find("layers.0.norm"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("rank 1"), std::string::npos) << s.message();
+  {
+    ProgressThread pump(*target);
+    ASSERT_TRUE(writer->Flush(*peer, DeadlineIn(10)).ok());
+  }
+  EXPECT_EQ(std::count(dst.begin(), dst.end(), 0), 1024) << "the valid first write was posted";
+}
+
+TEST_P(TransportTest, ImportRefusesBadDescriptors) {
+  MAKE_OR_SKIP(writer, 0);
+  MAKE_OR_SKIP(target, 1);
+  std::vector<uint8_t> dst(4096);
+  auto dst_region = target->Register(dst.data(), dst.size(), MemoryKind::kHost, "experts.w13");
+  auto peer = writer->Connect(*target->LocalAddress(), DeadlineIn(10));
+  ASSERT_TRUE(peer.ok());
+  const RegionDescriptor good = *target->Export(*dst_region);
+
+  auto too_short = writer->Import(*peer, good, 8192);
+  EXPECT_EQ(too_short.status().code(), StatusCode::kOutOfRange);
+  EXPECT_NE(too_short.status().message().find("experts.w13"), std::string::npos);
+
+  RegionDescriptor unregistered = good;
+  unregistered.key.clear();
+  EXPECT_EQ(writer->Import(*peer, unregistered, 0).status().code(),
+            StatusCode::kFailedPrecondition);
+
+  RegionDescriptor other_owner = good;
+  other_owner.owner.rank = 99;
+  EXPECT_EQ(writer->Import(*peer, other_owner, 0).status().code(), StatusCode::kInvalidArgument);
+
+  RegionDescriptor other_backend = good;
+  other_backend.backend = "nixl";
+  EXPECT_EQ(writer->Import(*peer, other_backend, 0).status().code(),
+            StatusCode::kInvalidArgument);
+
+  auto bytes = good.Serialize();
+  bytes[bytes.size() / 2] ^= 1;
+  EXPECT_EQ(RegionDescriptor::Deserialize(bytes).status().code(), StatusCode::kDataLoss);
+  bytes = good.Serialize();
+  bytes.resize(bytes.size() - 3);
+  EXPECT_EQ(RegionDescriptor::Deserialize(bytes).status().code(), StatusCode::kDataLoss);
+
+  if (GetParam().backend == "local") {
+    // The local backend can ask the owner: a deregistered region is refused.
+    ASSERT_TRUE(target->Deregister(*dst_region).ok());
+    EXPECT_EQ(writer->Import(*peer, good, 0).status().code(), StatusCode::kFailedPrecondition);
+  }
+}
+
+TEST_P(TransportTest, InFlightWritesStayBounded) {
+  MAKE_OR_SKIP(writer, 0, /*max_in_flight=*/8);
+  MAKE_OR_SKIP(target, 1);
+  std::vector<uint8_t> src(1 << 20), dst(1 << 20);
+  FillRandom(1, src);
+  auto src_region = writer->Register(src.data(), src.size(), MemoryKind::kHost, "src");
+  auto dst_region = target->Register(dst.data(), dst.size(), MemoryKind::kHost, "dst");
+  auto peer = writer->Connect(*target->LocalAddress(), DeadlineIn(10));
+  auto remote = writer->Import(*peer, *target->Export(*dst_region), dst.size());
+  ASSERT_TRUE(remote.ok());
+  std::vector<Write> writes;
+  for (uint64_t off = 0; off < dst.size(); off += 128) {
+    writes.push_back({*src_region, off, *remote, off, 128});  // 8192 small writes
+  }
+  {
+    ProgressThread pump(*target);
+    const Status posted = writer->PostWrites(*peer, writes, DeadlineIn(60));
+    ASSERT_TRUE(posted.ok()) << posted.ToString();
+    ASSERT_TRUE(writer->Flush(*peer, DeadlineIn(60)).ok());
+  }
+  EXPECT_LE(writer->stats().max_in_flight_seen, 8u);
+  EXPECT_TRUE(src == dst);
+}
+
+TEST_P(TransportTest, MultiProcessRandomWritesVerified) {
+  if (!NeedsMultiProcess()) GTEST_SKIP() << skip_reason_;
+  MAKE_OR_SKIP(writer, 0);
+  const uint64_t dst_size = EnvBytes("WEIGHTSYNC_TEST_TRANSPORT_BYTES", 96ull << 20);
+  const uint64_t src_size = std::min<uint64_t>(dst_size, 64ull << 20);
+  auto peer_process = PeerProcess::Spawn(GetParam(), dst_size, 1);
+  ASSERT_TRUE(peer_process.ok()) << peer_process.status().ToString();
+  std::vector<uint8_t> src(src_size);
+  auto src_region = writer->Register(src.data(), src.size(), MemoryKind::kHost, "src");
+  auto peer = writer->Connect((*peer_process)->address(), DeadlineIn(10));
+  ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+  auto remote = writer->Import(*peer, (*peer_process)->descriptor(), dst_size);
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  // Small writes, then writes up to the whole source.
+  for (const auto& [seed, max_write] : {std::pair<uint64_t, uint64_t>{11, 4096},
+                                        {12, 1 << 20}, {13, src_size}}) {
+    FillRandom(testing::SourceSeed(seed), src);
+    const auto plan = MakePlan(seed, src_size, dst_size, max_write);
+    const Status s = WritePlan(*writer, *peer, *src_region, *remote, plan, 300);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    auto verdict = (*peer_process)->Command(StrCat("VERIFY ", seed, " ", src_size, " ", max_write));
+    ASSERT_TRUE(verdict.ok()) << verdict.status().ToString();
+    EXPECT_EQ(*verdict, "OK") << "seed " << seed << ", " << plan.size() << " writes";
+  }
+}
+
+TEST_P(TransportTest, PeerKilledMidBatchThenReconnect) {
+  if (!NeedsMultiProcess()) GTEST_SKIP() << skip_reason_;
+  MAKE_OR_SKIP(writer, 0, /*max_in_flight=*/64);
+  const uint64_t size = 64ull << 20;
+  auto first = PeerProcess::Spawn(GetParam(), size, 1);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  std::vector<uint8_t> src(size);
+  auto src_region = writer->Register(src.data(), src.size(), MemoryKind::kHost, "src");
+  auto peer = writer->Connect((*first)->address(), DeadlineIn(10));
+  ASSERT_TRUE(peer.ok());
+  auto remote = writer->Import(*peer, (*first)->descriptor(), size);
+  ASSERT_TRUE(remote.ok());
+  std::vector<Write> batch;
+  for (uint64_t off = 0; off < size; off += 64 << 10) batch.push_back({*src_region, off, *remote, off, 64 << 10});
+
+  const pid_t victim = (*first)->pid();
+  const double kDeadline = 20;
+  const Deadline deadline = DeadlineIn(kDeadline);
+  const auto start = Clock::now();
+  Status status = writer->PostWrites(*peer, std::span(batch).first(batch.size() / 2), deadline);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  (*first)->Kill();  // kill -9 in the middle of the batch
+  status = writer->PostWrites(*peer, std::span(batch).subspan(batch.size() / 2), deadline);
+  for (int i = 0; status.ok() && i < 50; ++i) {
+    status = writer->Flush(*peer, deadline);
+    if (status.ok()) status = writer->PostWrites(*peer, batch, deadline);
+  }
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  ASSERT_FALSE(status.ok()) << "writes to a killed peer kept succeeding";
+  EXPECT_NE(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
+  EXPECT_NE(status.message().find("pid " + std::to_string(victim)), std::string::npos)
+      << status.ToString();
+  EXPECT_LT(elapsed, kDeadline);
+
+  // Tear down and reconnect to a fresh peer: the writer is fully usable again.
+  ASSERT_TRUE(writer->Disconnect(*peer).ok());
+  auto second = PeerProcess::Spawn(GetParam(), size, 2);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  auto peer2 = writer->Connect((*second)->address(), DeadlineIn(10));
+  ASSERT_TRUE(peer2.ok()) << peer2.status().ToString();
+  auto remote2 = writer->Import(*peer2, (*second)->descriptor(), size);
+  ASSERT_TRUE(remote2.ok()) << remote2.status().ToString();
+  FillRandom(testing::SourceSeed(21), src);
+  const auto plan = MakePlan(21, size, size, 1 << 20);
+  const Status s = WritePlan(*writer, *peer2, *src_region, *remote2, plan, 60);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(*(*second)->Command(StrCat("VERIFY 21 ", size, " ", 1 << 20)), "OK");
+}
+
+TEST_P(TransportTest, StoppedPeerHitsDeadline) {
+  if (!NeedsMultiProcess()) GTEST_SKIP() << skip_reason_;
+  if (GetParam().label != "ucx_tcp") {
+    GTEST_SKIP() << "only TCP needs the target's CPU; over " << GetParam().label
+                 << " a stopped peer still receives writes";
+  }
+  MAKE_OR_SKIP(writer, 0, /*max_in_flight=*/16);
+  const uint64_t size = 64ull << 20;
+  auto target = PeerProcess::Spawn(GetParam(), size, 1);
+  ASSERT_TRUE(target.ok());
+  std::vector<uint8_t> src(size);
+  auto src_region = writer->Register(src.data(), src.size(), MemoryKind::kHost, "src");
+  auto peer = writer->Connect((*target)->address(), DeadlineIn(10));
+  auto remote = writer->Import(*peer, (*target)->descriptor(), size);
+  ASSERT_TRUE(remote.ok());
+  kill((*target)->pid(), SIGSTOP);
+  std::vector<Write> batch;
+  for (int round = 0; round < 4; ++round) {
+    for (uint64_t off = 0; off < size; off += 1 << 20) batch.push_back({*src_region, off, *remote, off, 1 << 20});
+  }
+  const auto start = Clock::now();
+  Status s = writer->PostWrites(*peer, batch, DeadlineIn(1.0));
+  if (s.ok()) s = writer->Flush(*peer, DeadlineIn(1.0));
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  kill((*target)->pid(), SIGCONT);
+  EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s.ToString();
+  EXPECT_NE(s.message().find("rank 1"), std::string::npos) << s.ToString();
+  EXPECT_LT(elapsed, 5.0);
+  (*target)->Kill();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, TransportTest, ::testing::ValuesIn(kCases), CaseName);
+
+}  // namespace
+}  // namespace weightsync::transport

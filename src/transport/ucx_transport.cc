@@ -1,0 +1,335 @@
+// The `ucx` backend: a UCP worker, one endpoint per peer, packed rkeys, ucp_put_nbx and explicit
+// progress. UCX picks the wire: shared memory (posix, sysv, cma) and TCP on one host, RC/DC verbs
+// across hosts, GPU memory when its build has CUDA support (queried at run time).
+#include "transport/ucx_transport.h"
+
+#include <list>
+#include <memory>
+
+#include "core/log.h"
+#include "transport/nic_topology.h"
+#include "transport/ucx_api.h"
+
+namespace weightsync::transport {
+namespace {
+
+// Completion state of one endpoint. It lives on the heap, apart from the base's Peer, because UCX
+// may complete requests after Disconnect (a force close cancels them): callbacks then find
+// `peer == nullptr` and only count down.
+struct UcxEndpoint {
+  const UcxApi* api = nullptr;
+  ucp_ep_h ep = nullptr;
+  TransportBase* owner = nullptr;
+  uint64_t* in_flight = nullptr;  // the base's Peer::in_flight, null once disconnected
+  Status* failure = nullptr;      // the base's Peer::failure, null once disconnected
+  std::string peer_name;
+  uint64_t outstanding = 0;       // requests UCX still owns
+  uint64_t flushes_pending = 0;   // flush requests not yet complete
+
+  void Fail(ucs_status_t status, std::string_view what) {
+    if (failure != nullptr && failure->ok()) {
+      *failure = Unavailable(peer_name, ": ", what, ": ", api->StatusText(status));
+    }
+  }
+};
+
+void PutDone(void* request, ucs_status_t status, void* user_data) {
+  auto* e = static_cast<UcxEndpoint*>(user_data);
+  e->outstanding--;
+  if (e->in_flight != nullptr) (*e->in_flight)--;
+  if (status != UCS_OK) e->Fail(status, "write failed");
+  e->api->request_free(request);
+}
+
+void FlushDone(void* request, ucs_status_t status, void* user_data) {
+  auto* e = static_cast<UcxEndpoint*>(user_data);
+  e->outstanding--;
+  e->flushes_pending--;
+  if (status != UCS_OK) e->Fail(status, "flush failed");
+  e->api->request_free(request);
+}
+
+void EndpointError(void* arg, ucp_ep_h, ucs_status_t status) {
+  static_cast<UcxEndpoint*>(arg)->Fail(status, "connection failed");
+}
+
+class UcxTransport final : public TransportBase {
+ public:
+  UcxTransport(TransportOptions options, Capabilities caps, const UcxApi* api,
+               ucp_context_h context, ucp_worker_h worker)
+      : TransportBase(std::move(options), std::move(caps)),
+        api_(api),
+        context_(context),
+        worker_(worker) {}
+
+  ~UcxTransport() override {
+    ReleaseAll();
+    // Give cancelled requests of closed endpoints a moment to complete before the worker goes.
+    const Deadline deadline = DeadlineIn(1.0);
+    while (!closed_.empty() && Clock::now() < deadline) DoProgress();
+    api_->worker_destroy(worker_);
+    api_->cleanup(context_);
+  }
+
+  std::string_view name() const override { return "ucx"; }
+
+ protected:
+  Status DoRegister(LocalRegion& region) override {
+    ucp_mem_map_params_t params{};
+    params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+    params.address = region.address;
+    params.length = region.length;
+    if (region.kind == MemoryKind::kCuda) {
+      params.field_mask |= UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+      params.memory_type = UCS_MEMORY_TYPE_CUDA;
+    }
+    ucp_mem_h memh = nullptr;
+    ucs_status_t st = api_->mem_map(context_, &params, &memh);
+    if (st != UCS_OK) return Unavailable("ucp_mem_map: ", api_->StatusText(st));
+    void* packed = nullptr;
+    size_t packed_size = 0;
+    st = api_->rkey_pack(context_, memh, &packed, &packed_size);
+    if (st != UCS_OK) {
+      api_->mem_unmap(context_, memh);
+      return Unavailable("ucp_rkey_pack: ", api_->StatusText(st));
+    }
+    const auto* bytes = static_cast<const uint8_t*>(packed);
+    region.key.assign(bytes, bytes + packed_size);
+    api_->rkey_buffer_release(packed);
+    region.backend = memh;
+    return Status::Ok();
+  }
+
+  void DoDeregister(LocalRegion& region) override {
+    api_->mem_unmap(context_, static_cast<ucp_mem_h>(region.backend));
+  }
+
+  Result<std::vector<uint8_t>> DoLocalAddress() override {
+    ucp_address_t* address = nullptr;
+    size_t length = 0;
+    const ucs_status_t st = api_->worker_get_address(worker_, &address, &length);
+    if (st != UCS_OK) return Unavailable("ucp_worker_get_address: ", api_->StatusText(st));
+    const auto* bytes = reinterpret_cast<const uint8_t*>(address);
+    std::vector<uint8_t> out(bytes, bytes + length);
+    api_->worker_release_address(worker_, address);
+    return out;
+  }
+
+  Status DoConnect(Peer& peer, Deadline) override {
+    auto e = std::make_unique<UcxEndpoint>();
+    e->api = api_;
+    e->owner = this;
+    e->peer_name = PeerName(peer);
+    ucp_ep_params_t params{};
+    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                        UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    params.address = reinterpret_cast<const ucp_address_t*>(peer.address.address.data());
+    // PEER mode: a dead peer fails its requests (and calls EndpointError) instead of hanging.
+    params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    params.err_handler.cb = &EndpointError;
+    params.err_handler.arg = e.get();
+    ucs_status_t st = api_->ep_create(worker_, &params, &e->ep);
+    if (st != UCS_OK) {
+      // UCX 1.13's posix and sysv shared memory have no peer-failure handler, so PEER mode finds
+      // no transport. Without it a dead peer is still caught on this machine by the base's pid
+      // liveness check; across hosts every RDMA transport supports PEER mode.
+      params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+      st = api_->ep_create(worker_, &params, &e->ep);
+      if (st != UCS_OK) return Unavailable("ucp_ep_create: ", api_->StatusText(st));
+      Log(LogLevel::kDebug, "ucx: ", e->peer_name, ": no transport handles peer failure; "
+          "relying on the liveness check");
+    }
+    e->in_flight = &peer.in_flight;
+    e->failure = &peer.failure;
+    peer.backend = e.release();
+    return Status::Ok();
+  }
+
+  void DoDisconnect(Peer& peer) override {
+    auto* e = static_cast<UcxEndpoint*>(peer.backend);
+    peer.backend = nullptr;
+    e->in_flight = nullptr;
+    e->failure = nullptr;
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    // Force: the peer may be dead, and a graceful close would wait for it.
+    param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    void* request = api_->ep_close_nbx(e->ep, &param);
+    closed_.push_back({std::unique_ptr<UcxEndpoint>(e), request});
+    DoProgress();
+  }
+
+  Status DoImport(Peer& peer, RemoteRegion& remote) override {
+    auto* e = static_cast<UcxEndpoint*>(peer.backend);
+    ucp_rkey_h rkey = nullptr;
+    const ucs_status_t st = api_->ep_rkey_unpack(e->ep, remote.descriptor.key.data(), &rkey);
+    if (st != UCS_OK) {
+      return InvalidArgument("ucp_ep_rkey_unpack refused the access key (not a registration "
+                             "of this peer?): ", api_->StatusText(st));
+    }
+    remote.backend = rkey;
+    return Status::Ok();
+  }
+
+  void DoReleaseRemote(Peer&, RemoteRegion& remote) override {
+    api_->rkey_destroy(static_cast<ucp_rkey_h>(remote.backend));
+  }
+
+  Status DoPost(Peer& peer, const LocalRegion& local, const RemoteRegion& remote,
+                const Write& w) override {
+    auto* e = static_cast<UcxEndpoint*>(peer.backend);
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                         UCP_OP_ATTR_FIELD_MEMH | UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+    param.cb.send = &PutDone;
+    param.user_data = e;
+    param.memh = static_cast<ucp_mem_h>(local.backend);
+    param.memory_type =
+        local.kind == MemoryKind::kCuda ? UCS_MEMORY_TYPE_CUDA : UCS_MEMORY_TYPE_HOST;
+    ucs_status_ptr_t request =
+        api_->put_nbx(e->ep, static_cast<const char*>(local.address) + w.local_offset, w.length,
+                      remote.descriptor.address + w.remote_offset,
+                      static_cast<ucp_rkey_h>(remote.backend), &param);
+    if (request == nullptr) return Status::Ok();  // completed in place
+    if (UCS_PTR_IS_ERR(request)) {
+      e->Fail(UCS_PTR_STATUS(request), "ucp_put_nbx failed");
+      return peer.failure;
+    }
+    e->outstanding++;
+    peer.in_flight++;
+    return Status::Ok();
+  }
+
+  void DoProgress() override {
+    while (api_->worker_progress(worker_) != 0) {
+    }
+    for (auto it = closed_.begin(); it != closed_.end();) {
+      if (it->close_request != nullptr && !UCS_PTR_IS_ERR(it->close_request) &&
+          api_->request_check_status(it->close_request) != UCS_INPROGRESS) {
+        api_->request_free(it->close_request);
+        it->close_request = nullptr;
+      }
+      if (UCS_PTR_IS_ERR(it->close_request)) it->close_request = nullptr;
+      if (it->close_request == nullptr && it->endpoint->outstanding == 0) {
+        it = closed_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  Result<bool> DoStartFlush(Peer& peer) override {
+    auto* e = static_cast<UcxEndpoint*>(peer.backend);
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    param.cb.send = &FlushDone;
+    param.user_data = e;
+    ucs_status_ptr_t request = api_->ep_flush_nbx(e->ep, &param);
+    if (request == nullptr) return true;
+    if (UCS_PTR_IS_ERR(request)) {
+      e->Fail(UCS_PTR_STATUS(request), "ucp_ep_flush_nbx failed");
+      return peer.failure;
+    }
+    e->outstanding++;
+    e->flushes_pending++;
+    return false;
+  }
+
+  bool DoFlushDone(Peer& peer) override {
+    return static_cast<UcxEndpoint*>(peer.backend)->flushes_pending == 0;
+  }
+
+ private:
+  struct Closed {
+    std::unique_ptr<UcxEndpoint> endpoint;
+    void* close_request;
+  };
+  const UcxApi* api_;
+  ucp_context_h context_;
+  ucp_worker_h worker_;
+  std::list<Closed> closed_;
+};
+
+// The UCX_NET_DEVICES value to force, or "" for UCX's own choice; logs the decision.
+std::string ChooseNetDevices(const TransportOptions& options) {
+  if (!options.ucx_net_devices.empty()) {
+    Log(LogLevel::kInfo, "ucx: net devices ", options.ucx_net_devices,
+        " (transport.ucx_net_devices)");
+    return options.ucx_net_devices;
+  }
+  if (options.gpu_pci_bus_id.empty()) {
+    Log(LogLevel::kDebug, "ucx: net devices left to UCX (no GPU given, no override)");
+    return "";
+  }
+  auto choice = ChooseClosestNic(options.sysfs_root, options.gpu_pci_bus_id);
+  if (!choice.ok()) {
+    Log(LogLevel::kInfo, "ucx: net devices left to UCX: ", choice.status().message());
+    return "";
+  }
+  Log(LogLevel::kInfo, "ucx: net device ", choice->nic.UcxDevice(), " for ", options.self.ToString(),
+      ": ", choice->reason);
+  return choice->nic.UcxDevice();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Transport>> CreateUcxTransport(const TransportOptions& options) {
+  WS_ASSIGN_OR_RETURN(const UcxApi* api, LoadUcxApi());
+  ucp_config_t* config = nullptr;
+  ucs_status_t st = api->config_read(nullptr, nullptr, &config);
+  if (st != UCS_OK) return Unavailable("unavailable: ucp_config_read: ", api->StatusText(st));
+  const std::string net_devices = ChooseNetDevices(options);
+  Status modify_status;
+  auto modify = [&](const char* key, const std::string& value) {
+    if (value.empty() || !modify_status.ok()) return;
+    const ucs_status_t s = api->config_modify(config, key, value.c_str());
+    if (s != UCS_OK) {
+      modify_status = InvalidArgument("ucx: cannot set ", key, "=", value, ": ", api->StatusText(s));
+    }
+  };
+  modify("TLS", options.ucx_tls);
+  modify("NET_DEVICES", net_devices);
+  if (!modify_status.ok()) {
+    api->config_release(config);
+    return modify_status;
+  }
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES;
+  params.features = UCP_FEATURE_RMA;
+  ucp_context_h context = nullptr;
+  st = api->init_version(UCP_API_MAJOR, UCP_API_MINOR, &params, config, &context);
+  api->config_release(config);
+  if (st != UCS_OK) return Unavailable("unavailable: ucp_init: ", api->StatusText(st));
+
+  ucp_context_attr_t attr{};
+  attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+  const bool cuda = api->context_query(context, &attr) == UCS_OK &&
+                    (attr.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
+
+  ucp_worker_params_t worker_params{};
+  worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  worker_params.thread_mode = UCS_THREAD_MODE_SINGLE;
+  ucp_worker_h worker = nullptr;
+  st = api->worker_create(context, &worker_params, &worker);
+  if (st != UCS_OK) {
+    api->cleanup(context);
+    return Unavailable("unavailable: ucp_worker_create: ", api->StatusText(st));
+  }
+  Capabilities caps;
+  caps.available = true;
+  caps.host_memory = true;
+  caps.gpu_memory = cuda;
+  caps.cross_host = true;
+  caps.one_sided = true;
+  // UCX over TCP emulates puts with messages the target must receive; shared memory and verbs do
+  // not need it, but which wire UCX picks is its decision, so targets always progress.
+  caps.target_progress = true;
+  caps.detail = StrCat("UCX ", api->major, ".", api->minor, ".", api->release, " (", api->library,
+                       "), GPU memory ", cuda ? "yes" : "no (this UCX build has no CUDA support)",
+                       ", TLS ", options.ucx_tls.empty() ? "UCX default" : options.ucx_tls,
+                       ", net devices ", net_devices.empty() ? "UCX default" : net_devices);
+  return std::unique_ptr<Transport>(
+      std::make_unique<UcxTransport>(options, std::move(caps), api, context, worker));
+}
+
+}  // namespace weightsync::transport
