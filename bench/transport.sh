@@ -5,9 +5,14 @@
 #
 #   bench/transport.sh [--build build] [--size 64MiB] [--iters 200] [--tls tcp|sm|...]
 #
-# Loopback only: UCX_NET_DEVICES=lo for TCP; ucx_perftest's rendezvous socket is on 127.0.0.1.
+# ucx_perftest's server listens on every interface, so the whole run happens inside a private
+# network namespace holding only loopback (created here with `unshare --net`; needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${WEIGHTSYNC_BENCH_NETNS:-}" ]; then
+  exec unshare --net -- env WEIGHTSYNC_BENCH_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' \
+    "$0" "$@" || { echo "bench/transport.sh: cannot create a network namespace (run as root)"; exit 1; }
+fi
 build=build size=64MiB iters=200 tls_list="sm tcp" port=13444
 while [ $# -gt 0 ]; do
   case "$1" in
