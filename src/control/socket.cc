@@ -57,19 +57,6 @@ std::string SockaddrText(const sockaddr* addr) {
 
 }  // namespace
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
-void UniqueFd::Reset() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
-
 std::string HostPort::ToString() const {
   if (host.find(':') != std::string::npos) return StrCat("[", host, "]:", port);
   return StrCat(host, ":", port);

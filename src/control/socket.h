@@ -12,27 +12,10 @@
 #include <utility>
 
 #include "control/deadline.h"
+#include "core/unique_fd.h"
 #include "weightsync/status.h"
 
 namespace weightsync::control {
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { Reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset();
-
- private:
-  int fd_ = -1;
-};
 
 struct HostPort {
   std::string host;  // a name or a numeric IPv4/IPv6 address, without brackets

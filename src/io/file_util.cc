@@ -34,22 +34,8 @@ Status ErrnoStatus(std::string_view operation, const std::filesystem::path& path
   }
 }
 
-FileDescriptor& FileDescriptor::operator=(FileDescriptor&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
-void FileDescriptor::Reset() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
-
-Status FileDescriptor::Close(const std::filesystem::path& path) {
-  int fd = std::exchange(fd_, -1);
-  if (fd >= 0 && ::close(fd) != 0) return ErrnoStatus("close", path, errno);
+Status CloseFile(UniqueFd& fd, const std::filesystem::path& path) {
+  if (int error = fd.CloseChecked(); error != 0) return ErrnoStatus("close", path, error);
   return Status::Ok();
 }
 
@@ -99,14 +85,14 @@ std::filesystem::path TemporarySibling(const std::filesystem::path& final_path) 
 
 Status FsyncDirectory(const std::filesystem::path& directory) {
   std::filesystem::path dir = directory.empty() ? std::filesystem::path(".") : directory;
-  FileDescriptor fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoStatus("open directory", dir, errno);
   if (::fsync(fd.get()) != 0) return ErrnoStatus("fsync", dir, errno);
-  return fd.Close(dir);
+  return CloseFile(fd, dir);
 }
 
 Result<std::string> ReadSmallFile(const std::filesystem::path& path, size_t max_size) {
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoStatus("open", path, errno);
   struct stat info {};
   if (::fstat(fd.get(), &info) != 0) return ErrnoStatus("stat", path, errno);
@@ -128,7 +114,7 @@ Result<std::string> ReadSmallFile(const std::filesystem::path& path, size_t max_
 }
 
 Status WriteNewFile(const std::filesystem::path& path, std::string_view contents) {
-  FileDescriptor fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
   if (!fd.valid()) return ErrnoStatus("create", path, errno);
   size_t done = 0;
   while (done < contents.size()) {
@@ -138,7 +124,7 @@ Status WriteNewFile(const std::filesystem::path& path, std::string_view contents
     done += static_cast<size_t>(n);
   }
   if (::fsync(fd.get()) != 0) return ErrnoStatus("fsync", path, errno);
-  return fd.Close(path);
+  return CloseFile(fd, path);
 }
 
 }  // namespace weightsync

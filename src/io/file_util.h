@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "core/unique_fd.h"
 #include "weightsync/status.h"
 
 namespace weightsync {
@@ -15,26 +16,8 @@ namespace weightsync {
 // "open a.safetensors: No such file or directory" style text for the current errno.
 Status ErrnoStatus(std::string_view operation, const std::filesystem::path& path, int error);
 
-// An owned file descriptor, closed on destruction.
-class FileDescriptor {
- public:
-  FileDescriptor() = default;
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  FileDescriptor& operator=(FileDescriptor&& other) noexcept;
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() { Reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset();
-  // Closes and reports the error close() gives (it can surface delayed write errors).
-  Status Close(const std::filesystem::path& path);
-
- private:
-  int fd_ = -1;
-};
+// Closes `fd`, reporting the error close() gives (it can surface delayed write errors).
+Status CloseFile(UniqueFd& fd, const std::filesystem::path& path);
 
 // An owned mmap of a whole file, unmapped on destruction. Moving keeps the address stable.
 class MemoryMapping {

@@ -11,7 +11,7 @@ namespace weightsync {
 Result<SafetensorsFile> SafetensorsFile::Open(const std::filesystem::path& path,
                                               uint64_t max_header_size) {
   const std::string context = StrCat("safetensors file ", path.string());
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoStatus("open", path, errno);
   struct stat info {};
   if (::fstat(fd.get(), &info) != 0) return ErrnoStatus("stat", path, errno);

@@ -70,7 +70,7 @@ Result<SafetensorsWriter> SafetensorsWriter::Create(const std::filesystem::path&
   }
 
   writer.temporary_path_ = TemporarySibling(path);
-  writer.fd_ = FileDescriptor(
+  writer.fd_ = UniqueFd(
       ::open(writer.temporary_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
   if (!writer.fd_.valid()) return ErrnoStatus("create", writer.temporary_path_, errno);
   writer.active_ = true;  // from here on, failures remove the file (destructor)
@@ -121,7 +121,7 @@ Status SafetensorsWriter::Commit() {
   Status status = mapping_.Sync(temporary_path_);
   mapping_.Reset();
   if (status.ok() && ::fsync(fd_.get()) != 0) status = ErrnoStatus("fsync", temporary_path_, errno);
-  if (status.ok()) status = fd_.Close(temporary_path_);
+  if (status.ok()) status = CloseFile(fd_, temporary_path_);
   if (status.ok()) {
     int renamed = overwrite_ ? ::rename(temporary_path_.c_str(), path_.c_str())
                              : RenameNoReplace(temporary_path_, path_);

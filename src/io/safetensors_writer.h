@@ -75,7 +75,7 @@ class SafetensorsWriter {
   std::filesystem::path temporary_path_;
   bool overwrite_ = false;
   bool active_ = false;  // a temporary file exists and belongs to us
-  FileDescriptor fd_;
+  UniqueFd fd_;
   MemoryMapping mapping_;
   uint64_t data_offset_ = 0;
   std::vector<std::string> names_;
