@@ -32,6 +32,8 @@ Result<CudaApi*> Load() {
   WS_RETURN_IF_ERROR(Bind(handle, "cuDevicePrimaryCtxRetain", api->primary_ctx_retain));
   WS_RETURN_IF_ERROR(Bind(handle, "cuDevicePrimaryCtxRelease_v2", api->primary_ctx_release));
   WS_RETURN_IF_ERROR(Bind(handle, "cuCtxSetCurrent", api->ctx_set_current));
+  WS_RETURN_IF_ERROR(Bind(handle, "cuCtxEnablePeerAccess", api->ctx_enable_peer_access));
+  WS_RETURN_IF_ERROR(Bind(handle, "cuDeviceCanAccessPeer", api->device_can_access_peer));
   WS_RETURN_IF_ERROR(Bind(handle, "cuMemAlloc_v2", api->mem_alloc));
   WS_RETURN_IF_ERROR(Bind(handle, "cuMemFree_v2", api->mem_free));
   WS_RETURN_IF_ERROR(Bind(handle, "cuMemHostAlloc", api->mem_host_alloc));

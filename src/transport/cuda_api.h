@@ -25,6 +25,8 @@ struct CudaApi {
   decltype(&::cuDevicePrimaryCtxRetain) primary_ctx_retain;
   decltype(&::cuDevicePrimaryCtxRelease) primary_ctx_release;
   decltype(&::cuCtxSetCurrent) ctx_set_current;
+  decltype(&::cuCtxEnablePeerAccess) ctx_enable_peer_access;
+  decltype(&::cuDeviceCanAccessPeer) device_can_access_peer;
   decltype(&::cuMemAlloc) mem_alloc;
   decltype(&::cuMemFree) mem_free;
   decltype(&::cuMemHostAlloc) mem_host_alloc;

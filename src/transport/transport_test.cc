@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "transport/peer_process_testing.h"
 #include "transport/socket_channel.h"
 #include "transport/test_plan.h"
 #include "transport/transport.h"
@@ -30,6 +31,9 @@ void PrintTo(const BackendCase& c, std::ostream* os) { *os << c.label; }
 
 std::string CaseName(const ::testing::TestParamInfo<BackendCase>& info) { return info.param.label; }
 
+testing::PeerSpec Spec(const BackendCase& c) { return {c.backend, c.tls, c.net_devices}; }
+using testing::PeerProcess;
+
 // Loopback only (security rule for tests): TCP on lo, shared memory between local processes.
 const std::vector<BackendCase> kCases = {
     {"local", "local", "", ""},
@@ -42,66 +46,6 @@ uint64_t EnvBytes(const char* name, uint64_t fallback) {
   const char* v = std::getenv(name);
   return v ? std::strtoull(v, nullptr, 10) : fallback;
 }
-
-// The target process: transport_test_peer, fork/exec'd with one end of a socketpair.
-class PeerProcess {
- public:
-  static Result<std::unique_ptr<PeerProcess>> Spawn(const BackendCase& c, uint64_t bytes,
-                                                    int rank) {
-    WS_ASSIGN_OR_RETURN(auto pair, MakeChannelPair());
-    auto peer = std::make_unique<PeerProcess>();
-    const int child_fd = pair.second.fd();
-    const pid_t pid = fork();
-    if (pid < 0) return Unavailable("fork failed");
-    if (pid == 0) {
-      fcntl(child_fd, F_SETFD, 0);  // keep the child's end across exec
-      const std::string fd = std::to_string(child_fd), size = std::to_string(bytes),
-                        r = std::to_string(rank);
-      execl(WEIGHTSYNC_TRANSPORT_PEER, WEIGHTSYNC_TRANSPORT_PEER, fd.c_str(), c.backend.c_str(),
-            c.tls.empty() ? "-" : c.tls.c_str(),
-            c.net_devices.empty() ? "-" : c.net_devices.c_str(), size.c_str(), r.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    peer->pid_ = pid;
-    peer->channel_ = std::move(pair.first);
-    WS_ASSIGN_OR_RETURN(auto address_bytes, peer->channel_.Receive(DeadlineIn(30)));
-    WS_ASSIGN_OR_RETURN(peer->address_, PeerAddress::Deserialize(address_bytes));
-    WS_ASSIGN_OR_RETURN(auto descriptor_bytes, peer->channel_.Receive(DeadlineIn(30)));
-    WS_ASSIGN_OR_RETURN(peer->descriptor_, RegionDescriptor::Deserialize(descriptor_bytes));
-    return peer;
-  }
-  ~PeerProcess() {
-    if (pid_ <= 0) return;
-    if (channel_.SendText("EXIT").ok()) {
-      for (int i = 0; i < 500; ++i) {
-        int status = 0;
-        if (waitpid(pid_, &status, WNOHANG) == pid_) return;
-        usleep(10000);
-      }
-    }
-    Kill();
-  }
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  Result<std::string> Command(const std::string& text) {
-    WS_RETURN_IF_ERROR(channel_.SendText(text));
-    return channel_.ReceiveText(DeadlineIn(120));
-  }
-  pid_t pid() const { return pid_; }
-  const PeerAddress& address() const { return address_; }
-  const RegionDescriptor& descriptor() const { return descriptor_; }
-
- private:
-  pid_t pid_ = -1;
-  SocketChannel channel_;
-  PeerAddress address_;
-  RegionDescriptor descriptor_;
-};
 
 class TransportTest : public ::testing::TestWithParam<BackendCase> {
  protected:
@@ -300,7 +244,7 @@ TEST_P(TransportTest, MultiProcessRandomWritesVerified) {
   MAKE_OR_SKIP(writer, 0);
   const uint64_t dst_size = EnvBytes("WEIGHTSYNC_TEST_TRANSPORT_BYTES", 96ull << 20);
   const uint64_t src_size = std::min<uint64_t>(dst_size, 64ull << 20);
-  auto peer_process = PeerProcess::Spawn(GetParam(), dst_size, 1);
+  auto peer_process = PeerProcess::Spawn(Spec(GetParam()), dst_size, 1);
   ASSERT_TRUE(peer_process.ok()) << peer_process.status().ToString();
   std::vector<uint8_t> src(src_size);
   auto src_region = writer->Register(src.data(), src.size(), MemoryKind::kHost, "src");
@@ -325,7 +269,7 @@ TEST_P(TransportTest, PeerKilledMidBatchThenReconnect) {
   if (!NeedsMultiProcess()) GTEST_SKIP() << skip_reason_;
   MAKE_OR_SKIP(writer, 0, /*max_in_flight=*/64);
   const uint64_t size = 64ull << 20;
-  auto first = PeerProcess::Spawn(GetParam(), size, 1);
+  auto first = PeerProcess::Spawn(Spec(GetParam()), size, 1);
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   std::vector<uint8_t> src(size);
   auto src_region = writer->Register(src.data(), src.size(), MemoryKind::kHost, "src");
@@ -357,7 +301,7 @@ TEST_P(TransportTest, PeerKilledMidBatchThenReconnect) {
 
   // Tear down and reconnect to a fresh peer: the writer is fully usable again.
   ASSERT_TRUE(writer->Disconnect(*peer).ok());
-  auto second = PeerProcess::Spawn(GetParam(), size, 2);
+  auto second = PeerProcess::Spawn(Spec(GetParam()), size, 2);
   ASSERT_TRUE(second.ok()) << second.status().ToString();
   auto peer2 = writer->Connect((*second)->address(), DeadlineIn(10));
   ASSERT_TRUE(peer2.ok()) << peer2.status().ToString();
@@ -378,7 +322,7 @@ TEST_P(TransportTest, StoppedPeerHitsDeadline) {
   }
   MAKE_OR_SKIP(writer, 0, /*max_in_flight=*/16);
   const uint64_t size = 64ull << 20;
-  auto target = PeerProcess::Spawn(GetParam(), size, 1);
+  auto target = PeerProcess::Spawn(Spec(GetParam()), size, 1);
   ASSERT_TRUE(target.ok());
   std::vector<uint8_t> src(size);
   auto src_region = writer->Register(src.data(), src.size(), MemoryKind::kHost, "src");

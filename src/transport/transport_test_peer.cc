@@ -1,7 +1,8 @@
 // The target process of the multi-process transport tests (fork/exec'd by transport_test).
 //
-//   transport_test_peer <channel fd> <backend> <ucx_tls> <ucx_net_devices> <bytes> <rank>
+//   transport_test_peer <channel fd> <backend> <ucx_tls> <ucx_net_devices> <bytes> <rank> <memory>
 //
+// <memory> is "host" or "cuda:N" (device memory on GPU N; builds with cuda.h only).
 // Registers a buffer of <bytes> filled from testing::kInitialSeed, sends its PeerAddress and
 // RegionDescriptor over the channel, then progresses the transport while answering commands:
 //   "VERIFY <seed> <src_size> <max_write>": rebuilds the expected image and compares every byte;
@@ -11,6 +12,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -18,6 +20,9 @@
 #include "transport/socket_channel.h"
 #include "transport/test_plan.h"
 #include "transport/transport.h"
+#ifdef WEIGHTSYNC_HAVE_CUDA_H
+#include "transport/device_buffer_testing.h"
+#endif
 
 using namespace weightsync;
 using namespace weightsync::transport;
@@ -28,6 +33,40 @@ int Fail(const Status& status) {
   std::fprintf(stderr, "transport_test_peer %d: %s\n", getpid(), status.ToString().c_str());
   return 1;
 }
+
+// The region writers target: host memory, or device memory mirrored by a host copy `host`.
+class TargetMemory {
+ public:
+  static Result<TargetMemory> Make(const std::string& memory, uint64_t bytes) {
+    TargetMemory target;
+    target.host.resize(bytes);
+    testing::FillRandom(testing::kInitialSeed, target.host);
+    if (memory == "host") return target;
+#ifdef WEIGHTSYNC_HAVE_CUDA_H
+    if (memory.starts_with("cuda:")) {
+      target.device_index = std::atoi(memory.c_str() + 5);
+      WS_ASSIGN_OR_RETURN(auto buffer,
+                          testing::DeviceBuffer::Allocate(target.device_index, bytes));
+      target.device = std::make_unique<testing::DeviceBuffer>(std::move(buffer));
+      WS_RETURN_IF_ERROR(target.device->Upload(target.host));
+      return target;
+    }
+#endif
+    return InvalidArgument("memory '", memory, "' unsupported by this build");
+  }
+  void* data() { return device ? device->data() : host.data(); }
+  MemoryKind kind() const { return device ? MemoryKind::kCuda : MemoryKind::kHost; }
+  Status Pull() { return device ? device->Download(host) : Status::Ok(); }
+  Status Push() { return device ? device->Upload(host) : Status::Ok(); }
+
+  std::vector<uint8_t> host;
+  int device_index = -1;
+#ifdef WEIGHTSYNC_HAVE_CUDA_H
+  std::unique_ptr<testing::DeviceBuffer> device;
+#else
+  std::unique_ptr<int> device;  // never set without cuda.h
+#endif
+};
 
 std::string Verify(std::istringstream& args, std::vector<uint8_t>& dst) {
   uint64_t seed = 0, src_size = 0, max_write = 0;
@@ -52,8 +91,8 @@ std::string Verify(std::istringstream& args, std::vector<uint8_t>& dst) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 7) {
-    std::fprintf(stderr, "usage: %s fd backend tls net_devices bytes rank\n", argv[0]);
+  if (argc != 8) {
+    std::fprintf(stderr, "usage: %s fd backend tls net_devices bytes rank memory\n", argv[0]);
     return 2;
   }
   SocketChannel channel(std::atoi(argv[1]));
@@ -61,11 +100,14 @@ int main(int argc, char** argv) {
   options.self = CurrentProcessIdentity(std::atoi(argv[6]));
   options.ucx_tls = std::string(argv[3]) == "-" ? "" : argv[3];
   options.ucx_net_devices = std::string(argv[4]) == "-" ? "" : argv[4];
+  auto target = TargetMemory::Make(argv[7], std::strtoull(argv[5], nullptr, 10));
+  if (!target.ok()) return Fail(target.status());
+  if (target->device_index >= 0) options.cuda_device = target->device_index;
   auto transport = CreateTransport(argv[2], options);
   if (!transport.ok()) return Fail(transport.status());
-  std::vector<uint8_t> dst(std::strtoull(argv[5], nullptr, 10));
-  testing::FillRandom(testing::kInitialSeed, dst);
-  auto region = (*transport)->Register(dst.data(), dst.size(), MemoryKind::kHost, "peer.dst");
+  std::vector<uint8_t>& dst = target->host;
+  auto region =
+      (*transport)->Register(target->data(), dst.size(), target->kind(), "peer.dst");
   if (!region.ok()) return Fail(region.status());
   auto address = (*transport)->LocalAddress();
   if (!address.ok()) return Fail(address.status());
@@ -83,7 +125,12 @@ int main(int argc, char** argv) {
     std::string verb;
     args >> verb;
     if (verb == "EXIT") break;
-    std::string reply = verb == "VERIFY" ? Verify(args, dst) : "UNKNOWN " + verb;
+    std::string reply = "UNKNOWN " + verb;
+    if (verb == "VERIFY") {
+      if (auto s = target->Pull(); !s.ok()) return Fail(s);
+      reply = Verify(args, dst);
+      if (auto s = target->Push(); !s.ok()) return Fail(s);
+    }
     if (auto s = channel.SendText(reply); !s.ok()) return Fail(s);
   }
   if (auto s = (*transport)->Deregister(*region); !s.ok()) return Fail(s);
