@@ -9,5 +9,6 @@ namespace weightsync::cli {
 void AddInfoCommand(CLI::App& app, int& exit_code);
 void AddConvertCommand(CLI::App& app, int& exit_code);
 void AddStoreCommand(CLI::App& app, int& exit_code);
+void AddOrchestrateCommand(CLI::App& app, int& exit_code);
 
 }  // namespace weightsync::cli

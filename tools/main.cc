@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   weightsync::cli::AddInfoCommand(app, exit_code);
   weightsync::cli::AddConvertCommand(app, exit_code);
   weightsync::cli::AddStoreCommand(app, exit_code);
+  weightsync::cli::AddOrchestrateCommand(app, exit_code);
 
   app.parse_complete_callback([&] {
     auto level = weightsync::ParseLogLevel(log_level);
