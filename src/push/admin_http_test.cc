@@ -183,3 +183,55 @@ TEST(AdminHttp, TornAgentRefusesResumeUntilForced) {
 
 }  // namespace
 }  // namespace weightsync::push
+
+namespace weightsync::push {
+namespace {
+
+// prime-rl style: an orchestrator pauses the engine over HTTP, the push commits while the engine
+// is held paused (committed, not serving), and the orchestrator's /resume resumes it.
+TEST(AdminHttp, HttpPauseHoldsTheEngineThroughAPushUntilHttpResume) {
+  TestJob job("admin-hold", 1, 1);
+  std::atomic<int> resumes{0};
+  std::atomic<bool> paused{false};
+  std::thread trainer([&] {
+    Status status = job.RunAs({Role::kTrainer, 0}, [&](control::Rendezvous& r) {
+      // Starts once the engine is held paused, as an orchestrator would order it.
+      auto deadline = DeadlineIn(10);
+      while (!paused && !control::Expired(deadline)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      return TrainerPush(r, FastOptions()).Push(1, {});
+    });
+    EXPECT_TRUE(status.ok()) << status.ToString();
+  });
+  Status inference = job.RunAs({Role::kInference, 0}, [&](control::Rendezvous& r) -> Status {
+    InferenceHooks hooks;
+    hooks.resume = [&] {
+      ++resumes;
+      return Status::Ok();
+    };
+    InferencePush agent(r, FastOptions(), hooks);
+    auto server = StartAdmin(AdminHandlersFor(agent));
+    if (!server) return Internal("no server");
+    auto client = Client(*server);
+    EXPECT_EQ(client.Post("/pause?mode=keep")->status, 200);
+    paused = true;
+    WS_RETURN_IF_ERROR(agent.ServeOnePush(DeadlineIn(10)).status());
+    auto held = nlohmann::json::parse(client.Get("/status")->body);
+    EXPECT_EQ(held["state"], "committed");
+    EXPECT_EQ(held["committed_step"], 1);
+    EXPECT_EQ(held["held_by_operator"], true);
+    EXPECT_EQ(held["last_push"]["outcome"], "committed");
+    EXPECT_EQ(nlohmann::json::parse(client.Get("/is_paused")->body)["is_paused"], true);
+    EXPECT_EQ(resumes, 0);
+    EXPECT_EQ(client.Post("/resume")->status, 200);
+    EXPECT_EQ(resumes, 1);
+    EXPECT_EQ(nlohmann::json::parse(client.Get("/status")->body)["state"], "serving");
+    return Status::Ok();
+  });
+  trainer.join();
+  EXPECT_TRUE(inference.ok()) << inference.ToString();
+}
+
+}  // namespace
+}  // namespace weightsync::push
