@@ -122,7 +122,8 @@ Result<std::optional<uint64_t>> InferencePush::AwaitPush(control::Deadline deadl
     last_seen_request_ = step;
     // A push that failed before this rank saw it never passed its pause barrier (this rank had
     // not arrived), so nothing was written here: skip it rather than tear intact weights.
-    auto failed = session_.client().Get(keys::Failed(session_.job(), step), deadline);
+    auto failed = session_.client().Get(keys::Failed(session_.job(), step),
+                                        std::max(deadline, DeadlineIn(2)));
     if (failed.ok()) {
       Log(LogLevel::kInfo, "push step ", step, ": ", session_.me().ToString(),
           ": skipping it, it failed before this rank saw it: ", *failed);
@@ -135,11 +136,9 @@ Result<std::optional<uint64_t>> InferencePush::AwaitPush(control::Deadline deadl
   push_start_ = Clock::now();
   const control::Deadline pause_deadline = After(push_start_, session_.options().pause_timeout_s);
   std::optional<uint64_t> committed;
-  InferenceState was;
   {
     std::lock_guard lock(mu_);
     committed = snapshot_.committed_step;
-    was = snapshot_.state;
   }
   if (committed && step <= *committed) {
     // The request chain refuses this; a store that lost its keys could still produce it.
@@ -159,9 +158,10 @@ Result<std::optional<uint64_t>> InferencePush::AwaitPush(control::Deadline deadl
   session_.Publish(StrCat("step ", step, " phase pause"));
   {
     std::lock_guard engine(engine_mu_);
+    InferenceState was;
     {
       std::lock_guard lock(mu_);
-      was = snapshot_.state;  // an operator may have paused it meanwhile
+      was = snapshot_.state;  // under engine_mu_: an operator's Pause() has finished or not begun
     }
     if (was == InferenceState::kServing) {
       Status paused = RunHook(hooks_.pause, "pause");

@@ -311,6 +311,50 @@ TEST(Push, TransferDeadlineNamesTheMissingRank) {
   EXPECT_TRUE(Contains(statuses[1].message(), "push.transfer_timeout")) << statuses[1].message();
 }
 
+// Inference 1 comes late: push 1 fails at its pause deadline, inference 0 (which paused) is
+// torn(1). Inference 1 then sees request 1 already failed and skips it (it never paused, nothing
+// was written to it); push 2 commits on both and repairs inference 0.
+TEST(Push, LateRankSkipsAFailedPushAndTheNextPushRepairsTheTornOne) {
+  TestJob job("late", 1, 2);
+  std::atomic<bool> first_failed{false};
+  auto statuses = RunParticipants(
+      job, 1, 2,
+      [&](Rendezvous& r) -> Status {
+        TrainerPush trainer(r, FastOptions(0.5));
+        Status first = trainer.Push(1, {});
+        EXPECT_EQ(first.code(), StatusCode::kDeadlineExceeded) << first.ToString();
+        EXPECT_TRUE(Contains(first.message(), "push step 1: phase pause"));
+        EXPECT_TRUE(Contains(first.message(), "missing inference ranks [1]")) << first.message();
+        first_failed = true;
+        TrainerPush patient(r, FastOptions(5));
+        return patient.Push(2, {});
+      },
+      [&](Rendezvous& r) -> Status {
+        EngineProbe probe;
+        if (r.me().id.rank == 1) {
+          auto deadline = DeadlineIn(10);
+          while (!first_failed && !control::Expired(deadline)) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the failure is recorded
+        }
+        InferencePush agent(r, FastOptions(5), probe.Hooks());
+        if (r.me().id.rank == 0) {
+          EXPECT_FALSE(agent.ServeOnePush(DeadlineIn(10)).ok());
+          EXPECT_EQ(agent.Snapshot().state, InferenceState::kTorn);
+        }
+        WS_ASSIGN_OR_RETURN(auto step, agent.ServeOnePush(DeadlineIn(10)));
+        EXPECT_EQ(step, 2u);
+        InferenceSnapshot now = agent.Snapshot();
+        EXPECT_EQ(now.state, InferenceState::kServing);
+        EXPECT_EQ(now.committed_step, 2u);
+        EXPECT_FALSE(now.torn_step.has_value());
+        EXPECT_EQ(probe.pauses, 1);  // rank 1 never paused for step 1; rank 0 stayed paused
+        return Status::Ok();
+      });
+  for (const auto& status : statuses) EXPECT_TRUE(status.ok()) << status.ToString();
+}
+
 TEST(Push, OperatorHoldKeepsTheEngineCommittedUntilResume) {
   TestJob job("hold", 1, 1);
   EngineProbe probe;
