@@ -30,7 +30,8 @@ class PushSession {
   Status Arrive(Phase phase, uint64_t step, control::Deadline deadline);
 
   // Reports that push `step` failed on this rank in `phase` (first reporter wins) and returns the
-  // error for the caller. A cause that already is a push error (from Arrive) is returned as is.
+  // error for the caller. A cause that already is a push error of this phase (from Arrive) keeps
+  // its one prefix.
   Status Fail(uint64_t step, Phase phase, const Status& cause);
 
   // "push step 12: phase commit: trainer 0: <cause>", keeping the cause's code.
@@ -46,8 +47,10 @@ class PushSession {
   const PushOptions& options() const { return options_; }
 
  private:
-  // For an abort caused by dead peers: what each one last published.
-  std::string DescribeDeadPeers();
+  // "push step 12: phase commit: trainer 0: "
+  std::string ErrorPrefix(uint64_t step, Phase phase) const;
+  // For an abort caused by dead peers named in `message`: what each one last published.
+  std::string DescribeDeadPeers(std::string_view message);
 
   control::Rendezvous& rendezvous_;
   const PushOptions options_;
