@@ -5,9 +5,9 @@
 // The trainers run with push.orchestrator = external: trainer rank 0 offers each step when its
 // weights are ready; this command requests the push (every inference rank pauses, the trainers
 // write, every rank commits, the engines resume) and prints its outcome, for --steps pushes (0:
-// until no offer arrives within --offer-timeout). Any store client can do the same with the keys
-// listed in docs/control-plane.md. Exit codes: 0 every push committed, 1 a push failed or the
-// store could not be reached, 2 bad usage.
+// until no offer arrives within --offer-timeout, which then ends it normally). Any store client can
+// do the same with the keys listed in docs/control-plane.md. Exit codes: 0 every push committed, 1
+// a push failed or the store could not be reached, 2 bad usage.
 #include <iostream>
 #include <memory>
 
@@ -63,6 +63,17 @@ Result<int> Orchestrate(const OrchestrateFlags& flags) {
                       push::LastRequestedStep(*client, flags.job, DeadlineIn(connect_timeout)));
   int failed = 0;
   for (int done = 0; flags.steps == 0 || done < flags.steps; ++done) {
+    if (flags.steps == 0) {
+      // Open-ended: a trainer that stops offering (the run ended) ends the loop, not in error.
+      auto offered =
+          push::WaitForOffer(*client, flags.job, after, DeadlineIn(options.offer_timeout_s));
+      if (!offered.ok() && offered.status().code() == StatusCode::kDeadlineExceeded) {
+        std::cout << "no offer after step " << (after ? std::to_string(*after) : "none")
+                  << " within " << options.offer_timeout_s << " s; stopping" << std::endl;
+        break;
+      }
+      WS_RETURN_IF_ERROR(offered.status());
+    }
     WS_ASSIGN_OR_RETURN(push::OrchestratedPush pushed,
                         push::OrchestrateOnePush(*client, options, after));
     after = pushed.step;
@@ -88,7 +99,8 @@ void AddOrchestrateCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--token-file", flags->token_file,
                   "File holding the store token (else $WEIGHTSYNC_STORE_TOKEN)");
   cmd->add_option("--job", flags->job, "Job id")->required();
-  cmd->add_option("--steps", flags->steps, "Pushes to drive (0: until no offer comes)")
+  cmd->add_option("--steps", flags->steps,
+                  "Pushes to drive (0: until no offer comes within --offer-timeout)")
       ->capture_default_str();
   cmd->add_option("--offer-timeout", flags->offer_timeout,
                   "How long to wait for the trainer's next offer")

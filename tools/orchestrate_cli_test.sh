@@ -50,6 +50,11 @@ fi
 grep -q "DEADLINE_EXCEEDED" "$dir/err" || fail "no deadline message: $(cat "$dir/err")"
 grep -q "offer after step 2" "$dir/err" || fail "does not say what it waited for: $(cat "$dir/err")"
 
+# Open-ended (--steps 0): running out of offers ends it normally.
+"$ws" orchestrate --store "$addr" --token-file "$dir/token" --job cli --steps 0 \
+    --offer-timeout 0.3 > "$dir/out" 2> "$dir/err" || fail "--steps 0: $(cat "$dir/err")"
+grep -q "no offer after step 2" "$dir/out" || fail "--steps 0 output: $(cat "$dir/out")"
+
 # Bad usage is exit code 2.
 set +e
 "$ws" orchestrate --store "$addr" --token-file "$dir/token" --job "bad/job" > /dev/null 2>&1
