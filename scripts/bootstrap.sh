@@ -8,7 +8,7 @@ sudo_cmd=""
 [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 
 packages=(build-essential cmake ninja-build pkg-config git libgtest-dev libgmock-dev
-          libbenchmark-dev nlohmann-json3-dev libcli11-dev libxxhash-dev libssl-dev
+          libbenchmark-dev nlohmann-json3-dev libcli11-dev libxxhash-dev libssl-dev libcpp-httplib-dev
           python3 python3-venv python3-pip
           libucx-dev ucx-utils)  # UCX headers for the ucx transport (libucp is dlopen'ed), ucx_perftest
 missing=()

@@ -11,5 +11,6 @@ void AddConvertCommand(CLI::App& app, int& exit_code);
 void AddStoreCommand(CLI::App& app, int& exit_code);
 void AddPlanCommand(CLI::App& app, int& exit_code);
 void AddBenchCommand(CLI::App& app, int& exit_code);
+void AddOrchestrateCommand(CLI::App& app, int& exit_code);
 
 }  // namespace weightsync::cli

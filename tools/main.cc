@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   weightsync::cli::AddStoreCommand(app, exit_code);
   weightsync::cli::AddPlanCommand(app, exit_code);
   weightsync::cli::AddBenchCommand(app, exit_code);
+  weightsync::cli::AddOrchestrateCommand(app, exit_code);
 
   app.parse_complete_callback([&] {
     auto level = weightsync::ParseLogLevel(log_level);

@@ -3,7 +3,13 @@
 namespace weightsync::control {
 
 Status Barrier::Arrive(uint64_t generation, Deadline deadline) {
-  WS_RETURN_IF_ERROR(ArriveAndWait(rendezvous_.context(), "barrier", name_, generation,
+  return Arrive(generation, deadline, /*cancel_key=*/"");
+}
+
+Status Barrier::Arrive(uint64_t generation, Deadline deadline, std::string_view cancel_key) {
+  CollectiveContext context = rendezvous_.context();
+  context.cancel_key = std::string(cancel_key);
+  WS_RETURN_IF_ERROR(ArriveAndWait(context, "barrier", name_, generation,
                                    /*payload=*/"", /*gather=*/false, deadline)
                          .status());
   last_generation_ = generation;

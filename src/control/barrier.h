@@ -27,6 +27,9 @@ class Barrier {
 
   // Arrives at `generation` and waits until every participant has arrived at it.
   Status Arrive(uint64_t generation, Deadline deadline);
+  // The same, but the wait also fails (kAborted, with the key's value) as soon as `cancel_key` is
+  // set: how the push protocol stops every rank of a step when one rank reports a failure.
+  Status Arrive(uint64_t generation, Deadline deadline, std::string_view cancel_key);
   // Arrives at the generation after the last one this object used (0 at first).
   Status ArriveNext(Deadline deadline);
 

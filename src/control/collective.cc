@@ -104,6 +104,13 @@ Result<std::vector<std::string>> ArriveAndWait(const CollectiveContext& context,
     auto abort = client.Get(AbortKey(context.job_id), AtLeastOneSecond(deadline));
     if (abort.ok()) return Aborted(label, ": the job was aborted: ", *abort);
     if (abort.status().code() != StatusCode::kNotFound) return abort.status().WithContext(label);
+    if (!context.cancel_key.empty()) {
+      auto cancel = client.Get(context.cancel_key, AtLeastOneSecond(deadline));
+      if (cancel.ok()) return Aborted(label, ": ", *cancel);
+      if (cancel.status().code() != StatusCode::kNotFound) {
+        return cancel.status().WithContext(label);
+      }
+    }
 
     const bool expired = Expired(deadline);
     const bool someone_failed = context.watcher && !context.watcher->Failures().empty();

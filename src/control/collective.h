@@ -30,6 +30,10 @@ struct CollectiveContext {
   ParticipantId me;
   std::vector<ParticipantId> everyone;       // sorted: trainers by rank, then inference by rank
   const LivenessWatcher* watcher = nullptr;  // optional
+  // Optional: a key whose value, once set, fails the wait with kAborted carrying that value. The
+  // push protocol passes its per-step failure key, so one rank's error ends every rank's wait for
+  // that step without aborting the whole job (the next step must still be able to run).
+  std::string cancel_key;
 };
 
 // Arrives with `payload` and waits until every participant arrived at the same generation. With

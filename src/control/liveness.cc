@@ -8,6 +8,11 @@ namespace weightsync::control {
 namespace {
 
 constexpr std::string_view kStoppedValue = "stopped";
+// A persistent key beside each ephemeral heartbeat, written once the first beat is in the store.
+// It lets a watcher judge a participant that died before the watcher's first scan caught its
+// heartbeat (a process killed within milliseconds of joining would otherwise never be judged,
+// and everyone waiting for it would wait for the deadline).
+constexpr std::string_view kSeenSuffix = "/seen";
 
 // Store calls made by the background threads: short, so Stop() never waits long for them.
 Deadline CallDeadline(const LivenessOptions& options) {
@@ -58,6 +63,7 @@ Result<std::unique_ptr<Heartbeat>> Heartbeat::Start(const StoreClientOptions& st
       new Heartbeat(std::move(client), LivenessKey(job_id, me), options));
   WS_RETURN_IF_ERROR(
       heartbeat->client_->Set(heartbeat->key_, "beat 0", deadline, SetMode::kEphemeral));
+  WS_RETURN_IF_ERROR(heartbeat->client_->Set(StrCat(heartbeat->key_, kSeenSuffix), "1", deadline));
   heartbeat->thread_ = std::thread([h = heartbeat.get()] { h->Run(); });
   return heartbeat;
 }
@@ -142,10 +148,18 @@ Status LivenessWatcher::Scan() {
   std::lock_guard lock(mu_);
   for (auto& [id, state] : peers_) state.present = false;
   for (const auto& entry : entries) {
-    auto id = ParseParticipantKey(std::string_view(entry.key).substr(prefix.size()));
+    std::string_view tail = std::string_view(entry.key).substr(prefix.size());
+    const bool seen_marker = tail.ends_with(kSeenSuffix);
+    if (seen_marker) tail.remove_suffix(kSeenSuffix.size());
+    auto id = ParseParticipantKey(tail);
     if (!id.ok()) continue;  // not a heartbeat key; nothing to judge
     auto [it, inserted] = peers_.try_emplace(*id);
     PeerState& state = it->second;
+    if (seen_marker) {
+      // It has heartbeated; whether it still does is up to its ephemeral key (absent: died).
+      if (inserted) state.last_change = now;
+      continue;
+    }
     if (inserted || state.value != entry.value || gap) state.last_change = now;
     state.value = entry.value;
     state.present = true;

@@ -8,6 +8,8 @@
 //   - hung (SIGSTOP, deadlock, swapped out) with the connection still open: the value stops
 //     changing, and after control.liveness_timeout the watcher reports "stopped heartbeating".
 // Heartbeat::Stop() writes "stopped" (persistent) so a clean exit reads as "stopped", not "died".
+// Heartbeat::Start also writes a persistent live/<role>/<rank>/seen once its first beat is stored,
+// so a participant killed before any watcher scan caught its beat is still judged "died".
 // The watcher measures staleness on its own clock (when it saw the value change), so participants'
 // clocks never need to agree.
 //

@@ -99,6 +99,28 @@ TEST(Liveness, HealthyHeartbeatsAreNotReported) {
   EXPECT_TRUE(watcher->CheckAlive({&trainer, 1}).ok());
 }
 
+// A participant whose heartbeat vanished before the watcher's first scan ever saw it (killed
+// within milliseconds of starting) is still reported, thanks to its persistent "seen" marker.
+TEST(Liveness, ParticipantThatDiedBeforeTheFirstScanIsReported) {
+  auto server = StartTestStore();
+  auto options = TestClientOptions(server->address());
+  auto client = ConnectTestClient(server->address());
+  {
+    auto beat = Heartbeat::Start(options, "early", {Role::kTrainer, 0}, kFast, DeadlineIn(2));
+    ASSERT_TRUE(beat.ok());
+    EXPECT_TRUE(
+        client->Get(LivenessKey("early", {Role::kTrainer, 0}) + "/seen", DeadlineIn(2)).ok());
+  }
+  // What a killed participant leaves: the marker, without its ephemeral heartbeat.
+  ASSERT_TRUE(
+      client->Set(LivenessKey("early", {Role::kInference, 2}) + "/seen", "1", DeadlineIn(2)).ok());
+  auto watcher = LivenessWatcher::Start(options, "early", kFast, DeadlineIn(2)).value();
+  auto failures = watcher->Failures();
+  ASSERT_EQ(failures.size(), 2u);
+  EXPECT_EQ(failures[0].ToString(), "peer trainer 0 stopped (it shut down its heartbeat)");
+  EXPECT_EQ(failures[1].ToString(), "peer inference 2 died (its store connection closed)");
+}
+
 TEST(Liveness, TimeoutMustExceedInterval) {
   EXPECT_FALSE((LivenessOptions{1, 1}).Validate().ok());
   EXPECT_TRUE(LivenessOptions::FromConfig(Config::Defaults()).ok());

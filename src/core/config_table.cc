@@ -73,6 +73,26 @@ constexpr auto kTable = std::to_array<ConfigOption>({
      "the GPU on the PCI topology, or leaves UCX's choice when no GPU is given."},
     {"transport.cuda_streams", "4", ConfigUnits::kCount,
      "CUDA streams the cuda_ipc transport spreads large copies over (copy engines)."},
+    {"push.orchestrator", "embedded", ConfigUnits::kString,
+     "Who requests each push: embedded (trainer rank 0, as soon as the step is ready), external "
+     "(`weightsync orchestrate` or another store client answers the trainer's offer) or files "
+     "(trainer rank 0 waits for broadcasts/step_N/TRANSFER_READY under push.marker_dir)."},
+    {"push.pause_timeout", "60s", ConfigUnits::kSeconds,
+     "From the start of a push until every inference rank is paused (the request, the external "
+     "orchestrator's answer or the TRANSFER_READY marker, pause hooks, the pause barrier)."},
+    {"push.transfer_timeout", "300s", ConfigUnits::kSeconds,
+     "How long the data phase of a push may take, until every rank has finished its transfer."},
+    {"push.commit_timeout", "60s", ConfigUnits::kSeconds,
+     "From the end of the transfer until every rank reached the commit barrier (post-update hooks "
+     "included)."},
+    {"push.marker_dir", "", ConfigUnits::kString,
+     "Directory of prime-rl style file markers: trainer rank 0 writes broadcasts/step_N/STABLE "
+     "there; empty writes no markers."},
+    {"admin.listen", "127.0.0.1:0", ConfigUnits::kString,
+     "HOST:PORT of an inference agent's HTTP admin endpoint (/status, /pause, /resume); port 0 "
+     "picks a free port. Loopback unless set otherwise."},
+    {"admin.io_timeout", "5s", ConfigUnits::kSeconds,
+     "How long the HTTP admin endpoint waits for a request to arrive or a reply to be read."},
 });
 
 }  // namespace
