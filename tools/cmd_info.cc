@@ -7,6 +7,7 @@
 #include "core/config.h"
 #include "core/optional_library.h"
 #include "model/model_spec.h"
+#include "transport/transport.h"
 
 namespace weightsync::cli {
 
@@ -22,6 +23,13 @@ void AddInfoCommand(CLI::App& app, int& exit_code) {
       return;
     }
     auto libraries = ProbeOptionalLibraries();
+    // Transports as this process would create them (their libraries are loaded at run time).
+    std::vector<std::pair<std::string, transport::Capabilities>> transports;
+    if (auto options = transport::OptionsFromConfig(*config); options.ok()) {
+      for (const auto& backend : transport::BackendNames()) {
+        transports.push_back({backend, transport::ProbeBackend(backend, *options)});
+      }
+    }
     Result<ModelSpecLibrary> specs = ModelSpecLibrary::FromEnvironment();
     if (!specs.ok()) {
       std::cerr << "weightsync info: " << specs.status().ToString() << "\n";
@@ -56,6 +64,12 @@ void AddInfoCommand(CLI::App& app, int& exit_code) {
       for (const auto& lib : libraries) {
         out["backends"][lib.name] = {{"available", lib.available}, {"detail", lib.detail}};
       }
+      for (const auto& [backend, caps] : transports) {
+        out["transports"][backend] = {
+            {"available", caps.available}, {"reason", caps.unavailable_reason},
+            {"host_memory", caps.host_memory}, {"gpu_memory", caps.gpu_memory},
+            {"cross_host", caps.cross_host}, {"detail", caps.detail}};
+      }
       for (const auto& [name, hash, sources, targets] : models) {
         out["models"][name] = {{"hash", hash}, {"source_formats", sources},
                                {"target_formats", targets}};
@@ -69,6 +83,19 @@ void AddInfoCommand(CLI::App& app, int& exit_code) {
     for (const auto& lib : libraries) {
       std::cout << "  " << lib.name << ": " << (lib.available ? "available (" : "") << lib.detail
                 << (lib.available ? ")" : "") << "\n";
+    }
+    std::cout << "\nTransports:\n";
+    for (const auto& [backend, caps] : transports) {
+      std::cout << "  " << backend << ": ";
+      if (!caps.available) {
+        std::cout << caps.unavailable_reason << "\n";
+        continue;
+      }
+      std::cout << "available (" << (caps.host_memory ? "host" : "")
+                << (caps.host_memory && caps.gpu_memory ? "+" : "")
+                << (caps.gpu_memory ? "GPU" : "") << " memory"
+                << (caps.cross_host ? ", cross-host" : ", this host only") << ")"
+                << (caps.detail.empty() ? "" : " " + caps.detail) << "\n";
     }
     std::cout << "\nModel specs (built in, plus WEIGHTSYNC_MODEL_PATH):\n";
     for (const auto& [name, hash, sources, targets] : models) {

@@ -11,6 +11,7 @@
 
 #include "transport/device_buffer_testing.h"
 #include "transport/peer_process_testing.h"
+#include "transport/staging_pool.h"
 #include "transport/test_plan.h"
 
 namespace weightsync::transport {
@@ -78,6 +79,51 @@ TEST_F(CudaIpcGpuTest, MultiProcessRandomWritesVerified) {
   EXPECT_EQ(*reply, "OK") << plan.size() << " writes";
   std::printf("cuda_ipc: %zu writes (1 B .. %llu MiB) GPU 0 -> GPU %d verified\n", plan.size(),
               static_cast<unsigned long long>(max_write >> 20), peer_device_);
+}
+
+// A GPU staging pool (plain cuMemAlloc, registered once) feeds cuda_ipc writes from its slots.
+TEST_F(CudaIpcGpuTest, GpuStagingPoolSlotsAreWritable) {
+  const uint64_t size = 64ull << 20;
+  auto writer = Writer();
+  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+  auto pool = StagingPool::Create(**writer, PoolMemory::kCuda, 2 * size, "gpu.staging", 0);
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  // cuda_ipc writes device memory only; a host pool is checked on the local transport.
+  TransportOptions local_options;
+  local_options.self = CurrentProcessIdentity(0);
+  auto local = CreateTransport("local", local_options);
+  ASSERT_TRUE(local.ok());
+  auto pinned = StagingPool::Create(**local, PoolMemory::kHost, 1 << 20, "host.staging", 0);
+  ASSERT_TRUE(pinned.ok()) << pinned.status().ToString();
+  EXPECT_TRUE((*pinned)->stats().pinned) << "host pools are pinned when a GPU is present";
+  auto first = (*pool)->Allocate(1000, "padding");  // the slot we use starts at a non-zero offset
+  auto slot = (*pool)->Allocate(size, "slot");
+  ASSERT_TRUE(first.ok() && slot.ok());
+  std::vector<uint8_t> host(size);
+  const uint64_t seed = 5;
+  testing::FillRandom(testing::SourceSeed(seed), host);
+  auto api = LoadCudaApi();
+  ASSERT_EQ((*api)->memcpy_htod(reinterpret_cast<CUdeviceptr>(slot->data), host.data(), size),
+            CUDA_SUCCESS);
+  auto peer = PeerProcess::Spawn({"cuda_ipc", "", "", peer_device_}, size, 1);
+  ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+  auto connection = (*writer)->Connect((*peer)->address(), DeadlineIn(30));
+  ASSERT_TRUE(connection.ok()) << connection.status().ToString();
+  auto remote = (*writer)->Import(*connection, (*peer)->descriptor(), size);
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  const auto plan = testing::MakePlan(seed, size, size, 8ull << 20);
+  std::vector<Write> writes;
+  for (const auto& p : plan) {
+    writes.push_back({slot->region, slot->offset + p.src_offset, *remote, p.dst_offset, p.length});
+  }
+  ASSERT_TRUE((*writer)->PostWrites(*connection, writes, DeadlineIn(60)).ok());
+  ASSERT_TRUE((*writer)->Flush(*connection, DeadlineIn(60)).ok());
+  auto reply = (*peer)->Command(StrCat("VERIFY ", seed, " ", size, " ", 8ull << 20));
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ(*reply, "OK");
+  EXPECT_EQ((*pool)->stats().peak_in_use, (*pool)->stats().in_use);
+  ASSERT_TRUE((*pool)->Free(*slot).ok());
+  ASSERT_TRUE((*pool)->Free(*first).ok());
 }
 
 TEST_F(CudaIpcGpuTest, ThroughputBesideDeviceToDeviceCopy) {
