@@ -16,6 +16,14 @@ Status Barrier::Arrive(uint64_t generation, Deadline deadline, std::string_view 
   return Status::Ok();
 }
 
+Status Barrier::Forget(uint64_t generation, Deadline deadline) {
+  const CollectiveContext& context = rendezvous_.context();
+  return context.client
+      ->DeletePrefix(CollectiveGenerationPrefix(context.job_id, "barrier", name_, generation),
+                     deadline)
+      .status();
+}
+
 Status Barrier::ArriveNext(Deadline deadline) {
   return Arrive(last_generation_ ? *last_generation_ + 1 : 0, deadline);
 }

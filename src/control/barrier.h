@@ -32,6 +32,10 @@ class Barrier {
   Status Arrive(uint64_t generation, Deadline deadline, std::string_view cancel_key);
   // Arrives at the generation after the last one this object used (0 at first).
   Status ArriveNext(Deadline deadline);
+  // Deletes the store keys of `generation`. Only once every participant has left it (for example
+  // after all of them arrived at a later generation): a long job would otherwise keep every
+  // generation's keys in the store.
+  Status Forget(uint64_t generation, Deadline deadline);
 
   const std::string& name() const { return name_; }
 

@@ -68,6 +68,11 @@ Result<std::vector<std::string>> Gather(const CollectiveContext& context,
 
 std::string AbortKey(std::string_view job_id) { return StrCat(JobPrefix(job_id), "abort"); }
 
+std::string CollectiveGenerationPrefix(std::string_view job_id, std::string_view kind,
+                                       std::string_view name, uint64_t generation) {
+  return StrCat(JobPrefix(job_id), kind, "/", name, "/", generation, "/");
+}
+
 Result<std::vector<std::string>> ArriveAndWait(const CollectiveContext& context,
                                                std::string_view kind, std::string_view name,
                                                uint64_t generation, std::string_view payload,
@@ -76,7 +81,7 @@ Result<std::vector<std::string>> ArriveAndWait(const CollectiveContext& context,
   StoreClient& client = *context.client;
   const std::string label = StrCat("job ", context.job_id, ": ", kind, " '", name, "' generation ",
                                    generation, " (", context.me.ToString(), ")");
-  const std::string base = StrCat(JobPrefix(context.job_id), kind, "/", name, "/", generation, "/");
+  const std::string base = CollectiveGenerationPrefix(context.job_id, kind, name, generation);
   const std::string arrived_prefix = base + "arrived/";
   const Deadline start = Clock::now();
 

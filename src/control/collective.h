@@ -40,6 +40,10 @@ struct CollectiveContext {
 // `gather`, returns every participant's payload in `everyone` order. Errors: kDeadlineExceeded
 // listing the participants that did not arrive; kAborted naming a dead participant or carrying the
 // job's abort reason.
+// The prefix of every key of one generation of a round or barrier ("barrier", "push-commit", 7).
+std::string CollectiveGenerationPrefix(std::string_view job_id, std::string_view kind,
+                                       std::string_view name, uint64_t generation);
+
 Result<std::vector<std::string>> ArriveAndWait(const CollectiveContext& context,
                                                std::string_view kind, std::string_view name,
                                                uint64_t generation, std::string_view payload,

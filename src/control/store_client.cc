@@ -13,7 +13,9 @@ constexpr auto kFirstRetryDelay = std::chrono::milliseconds(20);
 constexpr auto kMaxRetryDelay = std::chrono::milliseconds(500);
 
 std::string Describe(const StoreRequest& request) {
-  if (request.op == MessageType::kList) return StrCat("prefix '", request.key, "'");
+  if (request.op == MessageType::kList || request.op == MessageType::kDeletePrefix) {
+    return StrCat("prefix '", request.key, "'");
+  }
   return StrCat("key '", request.key, "'");
 }
 
@@ -160,6 +162,14 @@ Result<bool> StoreClient::Delete(std::string_view key, Deadline deadline) {
   request.key = key;
   WS_ASSIGN_OR_RETURN(std::string body, Call(request, deadline));
   return DecodeBool(body);
+}
+
+Result<int64_t> StoreClient::DeletePrefix(std::string_view prefix, Deadline deadline) {
+  StoreRequest request;
+  request.op = MessageType::kDeletePrefix;
+  request.key = prefix;
+  WS_ASSIGN_OR_RETURN(std::string body, Call(request, deadline));
+  return DecodeInt(body);
 }
 
 Result<std::vector<KeyValue>> StoreClient::List(std::string_view prefix, Deadline deadline) {

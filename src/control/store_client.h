@@ -67,6 +67,8 @@ class StoreClient {
   Result<bool> Delete(std::string_view key, Deadline deadline);
   // Every key starting with `prefix`, with its value, sorted by key.
   Result<std::vector<KeyValue>> List(std::string_view prefix, Deadline deadline);
+  // Deletes every key that starts with `prefix` (non-empty); returns how many there were.
+  Result<int64_t> DeletePrefix(std::string_view prefix, Deadline deadline);
 
   const std::string& address() const { return options_.address; }
   const StoreClientOptions& options() const { return options_; }

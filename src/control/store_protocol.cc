@@ -14,6 +14,7 @@ bool IsStoreRequest(MessageType type) {
     case MessageType::kCompareAndSet:
     case MessageType::kDelete:
     case MessageType::kList:
+    case MessageType::kDeletePrefix:
       return true;
     default:
       return false;

@@ -9,6 +9,7 @@
 //                                             -> u8 swapped, u8 has_current, current
 //   kDelete         key                       -> u8 existed
 //   kList           prefix                    -> u32 count, then count x (key, value), sorted
+//   kDeletePrefix   prefix (non-empty)        -> i64 number of keys deleted
 // Response payload: i32 status code, message, then the body above (only when the code is OK).
 //
 // Threading: plain functions on values.

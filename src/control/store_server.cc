@@ -313,6 +313,17 @@ std::optional<StoreResponse> StoreServer::Impl::Execute(Connection& conn,
     }
     case MessageType::kList:
       return List(request);
+    case MessageType::kDeletePrefix: {
+      // Keys are ordered: the prefix's keys are one contiguous range of the map.
+      std::lock_guard lock(mu_);
+      auto it = data_.lower_bound(request.key);
+      int64_t deleted = 0;
+      while (it != data_.end() && it->first.starts_with(request.key)) {
+        it = data_.erase(it);
+        ++deleted;
+      }
+      return Reply(EncodeInt(deleted));
+    }
     default:
       return Reply(InvalidArgument("not a store request: ", MessageTypeName(request.op)));
   }

@@ -89,6 +89,13 @@ TEST(Store, SetGetDeleteList) {
   EXPECT_TRUE(client->Delete("job/a", DeadlineIn(2)).value());
   EXPECT_FALSE(client->Delete("job/a", DeadlineIn(2)).value());
   EXPECT_EQ(client->Get("job/a", DeadlineIn(2)).status().code(), StatusCode::kNotFound);
+
+  ASSERT_TRUE(client->Set("job/a", "1", DeadlineIn(2)).ok());
+  ASSERT_TRUE(client->Set("joc", "next in order, not under the prefix", DeadlineIn(2)).ok());
+  EXPECT_EQ(client->DeletePrefix("job/", DeadlineIn(2)).value(), 2);
+  EXPECT_EQ(client->DeletePrefix("job/", DeadlineIn(2)).value(), 0);
+  EXPECT_EQ(client->List("", DeadlineIn(2)).value().size(), 2u);  // joc and other/c remain
+  EXPECT_EQ(client->DeletePrefix("", DeadlineIn(2)).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(Store, AddIsAtomicAcrossClients) {

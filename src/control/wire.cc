@@ -31,6 +31,7 @@ bool IsKnownMessageType(uint16_t type) {
     case MessageType::kCompareAndSet:
     case MessageType::kDelete:
     case MessageType::kList:
+    case MessageType::kDeletePrefix:
     case MessageType::kResponse:
       return true;
   }
@@ -59,6 +60,8 @@ std::string_view MessageTypeName(MessageType type) {
       return "delete";
     case MessageType::kList:
       return "list";
+    case MessageType::kDeletePrefix:
+      return "delete-prefix";
     case MessageType::kResponse:
       return "response";
   }

@@ -46,6 +46,7 @@ enum class MessageType : uint16_t {
   kCompareAndSet = 14,
   kDelete = 15,
   kList = 16,
+  kDeletePrefix = 17,
   // The reply to any request, and the server's refusal during the handshake.
   kResponse = 64,
 };

@@ -30,6 +30,14 @@ Status PushSession::Arrive(Phase phase, uint64_t step, control::Deadline deadlin
   return Error(step, phase, Status(arrived.code(), StrCat(detail, dead)));
 }
 
+Status PushSession::Forget(uint64_t step, control::Deadline deadline) {
+  for (Phase phase : {Phase::kPause, Phase::kTransfer, Phase::kCommit}) {
+    control::Barrier barrier(rendezvous_, StrCat("push-", PhaseName(phase)));
+    WS_RETURN_IF_ERROR(barrier.Forget(step, deadline));
+  }
+  return Status::Ok();
+}
+
 Status PushSession::Fail(uint64_t step, Phase phase, const Status& cause) {
   const std::string prefix = ErrorPrefix(step, phase);
   std::string_view detail = cause.message();

@@ -28,6 +28,8 @@ class PushSession {
   // Arrives at the barrier that ends `phase` of push `step` and waits for every rank. Errors are
   // Error(step, phase, cause) and name the missing, dead or failed ranks.
   Status Arrive(Phase phase, uint64_t step, control::Deadline deadline);
+  // Deletes the phase barriers' keys of `step`; only after every rank has left that step.
+  Status Forget(uint64_t step, control::Deadline deadline);
 
   // Reports that push `step` failed on this rank in `phase` (first reporter wins) and returns the
   // error for the caller. A cause that already is a push error of this phase (from Arrive) keeps

@@ -135,6 +135,16 @@ TEST_P(PushSizes, PushesCommitAndEveryBufferHoldsTheStep) {
     EXPECT_EQ(probes[static_cast<size_t>(i)].updates, kPushes);
     EXPECT_EQ(probes[static_cast<size_t>(i)].resumes, kPushes);
   }
+  // Trainer rank 0 deleted the barrier keys of every step before the last committed one, so a
+  // long job's store does not grow with every push.
+  auto client = control::StoreClient::Connect(job.Store(), DeadlineIn(5));
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  auto keys = (*client)->List(control::JobPrefix(job.job()) + "barrier/", DeadlineIn(5));
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  EXPECT_FALSE(keys->empty());
+  for (const auto& entry : *keys) {
+    EXPECT_NE(entry.key.find(StrCat("/", kPushes, "/")), std::string::npos) << entry.key;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Participants, PushSizes,

@@ -76,6 +76,7 @@ Status TrainerPush::BeginPush(uint64_t step) {
   if (failed.status().code() != StatusCode::kNotFound) return failed.status();
 
   step_ = step;
+  steps_to_forget_.push_back(step);
   phase_ = Phase::kPause;
   last_attempted_ = step;
   timings_ = PushTimings();
@@ -173,7 +174,26 @@ Status TrainerPush::Commit(uint64_t step) {
         ": committed, but could not record it in the store: ", recorded.ToString());
   }
   session_.Publish(StrCat("step ", step, " committed"));
+  ForgetEarlierSteps(step);
   return Status::Ok();
+}
+
+void TrainerPush::ForgetEarlierSteps(uint64_t committed) {
+  if (session_.me().rank != 0) return;  // one rank is enough; deleting is idempotent
+  std::vector<uint64_t> kept;
+  for (uint64_t step : steps_to_forget_) {
+    if (step >= committed) {
+      kept.push_back(step);
+      continue;
+    }
+    Status forgotten = session_.Forget(step, DeadlineIn(2));
+    if (!forgotten.ok()) {
+      Log(LogLevel::kWarning, "push step ", step, ": could not delete its barrier keys: ",
+          forgotten.ToString());
+      kept.push_back(step);  // try again after the next commit
+    }
+  }
+  steps_to_forget_ = std::move(kept);
 }
 
 Status TrainerPush::Push(uint64_t step, const std::function<Status()>& transfer) {

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <vector>
 
 #include "control/rendezvous.h"
 #include "push/push_session.h"
@@ -56,12 +57,17 @@ class TrainerPush {
   // Checks that a push is in `expected` phase; reports nothing (a misuse is this caller's bug).
   Status Expect(Phase expected, std::string_view call) const;
   Status Failed(Phase phase, const Status& cause);
+  // Deletes the barrier keys of steps before `committed` (trainer rank 0).
+  void ForgetEarlierSteps(uint64_t committed);
 
   PushSession session_;
   std::optional<uint64_t> step_;  // the push in progress
   Phase phase_ = Phase::kIdle;    // its phase
   std::optional<uint64_t> last_attempted_;
   std::optional<uint64_t> last_committed_;
+  // Steps this rank began whose barrier keys are still in the store (trainer rank 0 deletes them
+  // once a later step commits: every rank has then left them).
+  std::vector<uint64_t> steps_to_forget_;
   bool transfer_started_ = false;
   control::Deadline phase_start_{};
   control::Deadline push_start_{};
