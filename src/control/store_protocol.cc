@@ -5,22 +5,6 @@
 
 namespace weightsync::control {
 
-bool IsStoreRequest(MessageType type) {
-  switch (type) {
-    case MessageType::kSet:
-    case MessageType::kGet:
-    case MessageType::kWait:
-    case MessageType::kAdd:
-    case MessageType::kCompareAndSet:
-    case MessageType::kDelete:
-    case MessageType::kList:
-    case MessageType::kDeletePrefix:
-      return true;
-    default:
-      return false;
-  }
-}
-
 std::string EncodeRequest(const StoreRequest& request) {
   WireWriter w;
   w.Bytes(request.key);

@@ -56,8 +56,6 @@ struct CasResult {
   std::optional<std::string> current;  // the value after the call; nullopt when absent
 };
 
-bool IsStoreRequest(MessageType type);
-
 // `max_value` bounds value fields (the connection's message limit).
 std::string EncodeRequest(const StoreRequest& request);
 Result<StoreRequest> DecodeRequest(const Frame& frame, size_t max_value);

@@ -19,11 +19,8 @@ void StoreLE(std::string& out, uint64_t v, int size) {
 
 }  // namespace
 
-bool IsKnownMessageType(uint16_t type) {
-  switch (static_cast<MessageType>(type)) {
-    case MessageType::kServerHello:
-    case MessageType::kClientHello:
-    case MessageType::kServerProof:
+bool IsStoreRequest(MessageType type) {
+  switch (type) {
     case MessageType::kSet:
     case MessageType::kGet:
     case MessageType::kWait:
@@ -32,10 +29,17 @@ bool IsKnownMessageType(uint16_t type) {
     case MessageType::kDelete:
     case MessageType::kList:
     case MessageType::kDeletePrefix:
-    case MessageType::kResponse:
       return true;
+    default:
+      return false;
   }
-  return false;
+}
+
+bool IsKnownMessageType(uint16_t type) {
+  const auto message = static_cast<MessageType>(type);
+  return IsStoreRequest(message) || message == MessageType::kServerHello ||
+         message == MessageType::kClientHello || message == MessageType::kServerProof ||
+         message == MessageType::kResponse;
 }
 
 std::string_view MessageTypeName(MessageType type) {

@@ -52,6 +52,8 @@ enum class MessageType : uint16_t {
 };
 
 bool IsKnownMessageType(uint16_t type);
+// The store requests (set ... delete-prefix), as opposed to handshake messages and responses.
+bool IsStoreRequest(MessageType type);
 std::string_view MessageTypeName(MessageType type);
 
 // Appends little-endian integers and length-prefixed strings to a byte string.

@@ -46,16 +46,22 @@ WS_AVX2 inline __m256i RoundToBF16(__m256i bits) {
   return _mm256_and_si256(rounded, Set1(0xffff0000u));
 }
 
-// The FP8 value rule: fp32 bits of 8 source elements (fp32 sources rounded to bf16).
-WS_AVX2 inline __m256i Fp8Values(const void* row, DType dtype, int64_t col) {
+// fp32 bits of 8 elements of any source dtype (exact widening).
+WS_AVX2 inline __m256i WidenX8(const void* row, DType dtype, int64_t col) {
   switch (dtype) {
     case DType::kBF16:
       return LoadBF16x8(static_cast<const uint16_t*>(row) + col);
     case DType::kF16:
       return LoadF16x8(static_cast<const uint16_t*>(row) + col);
     default:
-      return RoundToBF16(LoadF32x8(static_cast<const float*>(row) + col));
+      return LoadF32x8(static_cast<const float*>(row) + col);
   }
+}
+
+// The FP8 value rule: fp32 bits of 8 source elements (fp32 sources rounded to bf16).
+WS_AVX2 inline __m256i Fp8Values(const void* row, DType dtype, int64_t col) {
+  const __m256i bits = WidenX8(row, dtype, col);
+  return dtype == DType::kF32 ? RoundToBF16(bits) : bits;
 }
 
 // Magnitude bits of 8 elements as the FP8 rule sees them; >= 0x7f800000 marks a refused value.
@@ -141,18 +147,6 @@ WS_AVX2 inline void StoreBF16x16(uint16_t* dst, __m256i lo, __m256i hi) {
   __m256i packed = _mm256_packus_epi32(_mm256_srli_epi32(lo, 16), _mm256_srli_epi32(hi, 16));
   packed = _mm256_permute4x64_epi64(packed, 0xd8);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), packed);
-}
-
-// fp32 bits of 8 elements of any source dtype (exact widening).
-WS_AVX2 inline __m256i WidenX8(const void* row, DType dtype, int64_t col) {
-  switch (dtype) {
-    case DType::kBF16:
-      return LoadBF16x8(static_cast<const uint16_t*>(row) + col);
-    case DType::kF16:
-      return LoadF16x8(static_cast<const uint16_t*>(row) + col);
-    default:
-      return LoadF32x8(static_cast<const float*>(row) + col);
-  }
 }
 
 inline float WidenScalar(const void* row, DType dtype, int64_t col) {
