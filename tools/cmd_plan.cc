@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "core/config.h"
+#include "plan/parallelism_text.h"
 #include "plan/simulator.h"
 #include "plan/transfer_plan.h"
 
@@ -32,78 +33,9 @@ struct PlanFlags {
   bool json = false;
 };
 
-// "a=1,b=two" -> {a: 1, b: two}; `what` names the flag in errors.
-Result<std::map<std::string, std::string>> ParseList(const std::string& text,
-                                                     const std::string& what,
-                                                     std::initializer_list<std::string_view> keys) {
-  std::map<std::string, std::string> out;
-  std::stringstream items(text);
-  std::string item;
-  while (std::getline(items, item, ',')) {
-    if (item.empty()) continue;
-    const size_t eq = item.find('=');
-    const std::string key = item.substr(0, eq);
-    bool known = false;
-    for (auto k : keys) known |= (k == key);
-    if (eq == std::string::npos || !known) {
-      std::string allowed;
-      for (auto k : keys) allowed += StrCat(allowed.empty() ? "" : ", ", k);
-      return InvalidArgument(what, ": '", item, "' is not key=value with a key in: ", allowed);
-    }
-    out[key] = item.substr(eq + 1);
-  }
-  return out;
-}
-
-Result<int> Count(const std::map<std::string, std::string>& values, const std::string& key,
-                  int fallback, const std::string& what) {
-  auto it = values.find(key);
-  if (it == values.end()) return fallback;
-  Result<int64_t> n = ParseCount(it->second);
-  if (!n.ok() || *n < 1 || *n > (1 << 20)) {
-    return InvalidArgument(what, ": ", key, "=", it->second, " is not a positive count");
-  }
-  return static_cast<int>(*n);
-}
-
-Status ParseTrainer(const std::string& text, TrainerParallelism& t) {
-  WS_ASSIGN_OR_RETURN(auto v, ParseList(text, "--trainer", {"fsdp", "ep", "hsdp", "senders"}));
-  WS_ASSIGN_OR_RETURN(t.fsdp, Count(v, "fsdp", 1, "--trainer"));
-  WS_ASSIGN_OR_RETURN(t.ep, Count(v, "ep", 1, "--trainer"));
-  WS_ASSIGN_OR_RETURN(t.hsdp, Count(v, "hsdp", 1, "--trainer"));
-  const std::string senders = v.count("senders") ? v["senders"] : "replica0";
-  if (senders != "replica0" && senders != "all") {
-    return InvalidArgument("--trainer: senders must be replica0 or all, not ", senders);
-  }
-  t.all_replicas_send = senders == "all";
-  return t.Validate();
-}
-
-Status ParseInference(const std::string& text, InferenceParallelism& i) {
-  WS_ASSIGN_OR_RETURN(auto v,
-                      ParseList(text, "--inference", {"tp", "dp", "ep", "replicas", "placement"}));
-  WS_ASSIGN_OR_RETURN(i.tp, Count(v, "tp", 1, "--inference"));
-  WS_ASSIGN_OR_RETURN(int ep, Count(v, "ep", 1, "--inference"));
-  // vLLM's expert-parallel group is the whole engine (TP x DP): ep=N sizes the engine when dp is
-  // not given.
-  WS_ASSIGN_OR_RETURN(i.dp, Count(v, "dp", ep > 1 ? ep / i.tp : 1, "--inference"));
-  WS_ASSIGN_OR_RETURN(i.replicas, Count(v, "replicas", 1, "--inference"));
-  i.expert_parallel = ep > 1;
-  if (i.expert_parallel && ep != i.ranks()) {
-    return InvalidArgument("--inference: ep=", ep, " must equal tp x dp = ", i.ranks(),
-                           " (vLLM spreads experts over the whole engine)");
-  }
-  const std::string placement = v.count("placement") ? v["placement"] : "linear";
-  if (placement != "linear" && placement != "round_robin") {
-    return InvalidArgument("--inference: placement must be linear or round_robin");
-  }
-  i.placement = placement == "linear" ? ExpertPlacement::kLinear : ExpertPlacement::kRoundRobin;
-  return i.Validate();
-}
-
 Status ParseNetwork(const std::string& text, Config& config, int& gpus_per_node) {
   WS_ASSIGN_OR_RETURN(
-      auto v, ParseList(text, "--network",
+      auto v, ParseKeyValueList(text, "--network",
                         {"nic", "nvlink", "hbm", "gpus-per-node", "write-overhead", "barrier"}));
   const std::pair<const char*, const char*> keys[] = {{"nic", "plan.sim.nic_bandwidth"},
                                                       {"nvlink", "plan.sim.nvlink_bandwidth"},
@@ -113,7 +45,7 @@ Status ParseNetwork(const std::string& text, Config& config, int& gpus_per_node)
   for (auto [key, option] : keys) {
     if (v.count(key)) WS_RETURN_IF_ERROR(config.Set(option, v[key]));
   }
-  WS_ASSIGN_OR_RETURN(gpus_per_node, Count(v, "gpus-per-node", 8, "--network"));
+  WS_ASSIGN_OR_RETURN(gpus_per_node, CountIn(v, "gpus-per-node", 8, "--network"));
   return Status::Ok();
 }
 
@@ -190,8 +122,12 @@ int RunPlan(const PlanFlags& flags) {
   options.source_format = flags.source_format;
   options.target_format = flags.target_format;
   int gpus_per_node = 8;
-  if (Status s = ParseTrainer(flags.trainer, options.trainer); !s.ok()) return fail(s);
-  if (Status s = ParseInference(flags.inference, options.inference); !s.ok()) return fail(s);
+  Result<TrainerParallelism> trainer = ParseTrainerParallelism(flags.trainer);
+  if (!trainer.ok()) return fail(trainer.status());
+  options.trainer = *trainer;
+  Result<InferenceParallelism> inference = ParseInferenceParallelism(flags.inference);
+  if (!inference.ok()) return fail(inference.status());
+  options.inference = *inference;
   if (Status s = ParseNetwork(flags.network, *config, gpus_per_node); !s.ok()) return fail(s);
   options.trainer.gpus_per_node = gpus_per_node;
   options.inference.gpus_per_node = gpus_per_node;
@@ -290,7 +226,7 @@ void AddPlanCommand(CLI::App& app, int& exit_code) {
       "plan", "Compute and validate the transfer plan for a model and cluster, and predict a push");
   cmd->add_option("--model", flags->model,
                   "Model spec name or .json file (default: from the preset / config model_type)");
-  cmd->add_option("--preset", flags->preset, "Dimensions: glm5, deepseek_v3, kimi_k2, qwen3_235b");
+  cmd->add_option("--preset", flags->preset, "Dimensions: glm5, glm5_tiny, deepseek_v3, kimi_k2, qwen3_235b");
   cmd->add_option("--config", flags->config, "Dimensions: a Hugging Face config.json");
   cmd->add_option("--source-format", flags->source_format,
                   "Trainer tensor names (spec source format)")

@@ -93,6 +93,13 @@ constexpr auto kTable = std::to_array<ConfigOption>({
      "picks a free port. Loopback unless set otherwise."},
     {"admin.io_timeout", "5s", ConfigUnits::kSeconds,
      "How long the HTTP admin endpoint waits for a request to arrive or a reply to be read."},
+    {"agent.transport", "auto", ConfigUnits::kString,
+     "Transport of the push agents: auto (cuda_ipc between GPU tensors, ucx otherwise), ucx, "
+     "cuda_ipc. Every rank of a job must end up with the same one."},
+    {"agent.join_timeout", "120s", ConfigUnits::kSeconds,
+     "How long an agent waits for every rank to join the job and exchange its regions."},
+    {"agent.convert_threads", "0", ConfigUnits::kCount,
+     "CPU threads a trainer agent converts with (0: one per hardware thread)."},
 });
 
 }  // namespace

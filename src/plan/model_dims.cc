@@ -23,6 +23,18 @@ ModelDims Glm5() {
   return d;
 }
 
+// GLM-5's structure at laptop size for `weightsync demo` and the end-to-end tests: dense and MoE
+// layers, MLA + DSA indexer, partial 128-blocks (hidden 448, kv_lora 192, vocab 1000), and every
+// split a tensor-parallel degree of 1, 2 or 4 makes still on 128-blocks (as vLLM requires).
+ModelDims Glm5Tiny() {
+  ModelDims d = Glm5();
+  d.hidden = 448, d.vocab = 1000, d.layers = 3, d.intermediate = 1024;
+  d.moe_intermediate = 512, d.first_k_dense = 1, d.experts = 8, d.shared_experts = 1;
+  d.heads = 8, d.q_lora = 256, d.kv_lora = 192;
+  d.index_heads = 4;
+  return d;
+}
+
 ModelDims DeepSeekV3() {
   ModelDims d;
   d.model_type = "deepseek_v3";
@@ -50,6 +62,7 @@ ModelDims Qwen3_235B() {
 
 const std::vector<Preset>& Presets() {
   static const std::vector<Preset> presets = {{"glm5", Glm5()},
+                                              {"glm5_tiny", Glm5Tiny()},
                                               {"deepseek_v3", DeepSeekV3()},
                                               {"kimi_k2", KimiK2()},
                                               {"qwen3_235b", Qwen3_235B()}};

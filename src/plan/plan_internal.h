@@ -37,7 +37,5 @@ Status AssignOwners(TransferPlan& plan);
 // plan_writes.cc: the coalesced writes that deliver `unit` to every replica and rank.
 Status AppendWrites(const PlannedTensor& tensor, int32_t unit_id, const ConvertUnit& unit,
                     const InferenceParallelism& inference, std::vector<PlannedWrite>& out);
-// Byte size of `tensor` (or its scale) on a rank with `layout`.
-int64_t RegionBytes(const PlannedTensor& tensor, const LocalLayout& layout, bool scale);
 
 }  // namespace weightsync::plan_internal

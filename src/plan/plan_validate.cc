@@ -8,7 +8,6 @@ namespace weightsync {
 namespace {
 
 using plan_internal::CeilDiv;
-using plan_internal::RegionBytes;
 
 // Byte ranges of a rank's tensor that hold real rows (not vocab padding), merged, in order.
 std::vector<Range> RealBytes(const PlannedTensor& tensor, const LocalLayout& weight, bool scale) {

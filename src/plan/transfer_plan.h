@@ -142,6 +142,9 @@ Result<TransferPlan> BuildTransferPlan(const ModelSpec& model, const ModelDims& 
 // write leaves its region or its slot, staging stays in budget. Errors name tensor and ranks.
 Status ValidatePlan(const TransferPlan& plan);
 
+// Byte size of `tensor` (or its FP8 scale) on an inference rank holding `layout`.
+int64_t RegionBytes(const PlannedTensor& tensor, const LocalLayout& layout, bool scale);
+
 // xxh64 over the plan's content, hex; what BuildTransferPlan stores in plan.hash.
 std::string HashPlan(const TransferPlan& plan);
 

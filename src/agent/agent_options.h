@@ -1,0 +1,49 @@
+// What every rank of a weightsync job is configured with: the job's identity and store, the model
+// and both sides' parallelism (from which every rank computes the same transfer plan), the
+// transport, and the deadlines.
+//
+// Threading: plain values.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "control/liveness.h"
+#include "control/store_client.h"
+#include "core/config.h"
+#include "plan/model_dims.h"
+#include "plan/transfer_plan.h"
+#include "push/push_types.h"
+#include "transport/transport.h"
+
+namespace weightsync::agent {
+
+struct AgentOptions {
+  std::string job_id = "weightsync";
+  control::StoreClientOptions store;  // address "host:port" and token
+
+  // The model: a spec name (or .json path), extra spec directories, and its dimensions (a preset
+  // or a config.json, see plan/model_dims.h).
+  std::string model;
+  std::vector<std::string> spec_dirs;
+  ModelDims dims;
+  // Source and target formats, both sides' parallelism and the planner's knobs.
+  PlanOptions plan;
+
+  // "auto" (cuda_ipc between GPU tensors, ucx otherwise), "ucx", "cuda_ipc" or "local" (one
+  // process only). Every rank must resolve to the same backend; the rendezvous checks it.
+  std::string transport = "auto";
+  transport::TransportOptions transport_options;
+
+  push::PushOptions push;
+  control::LivenessOptions liveness;
+  double join_timeout_s = 120;  // agent.join_timeout: joining and the setup exchange
+  int convert_threads = 0;      // agent.convert_threads: CPU conversion threads (0: all cores)
+
+  // Everything but the job's identity, model and parallelism, from the config table
+  // (push.*, control.*, transport.*, agent.*, plan.*). The store address and token are left to
+  // the caller (or agent.store_address / WEIGHTSYNC_STORE_TOKEN, see cluster_env.h).
+  static Result<AgentOptions> FromConfig(const Config& config);
+};
+
+}  // namespace weightsync::agent

@@ -1,0 +1,164 @@
+#include "agent/agent_session.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/log.h"
+
+namespace weightsync::agent {
+namespace {
+
+using nlohmann::json;
+
+std::string Hex(const std::vector<uint8_t>& bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (uint8_t b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 15]);
+  }
+  return out;
+}
+
+Result<std::vector<uint8_t>> Unhex(std::string_view text, std::string_view what) {
+  const auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (text.size() % 2 != 0) return DataLoss(what, ": odd number of hex digits");
+  std::vector<uint8_t> out(text.size() / 2);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int hi = digit(text[2 * i]), lo = digit(text[2 * i + 1]);
+    if (hi < 0 || lo < 0) return DataLoss(what, ": not hex");
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string EncodeSetup(const SetupInfo& info) {
+  json regions = json::object();
+  for (const auto& [name, region] : info.regions) {
+    regions[name] = {{"dtype", DTypeTorchName(region.dtype)},
+                     {"shape", region.shape},
+                     {"descriptor", Hex(region.descriptor.Serialize())}};
+  }
+  return json{{"plan", info.plan_hash},
+              {"transport", info.backend},
+              {"address", Hex(info.address.Serialize())},
+              {"regions", regions}}
+      .dump();
+}
+
+Result<SetupInfo> DecodeSetup(std::string_view payload, control::ParticipantId from) {
+  const std::string what = StrCat("setup message of ", from.ToString());
+  SetupInfo info;
+  info.id = from;
+  try {
+    const json j = json::parse(payload);
+    info.plan_hash = j.at("plan").get<std::string>();
+    info.backend = j.at("transport").get<std::string>();
+    WS_ASSIGN_OR_RETURN(auto address, Unhex(j.at("address").get<std::string>(), what));
+    WS_ASSIGN_OR_RETURN(info.address, transport::PeerAddress::Deserialize(address));
+    for (const auto& [name, r] : j.at("regions").items()) {
+      PublishedRegion region;
+      const auto dtype = DTypeFromTorchName(r.at("dtype").get<std::string>());
+      if (!dtype) return DataLoss(what, ": region ", name, " has an unknown dtype");
+      region.dtype = *dtype;
+      region.shape = r.at("shape").get<Shape>();
+      WS_ASSIGN_OR_RETURN(auto bytes, Unhex(r.at("descriptor").get<std::string>(), what));
+      WS_ASSIGN_OR_RETURN(region.descriptor, transport::RegionDescriptor::Deserialize(bytes));
+      info.regions.emplace(name, std::move(region));
+    }
+  } catch (const json::exception& e) {
+    return DataLoss(what, " is malformed: ", e.what());
+  }
+  return info;
+}
+
+Result<std::unique_ptr<AgentSession>> AgentSession::Join(const AgentOptions& options,
+                                                         const JobPlan& job,
+                                                         control::ParticipantId id) {
+  std::unique_ptr<AgentSession> session(new AgentSession(options, job, id));
+  const control::Deadline deadline = control::DeadlineIn(options.join_timeout_s);
+  WS_ASSIGN_OR_RETURN(session->client_, control::StoreClient::Connect(options.store, deadline));
+  WS_ASSIGN_OR_RETURN(session->heartbeat_, control::Heartbeat::Start(options.store, options.job_id,
+                                                                     id, options.liveness,
+                                                                     deadline));
+  WS_ASSIGN_OR_RETURN(session->watcher_, control::LivenessWatcher::Start(
+                                             options.store, options.job_id, options.liveness,
+                                             deadline));
+  control::Membership me;
+  me.job_id = options.job_id;
+  me.id = id;
+  me.trainer_world_size = job.trainer_world();
+  me.inference_world_size = job.inference_world();
+  me.spec_hash = job.plan.hash;
+  WS_ASSIGN_OR_RETURN(session->rendezvous_,
+                      control::Rendezvous::Join(*session->client_, me, deadline));
+  session->rendezvous_->SetLivenessWatcher(session->watcher_.get());
+  return session;
+}
+
+AgentSession::~AgentSession() {
+  if (heartbeat_) heartbeat_->Stop();
+}
+
+Status AgentSession::AbortJob(const Status& reason) {
+  Status aborted = rendezvous_->Abort(reason.ToString(), control::DeadlineIn(5));
+  if (!aborted.ok()) {
+    Log(LogLevel::kWarning, "could not abort job ", options_.job_id, ": ", aborted.ToString());
+  }
+  return reason;
+}
+
+Result<std::vector<SetupInfo>> AgentSession::Exchange(const SetupInfo& mine) {
+  WS_ASSIGN_OR_RETURN(auto entries,
+                      rendezvous_->Round("agent-setup", EncodeSetup(mine),
+                                         control::DeadlineIn(options_.join_timeout_s)));
+  std::vector<SetupInfo> everyone;
+  for (const control::RoundEntry& entry : entries) {
+    Result<SetupInfo> info = DecodeSetup(entry.payload, entry.id);
+    if (!info.ok()) return AbortJob(info.status());
+    everyone.push_back(std::move(*info));
+  }
+  if (Status s = CheckSetup(everyone); !s.ok()) return AbortJob(s);
+  return everyone;
+}
+
+Status AgentSession::CheckSetup(const std::vector<SetupInfo>& everyone) const {
+  const SetupInfo& first = everyone.front();
+  for (const SetupInfo& info : everyone) {
+    if (info.plan_hash != first.plan_hash) {
+      return FailedPrecondition(info.id.ToString(), " computed plan ", info.plan_hash, ", ",
+                                first.id.ToString(), " plan ", first.plan_hash,
+                                ": every rank must be given the same model and parallelism");
+    }
+    if (info.backend != first.backend) {
+      return FailedPrecondition(info.id.ToString(), " uses transport ", info.backend, ", ",
+                                first.id.ToString(), " uses ", first.backend,
+                                ": set agent.transport to one backend on every rank");
+    }
+    if (info.id.role != control::Role::kInference) continue;
+    const std::string who = info.id.ToString();
+    for (const DestinationTensor& d : job_.DestinationsOf(info.id.rank)) {
+      auto it = info.regions.find(d.name);
+      if (it == info.regions.end()) {
+        return FailedPrecondition(who, " did not register ", d.name);
+      }
+      const PublishedRegion& r = it->second;
+      if (r.dtype != d.dtype || r.shape != d.shape ||
+          r.descriptor.length < static_cast<uint64_t>(d.bytes())) {
+        return FailedPrecondition(who, " registered ", d.name, " as ", DTypeTorchName(r.dtype),
+                                  ShapeToString(r.shape), " (", r.descriptor.length,
+                                  " bytes), the plan writes ", DTypeTorchName(d.dtype),
+                                  ShapeToString(d.shape), " (", d.bytes(), " bytes)");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace weightsync::agent
