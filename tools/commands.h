@@ -12,5 +12,7 @@ void AddStoreCommand(CLI::App& app, int& exit_code);
 void AddPlanCommand(CLI::App& app, int& exit_code);
 void AddBenchCommand(CLI::App& app, int& exit_code);
 void AddOrchestrateCommand(CLI::App& app, int& exit_code);
+void AddDemoCommand(CLI::App& app, int& exit_code);
+void AddDemoWorkerCommand(CLI::App& app, int& exit_code);
 
 }  // namespace weightsync::cli

@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   weightsync::cli::AddPlanCommand(app, exit_code);
   weightsync::cli::AddBenchCommand(app, exit_code);
   weightsync::cli::AddOrchestrateCommand(app, exit_code);
+  weightsync::cli::AddDemoCommand(app, exit_code);
+  weightsync::cli::AddDemoWorkerCommand(app, exit_code);
 
   app.parse_complete_callback([&] {
     auto level = weightsync::ParseLogLevel(log_level);

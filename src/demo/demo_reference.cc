@@ -1,0 +1,96 @@
+#include "demo/demo_reference.h"
+
+#include <cstring>
+
+#include "model/conversion_plan.h"
+#include "plan/layout.h"
+
+namespace weightsync::demo {
+
+Result<ReferenceDestinations> ReferenceDestinations::Compute(
+    const agent::JobPlan& job, const std::map<std::string, TensorView>& sources, int threads) {
+  std::vector<SourceTensorInfo> infos;
+  for (const SourceTensor& s : job.sources) infos.push_back({s.name, s.shape});
+  ConversionPlanOptions options;
+  options.source_format = job.plan.options.source_format;
+  options.target_format = job.plan.options.target_format;
+  WS_ASSIGN_OR_RETURN(ConversionPlan conversion, PlanConversion(job.spec, infos, options));
+  const SourceLookup lookup = [&](const std::string& name) -> Result<TensorView> {
+    auto it = sources.find(name);
+    if (it == sources.end()) return NotFound("source ", name, " was not generated");
+    return it->second;
+  };
+  ReferenceDestinations out;
+  for (const ConversionSpec& spec : conversion.specs) {
+    WS_ASSIGN_OR_RETURN(ResolvedConversion resolved, ResolveConversion(spec, lookup));
+    const DType dtype = spec.quantization.destination_dtype;
+    Full& weight = out.full_[spec.destination];
+    weight.parts = spec.stacked ? resolved.shape[0] : 1;
+    weight.rows = resolved.rows;
+    weight.cols = resolved.cols;
+    weight.element = static_cast<int64_t>(DTypeSize(dtype));
+    weight.bytes.resize(resolved.destination_bytes());
+    TensorView scale_view;
+    if (spec.quantization.quantized()) {
+      Full& scale = out.full_[spec.scale_name()];
+      scale.parts = weight.parts;
+      scale.rows = resolved.scale_shape[resolved.scale_shape.size() - 2];
+      scale.cols = resolved.scale_shape.back();
+      scale.element = 4;
+      scale.bytes.resize(resolved.scale_bytes());
+      scale_view = TensorView::Contiguous(scale.bytes.data(), resolved.scale_shape, DType::kF32);
+    }
+    WS_RETURN_IF_ERROR(ExecuteConversion(
+        resolved, TensorView::Contiguous(weight.bytes.data(), resolved.shape, dtype), scale_view,
+        threads));
+  }
+  return out;
+}
+
+Status ReferenceDestinations::Verify(const agent::JobPlan& job, int rank,
+                                     const std::map<std::string, TensorView>& actual) const {
+  const int local = rank % job.plan.options.inference.ranks();
+  for (const agent::DestinationTensor& d : job.DestinationsOf(rank)) {
+    const PlannedTensor& tensor = job.plan.tensors[d.tensor];
+    const LocalLayout& weight_layout = tensor.layouts[local];
+    const LocalLayout layout =
+        d.scale ? ScaleLayout(weight_layout, tensor.shape.rows, tensor.shape.cols) : weight_layout;
+    auto full_it = full_.find(d.name);
+    auto actual_it = actual.find(d.name);
+    if (full_it == full_.end() || actual_it == actual.end()) {
+      return NotFound("inference ", rank, ": no reference or no tensor for ", d.name);
+    }
+    const Full& full = full_it->second;
+    const auto* got = static_cast<const uint8_t*>(actual_it->second.data);
+    const int64_t local_cols = layout.cols.size();
+    const int64_t row_bytes = local_cols * full.element;
+    const int64_t local_rows = layout.local_rows();
+    for (size_t p = 0; p < layout.parts.size(); ++p) {
+      const int64_t part = layout.parts[p];
+      int64_t local_row = 0;
+      for (const Range& range : layout.rows) {
+        for (int64_t row = range.begin; row < range.end; ++row, ++local_row) {
+          if (row >= full.rows) continue;  // padding (vocab): never written
+          const uint8_t* want =
+              full.bytes.data() + ((part * full.rows + row) * full.cols + layout.cols.begin) *
+                                      full.element;
+          const uint8_t* have =
+              got + ((static_cast<int64_t>(p) * local_rows + local_row) * local_cols) *
+                        full.element;
+          if (std::memcmp(want, have, row_bytes) == 0) continue;
+          int64_t col = 0;
+          while (std::memcmp(want + col * full.element, have + col * full.element,
+                             full.element) == 0) {
+            ++col;
+          }
+          return DataLoss("inference ", rank, ": ", d.name, " differs from the reference at ",
+                          tensor.shape.stacked ? StrCat("expert ", part, " ") : std::string(),
+                          "row ", row, " column ", layout.cols.begin + col);
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace weightsync::demo

@@ -1,0 +1,262 @@
+// `weightsync demo`: the whole product on one machine. Starts the embedded store on loopback,
+// spawns N trainer and M x R inference processes (`weightsync demo-worker`), runs K pushes of
+// changing weights, and prints one row per push: bytes, seconds, GB/s, the slowest trainer's time
+// in each phase, and whether every inference rank verified every byte against the reference
+// conversion. Exit code 0 only when every push committed and verified everywhere.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "agent/job_plan.h"
+#include "commands.h"
+#include "control/deadline.h"
+#include "control/store_server.h"
+#include "demo_flags.h"
+
+namespace weightsync::cli {
+namespace {
+
+using nlohmann::json;
+
+struct Worker {
+  std::string role;
+  int rank = 0;
+  pid_t pid = -1;
+  int out = -1;          // read end of its stdout
+  std::string pending;   // a partial line
+  int exit_code = -1;
+};
+
+std::string RandomToken() {
+  std::random_device random;
+  char buffer[33];
+  std::snprintf(buffer, sizeof buffer, "%08x%08x%08x%08x", random(), random(), random(), random());
+  return buffer;
+}
+
+Result<Worker> Spawn(const std::string& role, int rank, const std::vector<std::string>& args,
+                     const std::string& token) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Internal("pipe: ", std::strerror(errno));
+  const pid_t pid = ::fork();
+  if (pid < 0) return Internal("fork: ", std::strerror(errno));
+  if (pid == 0) {
+    ::dup2(pipe_fds[1], STDOUT_FILENO);
+    ::setenv("WEIGHTSYNC_STORE_TOKEN", token.c_str(), 1);
+    std::vector<std::string> argv = {"weightsync", "demo-worker", "--role", role, "--rank",
+                                     std::to_string(rank)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> raw;
+    for (auto& a : argv) raw.push_back(a.data());
+    raw.push_back(nullptr);
+    ::execv("/proc/self/exe", raw.data());
+    ::_exit(127);
+  }
+  ::close(pipe_fds[1]);
+  return Worker{role, rank, pid, pipe_fds[0], "", -1};
+}
+
+struct PushRow {
+  int64_t bytes = 0;
+  double seconds = 0;
+  std::map<std::string, double> phase_s;  // slowest trainer's time in each phase
+  int verified = 0;
+  int reports = 0;
+  std::vector<std::string> errors;
+};
+
+std::string Fixed(double v, int digits = 3) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%.*f", digits, v);
+  return buffer;
+}
+
+constexpr const char* kPhases[] = {"pause", "scan", "gather", "gather-barrier", "convert+write",
+                                   "transfer-barrier", "commit"};
+
+void PrintHeader() {
+  std::cout << "| push | bytes | seconds | GB/s |";
+  for (const char* p : kPhases) std::cout << " " << p << " |";
+  std::cout << " verified |\n|---|---|---|---|";
+  for (size_t i = 0; i < std::size(kPhases); ++i) std::cout << "---|";
+  std::cout << "---|\n";
+}
+
+void PrintRow(int step, const PushRow& row, int inference_ranks) {
+  std::cout << "| " << step << " | " << row.bytes << " | " << Fixed(row.seconds) << " | "
+            << Fixed(row.seconds > 0 ? row.bytes / row.seconds / 1e9 : 0, 2) << " |";
+  for (const char* p : kPhases) {
+    auto it = row.phase_s.find(p);
+    std::cout << " " << Fixed(it == row.phase_s.end() ? 0 : it->second) << " |";
+  }
+  std::cout << " " << row.verified << "/" << inference_ranks << " |" << std::endl;
+}
+
+int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path) {
+  const auto fail = [](const Status& s) {
+    std::cerr << "weightsync demo: " << s.ToString() << "\n";
+    return 1;
+  };
+  const std::string token = RandomToken();
+  // The job's plan, here first: bad flags fail before any process starts.
+  Result<agent::AgentOptions> options = DemoAgentOptions(flags, "demo", "", token);
+  if (!options.ok()) return fail(options.status());
+  Result<agent::JobPlan> job = agent::BuildJobPlan(*options);
+  if (!job.ok()) return fail(job.status());
+  Result<Config> config = Config::FromEnvironment();
+  if (!config.ok()) return fail(config.status());
+  Result<control::StoreServerOptions> store_options =
+      control::StoreServerOptions::FromConfig(*config);
+  if (!store_options.ok()) return fail(store_options.status());
+  store_options->token = token;  // host stays loopback
+  Result<std::unique_ptr<control::StoreServer>> store =
+      control::StoreServer::Start(*store_options);
+  if (!store.ok()) return fail(store.status());
+
+  const int trainers = job->trainer_world();
+  const int inference = job->inference_world();
+  if (!as_json) {
+    std::cout << "weightsync demo: " << job->spec.name << " (" << flags.preset << "), "
+              << trainers << " trainer -> " << inference << " inference processes ("
+              << job->plan.options.inference.ToString() << "), transport " << options->transport
+              << ", plan " << job->plan.hash << ", " << flags.pushes << " pushes\n\n";
+    PrintHeader();
+  }
+  std::vector<std::string> args = DemoFlagArgs(flags);
+  args.insert(args.end(), {"--store", (*store)->address(), "--job", "demo"});
+  std::vector<Worker> workers;
+  for (int r = 0; r < trainers + inference; ++r) {
+    const bool trainer = r < trainers;
+    Result<Worker> w = Spawn(trainer ? "trainer" : "inference", trainer ? r : r - trainers, args,
+                             token);
+    if (!w.ok()) return fail(w.status());
+    workers.push_back(*w);
+  }
+
+  std::map<int, PushRow> rows;
+  json trace_events = json::array();
+  const control::Deadline deadline =
+      control::DeadlineIn(flags.timeout_s * (3.0 * flags.pushes + 2));
+  int open = static_cast<int>(workers.size());
+  int next_row = 1;
+  while (open > 0 && control::Clock::now() < deadline) {
+    std::vector<pollfd> fds;
+    for (const Worker& w : workers) fds.push_back({w.out, POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 200);
+    for (size_t i = 0; i < workers.size(); ++i) {
+      Worker& w = workers[i];
+      if (w.out < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buffer[65536];
+      const ssize_t n = ::read(w.out, buffer, sizeof buffer);
+      if (n <= 0) {
+        ::close(w.out);
+        w.out = -1;
+        --open;
+        continue;
+      }
+      w.pending.append(buffer, n);
+      for (size_t eol; (eol = w.pending.find('\n')) != std::string::npos;) {
+        const std::string line = w.pending.substr(0, eol);
+        w.pending.erase(0, eol + 1);
+        json report = json::parse(line, nullptr, false);
+        if (report.is_discarded() || !report.contains("step")) continue;
+        PushRow& row = rows[report["step"].get<int>()];
+        row.reports += 1;
+        const bool is_trainer = w.role == "trainer";
+        if (is_trainer) {
+          row.seconds = std::max(row.seconds, report["seconds"].get<double>());
+        } else {
+          row.bytes += report["bytes"].get<int64_t>();
+          if (report["verified"].get<bool>()) {
+            row.verified += 1;
+          } else {
+            row.errors.push_back(report["error"].get<std::string>());
+          }
+        }
+        for (const json& span : report["spans"]) {
+          if (is_trainer) {
+            double& slowest = row.phase_s[span["name"].get<std::string>()];
+            slowest = std::max(slowest, span["dur"].get<int64_t>() / 1e6);
+          }
+          trace_events.push_back({{"name", span["name"]}, {"ph", "X"}, {"ts", span["ts"]},
+                                  {"dur", span["dur"]}, {"pid", is_trainer ? 1 : 2},
+                                  {"tid", w.rank}, {"args", {{"step", report["step"]}}}});
+        }
+      }
+    }
+    // Rows print in order, once every rank has reported.
+    while (rows.count(next_row) && rows[next_row].reports == trainers + inference) {
+      const PushRow& row = rows[next_row];
+      if (as_json) {
+        std::cout << json{{"step", next_row}, {"bytes", row.bytes}, {"seconds", row.seconds},
+                          {"gbps", row.seconds > 0 ? row.bytes / row.seconds / 1e9 : 0},
+                          {"phases", row.phase_s}, {"verified", row.verified == inference}}
+                         .dump()
+                  << std::endl;
+      } else {
+        PrintRow(next_row, row, inference);
+      }
+      ++next_row;
+    }
+  }
+  bool ok = open == 0;
+  if (!ok) std::cerr << "weightsync demo: workers still running at the deadline; stopping them\n";
+  for (Worker& w : workers) {
+    if (!ok) ::kill(w.pid, SIGKILL);
+    int status = 0;
+    ::waitpid(w.pid, &status, 0);
+    w.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (w.exit_code != 0) {
+      std::cerr << "weightsync demo: " << w.role << " " << w.rank << " exited with "
+                << w.exit_code << "\n";
+      ok = false;
+    }
+  }
+  for (const auto& [step, row] : rows) {
+    for (const std::string& e : row.errors) std::cerr << "push " << step << ": " << e << "\n";
+    ok = ok && row.errors.empty();
+  }
+  ok = ok && next_row == flags.pushes + 1;
+  if (!trace_path.empty()) {
+    trace_events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 1},
+                            {"args", {{"name", "trainers"}}}});
+    trace_events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 2},
+                            {"args", {{"name", "inference"}}}});
+    std::ofstream(trace_path) << json{{"traceEvents", trace_events}}.dump() << "\n";
+  }
+  if (!as_json) {
+    std::cout << "\n" << (ok ? "all pushes committed and verified" : "FAILED") << "\n";
+  }
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+void AddDemoCommand(CLI::App& app, int& exit_code) {
+  struct Flags {
+    DemoFlags demo;
+    bool json = false;
+    std::string trace;
+  };
+  auto flags = std::make_shared<Flags>();
+  CLI::App* cmd = app.add_subcommand(
+      "demo", "Push changing weights from trainer processes into inference processes on this "
+              "machine and verify every byte");
+  AddDemoFlags(*cmd, flags->demo);
+  cmd->add_flag("--json", flags->json, "One JSON object per push");
+  cmd->add_option("--trace", flags->trace, "Write a Chrome/Perfetto trace of every rank's phases");
+  cmd->callback([flags, &exit_code] {
+    exit_code = RunDemo(flags->demo, flags->json, flags->trace);
+  });
+}
+
+}  // namespace weightsync::cli

@@ -1,0 +1,145 @@
+// `weightsync demo-worker`: one rank of a `weightsync demo` job, spawned by the driver (hidden
+// from --help). A trainer generates its step's weights and pushes; an inference rank serves each
+// push into its own memory and verifies every byte against the reference conversion. Each push
+// ends in one JSON line on stdout for the driver; errors go to stderr and the exit code.
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "agent/inference_agent.h"
+#include "agent/trainer_agent.h"
+#include "commands.h"
+#include "demo/demo_reference.h"
+#include "demo/demo_weights.h"
+#include "demo_flags.h"
+#include "io/safetensors_writer.h"
+
+namespace weightsync::cli {
+namespace {
+
+using nlohmann::json;
+
+struct WorkerFlags {
+  DemoFlags demo;
+  std::string role;
+  int rank = 0;
+  std::string store;
+  std::string job;
+};
+
+json SpansJson(const std::vector<agent::PhaseSpan>& spans) {
+  json out = json::array();
+  for (const auto& s : spans) out.push_back({{"name", s.name}, {"ts", s.start_us}, {"dur", s.duration_us}});
+  return out;
+}
+
+void Emit(const json& line) { std::cout << line.dump() << std::endl; }
+
+// Writes `tensors` (name -> view) to `path` atomically, with `metadata`.
+Status DumpTensors(const std::filesystem::path& path,
+                   const std::map<std::string, TensorView>& tensors,
+                   const SafetensorsMetadata& metadata) {
+  std::filesystem::create_directories(path.parent_path());
+  std::vector<TensorDecl> decls;
+  for (const auto& [name, view] : tensors) decls.push_back({name, view.dtype, view.shape});
+  SafetensorsWriterOptions options;
+  options.metadata = metadata;
+  options.overwrite = true;
+  WS_ASSIGN_OR_RETURN(SafetensorsWriter writer, SafetensorsWriter::Create(path, decls, options));
+  for (const auto& [name, view] : tensors) {
+    WS_ASSIGN_OR_RETURN(TensorView out, writer.Tensor(name));
+    std::memcpy(out.data, view.data, view.nbytes());
+  }
+  return writer.Commit();
+}
+
+Status RunTrainer(const WorkerFlags& flags, const agent::AgentOptions& options) {
+  WS_ASSIGN_OR_RETURN(agent::JobPlan job, agent::BuildJobPlan(options));
+  demo::DemoWeights weights(job, flags.demo.seed);
+  weights.Fill(1);
+  WS_ASSIGN_OR_RETURN(auto shards, weights.ShardViews(flags.rank));
+  WS_ASSIGN_OR_RETURN(auto trainer, agent::TrainerAgent::Create(options, flags.rank, shards));
+  for (int step = 1; step <= flags.demo.pushes; ++step) {
+    if (step > 1) weights.Fill(step);  // the shard views see the new values in place
+    if (!flags.demo.dump.empty() && flags.rank == 0) {
+      WS_RETURN_IF_ERROR(DumpTensors(std::filesystem::path(flags.demo.dump) / "source" /
+                                         StrCat("step_", step, ".safetensors"),
+                                     weights.full(), {{"format", "pt"}}));
+    }
+    WS_ASSIGN_OR_RETURN(agent::PushReport report, trainer->Push(step));
+    Emit({{"role", "trainer"}, {"rank", flags.rank}, {"step", step}, {"bytes", report.bytes},
+          {"writes", report.writes}, {"gather_bytes", report.gather_bytes},
+          {"seconds", report.seconds}, {"convert_seconds", report.convert_seconds},
+          {"spans", SpansJson(report.spans)}});
+  }
+  return Status::Ok();
+}
+
+Status RunInference(const WorkerFlags& flags, const agent::AgentOptions& options) {
+  WS_ASSIGN_OR_RETURN(agent::JobPlan job, agent::BuildJobPlan(options));
+  // The engine's parameter memory: one buffer per destination tensor, filled with a pattern no
+  // conversion produces everywhere, so an unwritten byte cannot pass verification by luck.
+  std::map<std::string, std::vector<uint8_t>> memory;
+  std::map<std::string, TensorView> views;
+  for (const agent::DestinationTensor& d : job.DestinationsOf(flags.rank)) {
+    auto& buffer = memory[d.name];
+    buffer.assign(d.bytes(), 0xA5);
+    views[d.name] = TensorView::Contiguous(buffer.data(), d.shape, d.dtype);
+  }
+  WS_ASSIGN_OR_RETURN(auto engine, agent::InferenceAgent::Create(options, flags.rank, views));
+  demo::DemoWeights weights(job, flags.demo.seed);
+  json expert_map = json::object();
+  for (const auto& [layer, experts] : engine->ExpertMap()) expert_map[layer] = experts;
+  for (int pushed = 0; pushed < flags.demo.pushes;) {
+    WS_ASSIGN_OR_RETURN(std::optional<agent::PushReport> report,
+                        engine->ServeOnePush(flags.demo.timeout_s));
+    if (!report) return DeadlineExceeded("inference ", flags.rank, ": no push came in ", flags.demo.timeout_s, " s");
+    ++pushed;
+    const int64_t verify_start = agent::WallMicros();
+    weights.Fill(report->step);
+    WS_ASSIGN_OR_RETURN(auto reference,
+                        demo::ReferenceDestinations::Compute(job, weights.full(), 1));
+    const Status verified = reference.Verify(job, flags.rank, views);
+    report->spans.push_back({"verify", verify_start, agent::WallMicros() - verify_start});
+    if (!flags.demo.dump.empty()) {
+      WS_RETURN_IF_ERROR(DumpTensors(std::filesystem::path(flags.demo.dump) /
+                                         StrCat("inference_", flags.rank) /
+                                         StrCat("step_", report->step, ".safetensors"),
+                                     views, {{"weightsync.expert_map", expert_map.dump()}}));
+    }
+    Emit({{"role", "inference"}, {"rank", flags.rank}, {"step", report->step},
+          {"bytes", report->bytes}, {"seconds", report->seconds}, {"verified", verified.ok()},
+          {"error", verified.ok() ? "" : verified.ToString()}, {"spans", SpansJson(report->spans)}});
+    if (!verified.ok()) return verified;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddDemoWorkerCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<WorkerFlags>();
+  CLI::App* cmd = app.add_subcommand("demo-worker", "");  // hidden: spawned by `weightsync demo`
+  cmd->group("");
+  AddDemoFlags(*cmd, flags->demo);
+  cmd->add_option("--role", flags->role)->required()->check(CLI::IsMember({"trainer", "inference"}));
+  cmd->add_option("--rank", flags->rank)->required();
+  cmd->add_option("--store", flags->store)->required();
+  cmd->add_option("--job", flags->job)->required();
+  cmd->callback([flags, &exit_code] {
+    const char* token = std::getenv("WEIGHTSYNC_STORE_TOKEN");
+    Result<agent::AgentOptions> options =
+        DemoAgentOptions(flags->demo, flags->job, flags->store, token ? token : "");
+    Status status = options.status();
+    if (status.ok()) {
+      status = flags->role == "trainer" ? RunTrainer(*flags, *options)
+                                        : RunInference(*flags, *options);
+    }
+    if (!status.ok()) {
+      std::cerr << flags->role << " " << flags->rank << ": " << status.ToString() << std::endl;
+      exit_code = 1;
+    }
+  });
+}
+
+}  // namespace weightsync::cli

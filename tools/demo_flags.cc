@@ -1,0 +1,65 @@
+#include "demo_flags.h"
+
+#include "plan/model_dims.h"
+
+namespace weightsync::cli {
+
+void AddDemoFlags(CLI::App& cmd, DemoFlags& f) {
+  cmd.add_option("--model", f.model, "Model spec name or .json file");
+  cmd.add_option("--preset", f.preset, "Model dimensions preset (glm5_tiny, glm5, ...)");
+  cmd.add_option("--source-format", f.source_format, "The trainers' tensor names (spec format)");
+  cmd.add_option("--trainers", f.trainers, "Trainer processes (FSDP ranks)")->check(CLI::Range(1, 64));
+  cmd.add_option("--inference", f.inference, "Inference processes per engine")
+      ->check(CLI::Range(1, 64));
+  cmd.add_flag("--expert-parallel", f.expert_parallel,
+               "Experts split over an engine's ranks, non-expert tensors replicated on each");
+  cmd.add_option("--replicas", f.replicas, "Inference engines")->check(CLI::Range(1, 16));
+  cmd.add_option("--pushes", f.pushes, "Pushes (training steps)")->check(CLI::Range(1, 1000));
+  cmd.add_option("--seed", f.seed, "Seed of the generated weights");
+  cmd.add_option("--transport", f.transport, "auto, ucx, cuda_ipc");
+  cmd.add_option("--timeout", f.timeout_s, "Deadline of each push phase and of joining (seconds)");
+  cmd.add_option("--dump", f.dump, "Write source and destination tensors of every push here");
+}
+
+std::vector<std::string> DemoFlagArgs(const DemoFlags& f) {
+  std::vector<std::string> args = {
+      "--model", f.model, "--preset", f.preset, "--source-format", f.source_format,
+      "--trainers", std::to_string(f.trainers), "--inference", std::to_string(f.inference),
+      "--replicas", std::to_string(f.replicas), "--pushes", std::to_string(f.pushes),
+      "--seed", std::to_string(f.seed), "--transport", f.transport,
+      "--timeout", std::to_string(f.timeout_s)};
+  if (f.expert_parallel) args.push_back("--expert-parallel");
+  if (!f.dump.empty()) args.insert(args.end(), {"--dump", f.dump});
+  return args;
+}
+
+Result<agent::AgentOptions> DemoAgentOptions(const DemoFlags& f, const std::string& job_id,
+                                             const std::string& store_address,
+                                             const std::string& token) {
+  WS_ASSIGN_OR_RETURN(Config config, Config::FromEnvironment());
+  WS_ASSIGN_OR_RETURN(agent::AgentOptions options, agent::AgentOptions::FromConfig(config));
+  options.job_id = job_id;
+  options.store.address = store_address;
+  options.store.token = token;
+  options.model = f.model;
+  WS_ASSIGN_OR_RETURN(options.dims, PresetDims(f.preset));
+  options.plan.source_format = f.source_format;
+  options.plan.target_format = "vllm";
+  options.plan.trainer.fsdp = f.trainers;
+  InferenceParallelism& inference = options.plan.inference;
+  inference.replicas = f.replicas;
+  if (f.expert_parallel) {
+    inference.dp = f.inference;
+    inference.expert_parallel = true;
+  } else {
+    inference.tp = f.inference;
+  }
+  if (f.transport != "auto") options.transport = f.transport;
+  options.push.pause_timeout_s = f.timeout_s;
+  options.push.transfer_timeout_s = f.timeout_s;
+  options.push.commit_timeout_s = f.timeout_s;
+  options.join_timeout_s = f.timeout_s;
+  return options;
+}
+
+}  // namespace weightsync::cli

@@ -1,0 +1,41 @@
+// Flags shared by `weightsync demo` (the driver) and `weightsync demo-worker` (one trainer or
+// inference rank, spawned by the driver), and the job options both derive from them.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "agent/agent_options.h"
+
+namespace weightsync::cli {
+
+struct DemoFlags {
+  std::string model = "glm_moe_dsa";
+  std::string preset = "glm5_tiny";
+  std::string source_format = "hf";
+  int trainers = 2;
+  int inference = 2;  // ranks per engine
+  bool expert_parallel = false;
+  int replicas = 1;
+  int pushes = 3;
+  uint64_t seed = 1;
+  std::string transport = "auto";
+  double timeout_s = 60;  // every push phase's deadline, and joining
+  std::string dump;
+};
+
+// Registers the flags above on `cmd`.
+void AddDemoFlags(CLI::App& cmd, DemoFlags& flags);
+// The same flags as arguments, for the workers' command lines.
+std::vector<std::string> DemoFlagArgs(const DemoFlags& flags);
+
+// Agent options for a demo job: the config table (WEIGHTSYNC_* overrides) plus the flags.
+// Parallelism: `trainers` FSDP ranks; inference engines of `inference` ranks each, tensor
+// parallel, or with --expert-parallel data parallel attention + expert parallel MoE (non-expert
+// tensors replicated on every rank, experts split), `replicas` engines.
+Result<agent::AgentOptions> DemoAgentOptions(const DemoFlags& flags, const std::string& job_id,
+                                             const std::string& store_address,
+                                             const std::string& token);
+
+}  // namespace weightsync::cli
