@@ -238,7 +238,7 @@ Status TrainerAgent::Impl::Scan(uint64_t step) const {
     if (bad < 0) continue;
     const SourceShard& shard = shards_.at(name);
     const int64_t per_row = view.dim() > 0 && view.shape[0] > 0 ? view.numel() / view.shape[0] : 1;
-    return InvalidArgument("trainer ", rank_, ": step ", step, ": source tensor ", name,
+    return InvalidArgument("step ", step, ": source tensor ", name,
                            " holds a NaN or Inf at element ", bad % per_row, " of ",
                            shard.stacked ? "expert " : "row ",
                            shard.first_dim.begin + bad / per_row,
