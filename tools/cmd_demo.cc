@@ -34,6 +34,7 @@ struct Worker {
   int out = -1;          // read end of its stdout
   std::string pending;   // a partial line
   int exit_code = -1;
+  bool restarted = false;
 };
 
 std::string RandomToken() {
@@ -62,7 +63,7 @@ Result<Worker> Spawn(const std::string& role, int rank, const std::vector<std::s
     ::_exit(127);
   }
   ::close(pipe_fds[1]);
-  return Worker{role, rank, pid, pipe_fds[0], "", -1};
+  return Worker{role, rank, pid, pipe_fds[0], "", -1, false};
 }
 
 struct PushRow {
@@ -71,7 +72,10 @@ struct PushRow {
   std::map<std::string, double> phase_s;  // slowest trainer's time in each phase
   int verified = 0;
   int reports = 0;
-  std::vector<std::string> errors;
+  int failed_trainers = 0;
+  int torn_inference = 0;  // inference ranks that reported the push failed and themselves torn
+  std::vector<std::string> errors;          // verification mismatches and unexpected failures
+  std::vector<std::string> trainer_errors;  // why the push failed, as each trainer saw it
 };
 
 std::string Fixed(double v, int digits = 3) {
@@ -91,6 +95,14 @@ void PrintHeader() {
   std::cout << "---|\n";
 }
 
+std::string Outcome(const PushRow& row, int inference_ranks) {
+  if (row.failed_trainers > 0) {
+    return StrCat("failed (", row.failed_trainers, " trainers; ", row.torn_inference,
+                  " inference ranks torn)");
+  }
+  return StrCat(row.verified, "/", inference_ranks);
+}
+
 void PrintRow(int step, const PushRow& row, int inference_ranks) {
   std::cout << "| " << step << " | " << row.bytes << " | " << Fixed(row.seconds) << " | "
             << Fixed(row.seconds > 0 ? row.bytes / row.seconds / 1e9 : 0, 2) << " |";
@@ -98,7 +110,7 @@ void PrintRow(int step, const PushRow& row, int inference_ranks) {
     auto it = row.phase_s.find(p);
     std::cout << " " << Fixed(it == row.phase_s.end() ? 0 : it->second) << " |";
   }
-  std::cout << " " << row.verified << "/" << inference_ranks << " |" << std::endl;
+  std::cout << " " << Outcome(row, inference_ranks) << " |" << std::endl;
 }
 
 int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path) {
@@ -142,6 +154,13 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
     workers.push_back(*w);
   }
 
+  const bool killing = flags.kill_inference >= 0;
+  if (killing && (flags.kill_inference >= inference || flags.kill_at_step < 1 ||
+                  flags.kill_at_step >= flags.pushes)) {
+    return fail(InvalidArgument("--kill-inference must name an inference rank below ", inference,
+                                " and --kill-at-step a push before the last (", flags.pushes,
+                                ")"));
+  }
   std::map<int, PushRow> rows;
   json trace_events = json::array();
   const control::Deadline deadline =
@@ -161,6 +180,25 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
         ::close(w.out);
         w.out = -1;
         --open;
+        if (killing && w.role == "inference" && w.rank == flags.kill_inference && !w.restarted) {
+          // The fault drill's victim: once it is dead, start it again; it rejoins the job.
+          int status = 0;
+          ::waitpid(w.pid, &status, 0);
+          if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
+            std::cerr << "weightsync demo: inference " << w.rank << " was to be killed at push "
+                      << flags.kill_at_step << " but exited otherwise\n";
+            w.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            continue;
+          }
+          if (!as_json) std::cout << "(inference " << w.rank << " killed; restarting it)\n";
+          std::vector<std::string> restart_args = args;
+          restart_args.push_back("--restarted");
+          Result<Worker> again = Spawn("inference", w.rank, restart_args, token);
+          if (!again.ok()) return fail(again.status());
+          again->restarted = true;
+          w = *again;
+          ++open;
+        }
         continue;
       }
       w.pending.append(buffer, n);
@@ -172,7 +210,17 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
         PushRow& row = rows[report["step"].get<int>()];
         row.reports += 1;
         const bool is_trainer = w.role == "trainer";
-        if (is_trainer) {
+        if (report.value("failed", false)) {
+          if (is_trainer) {
+            row.failed_trainers += 1;
+            row.trainer_errors.push_back(report["error"].get<std::string>());
+          } else if (report.value("state", "") == "torn") {
+            row.torn_inference += 1;
+          } else {
+            row.errors.push_back(StrCat("inference ", w.rank, " failed without being torn: ",
+                                        report["error"].get<std::string>()));
+          }
+        } else if (is_trainer) {
           row.seconds = std::max(row.seconds, report["seconds"].get<double>());
         } else {
           row.bytes += report["bytes"].get<int64_t>();
@@ -193,13 +241,18 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
         }
       }
     }
-    // Rows print in order, once every rank has reported.
-    while (rows.count(next_row) && rows[next_row].reports == trainers + inference) {
+    // Rows print in order, once every rank has reported (the killed rank never reports its push).
+    const auto expected_reports = [&](int step) {
+      return trainers + inference - (killing && step == flags.kill_at_step ? 1 : 0);
+    };
+    while (rows.count(next_row) && rows[next_row].reports == expected_reports(next_row)) {
       const PushRow& row = rows[next_row];
       if (as_json) {
         std::cout << json{{"step", next_row}, {"bytes", row.bytes}, {"seconds", row.seconds},
                           {"gbps", row.seconds > 0 ? row.bytes / row.seconds / 1e9 : 0},
-                          {"phases", row.phase_s}, {"verified", row.verified == inference}}
+                          {"phases", row.phase_s}, {"verified", row.verified == inference},
+                          {"committed", row.failed_trainers == 0},
+                          {"failure", row.trainer_errors.empty() ? "" : row.trainer_errors[0]}}
                          .dump()
                   << std::endl;
       } else {
@@ -213,8 +266,10 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
   for (Worker& w : workers) {
     if (!ok) ::kill(w.pid, SIGKILL);
     int status = 0;
-    ::waitpid(w.pid, &status, 0);
-    w.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (w.exit_code < 0) {
+      ::waitpid(w.pid, &status, 0);
+      w.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
     if (w.exit_code != 0) {
       std::cerr << "weightsync demo: " << w.role << " " << w.rank << " exited with "
                 << w.exit_code << "\n";
@@ -224,6 +279,29 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
   for (const auto& [step, row] : rows) {
     for (const std::string& e : row.errors) std::cerr << "push " << step << ": " << e << "\n";
     ok = ok && row.errors.empty();
+    const bool drill = killing && step == flags.kill_at_step;
+    if (drill) {
+      // Every trainer must have failed naming the killed rank; every survivor must be torn.
+      const std::string victim = StrCat("inference ", flags.kill_inference);
+      for (const std::string& e : row.trainer_errors) {
+        if (e.find(victim) == std::string::npos) {
+          std::cerr << "push " << step << ": a trainer's error does not name " << victim << ": "
+                    << e << "\n";
+          ok = false;
+        }
+      }
+      if (row.failed_trainers != trainers || row.torn_inference != inference - 1) {
+        std::cerr << "push " << step << ": expected every trainer to fail and " << inference - 1
+                  << " inference ranks torn, got " << row.failed_trainers << " and "
+                  << row.torn_inference << "\n";
+        ok = false;
+      }
+    } else if (row.failed_trainers > 0 || row.verified != inference) {
+      for (const std::string& e : row.trainer_errors) {
+        std::cerr << "push " << step << ": " << e << "\n";
+      }
+      ok = false;
+    }
   }
   ok = ok && next_row == flags.pushes + 1;
   if (!trace_path.empty()) {
@@ -234,7 +312,13 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
     std::ofstream(trace_path) << json{{"traceEvents", trace_events}}.dump() << "\n";
   }
   if (!as_json) {
-    std::cout << "\n" << (ok ? "all pushes committed and verified" : "FAILED") << "\n";
+    std::cout << "\n"
+              << (!ok       ? "FAILED"
+                  : killing ? StrCat("push ", flags.kill_at_step, " failed naming inference ",
+                                     flags.kill_inference, " as the drill expects; every other "
+                                     "push committed and verified")
+                            : std::string("all pushes committed and verified"))
+              << "\n";
   }
   return ok ? 0 : 1;
 }

@@ -2,7 +2,11 @@
 // from --help). A trainer generates its step's weights and pushes; an inference rank serves each
 // push into its own memory and verifies every byte against the reference conversion. Each push
 // ends in one JSON line on stdout for the driver; errors go to stderr and the exit code.
+#include <signal.h>
+
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -25,6 +29,7 @@ struct WorkerFlags {
   int rank = 0;
   std::string store;
   std::string job;
+  bool restarted = false;  // a second incarnation, started by the driver after --kill-inference
 };
 
 json SpansJson(const std::vector<agent::PhaseSpan>& spans) {
@@ -66,7 +71,13 @@ Status RunTrainer(const WorkerFlags& flags, const agent::AgentOptions& options) 
                                          StrCat("step_", step, ".safetensors"),
                                      weights.full(), {{"format", "pt"}}));
     }
-    WS_ASSIGN_OR_RETURN(agent::PushReport report, trainer->Push(step));
+    Result<agent::PushReport> pushed = trainer->Push(step);
+    if (!pushed.ok()) {  // the push failed everywhere; the next one repairs it
+      Emit({{"role", "trainer"}, {"rank", flags.rank}, {"step", step}, {"failed", true},
+            {"error", pushed.status().ToString()}, {"spans", json::array()}});
+      continue;
+    }
+    const agent::PushReport& report = *pushed;
     Emit({{"role", "trainer"}, {"rank", flags.rank}, {"step", step}, {"bytes", report.bytes},
           {"writes", report.writes}, {"gather_bytes", report.gather_bytes},
           {"seconds", report.seconds}, {"convert_seconds", report.convert_seconds},
@@ -90,28 +101,67 @@ Status RunInference(const WorkerFlags& flags, const agent::AgentOptions& options
   demo::DemoWeights weights(job, flags.demo.seed);
   json expert_map = json::object();
   for (const auto& [layer, experts] : engine->ExpertMap()) expert_map[layer] = experts;
-  for (int pushed = 0; pushed < flags.demo.pushes;) {
-    WS_ASSIGN_OR_RETURN(std::optional<agent::PushReport> report,
-                        engine->ServeOnePush(flags.demo.timeout_s));
-    if (!report) return DeadlineExceeded("inference ", flags.rank, ": no push came in ", flags.demo.timeout_s, " s");
-    ++pushed;
-    const int64_t verify_start = agent::WallMicros();
-    weights.Fill(report->step);
-    WS_ASSIGN_OR_RETURN(auto reference,
-                        demo::ReferenceDestinations::Compute(job, weights.full(), 1));
-    const Status verified = reference.Verify(job, flags.rank, views);
-    report->spans.push_back({"verify", verify_start, agent::WallMicros() - verify_start});
-    if (!flags.demo.dump.empty()) {
-      WS_RETURN_IF_ERROR(DumpTensors(std::filesystem::path(flags.demo.dump) /
-                                         StrCat("inference_", flags.rank) /
-                                         StrCat("step_", report->step, ".safetensors"),
-                                     views, {{"weightsync.expert_map", expert_map.dump()}}));
-    }
-    Emit({{"role", "inference"}, {"rank", flags.rank}, {"step", report->step},
-          {"bytes", report->bytes}, {"seconds", report->seconds}, {"verified", verified.ok()},
-          {"error", verified.ok() ? "" : verified.ToString()}, {"spans", SpansJson(report->spans)}});
-    if (!verified.ok()) return verified;
+  // --kill-inference: this rank dies (SIGKILL) the moment step --kill-at-step starts receiving.
+  std::atomic<bool> done{false};
+  std::thread killer;
+  if (flags.demo.kill_inference == flags.rank && !flags.restarted) {
+    killer = std::thread([&] {
+      while (!done) {
+        const push::InferenceSnapshot snapshot = engine->Snapshot();
+        if (snapshot.state == push::InferenceState::kReceiving &&
+            snapshot.step == static_cast<uint64_t>(flags.demo.kill_at_step)) {
+          ::raise(SIGKILL);
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
   }
+  const auto stop_killer = [&] {
+    done = true;
+    if (killer.joinable()) killer.join();
+  };
+  Status status;
+  for (uint64_t last = 0; last < static_cast<uint64_t>(flags.demo.pushes);) {
+    Result<std::optional<agent::PushReport>> served = engine->ServeOnePush(flags.demo.timeout_s);
+    if (!served.ok()) {  // torn at this step until a later push commits
+      const push::InferenceSnapshot snapshot = engine->Snapshot();
+      last = snapshot.step.value_or(last + 1);
+      Emit({{"role", "inference"}, {"rank", flags.rank}, {"step", last}, {"failed", true},
+            {"state", push::InferenceStateName(snapshot.state)},
+            {"error", served.status().ToString()}, {"spans", json::array()}});
+      continue;
+    }
+    if (!served->has_value()) {
+      status = DeadlineExceeded("inference ", flags.rank, ": no push came in ",
+                                flags.demo.timeout_s, " s");
+      break;
+    }
+    agent::PushReport& report = **served;
+    last = report.step;
+    const int64_t verify_start = agent::WallMicros();
+    weights.Fill(report.step);
+    Result<demo::ReferenceDestinations> reference =
+        demo::ReferenceDestinations::Compute(job, weights.full(), 1);
+    const Status verified =
+        reference.ok() ? reference->Verify(job, flags.rank, views) : reference.status();
+    report.spans.push_back({"verify", verify_start, agent::WallMicros() - verify_start});
+    if (!flags.demo.dump.empty()) {
+      status = DumpTensors(std::filesystem::path(flags.demo.dump) /
+                               StrCat("inference_", flags.rank) /
+                               StrCat("step_", report.step, ".safetensors"),
+                           views, {{"weightsync.expert_map", expert_map.dump()}});
+      if (!status.ok()) break;
+    }
+    Emit({{"role", "inference"}, {"rank", flags.rank}, {"step", report.step},
+          {"bytes", report.bytes}, {"seconds", report.seconds}, {"verified", verified.ok()},
+          {"error", verified.ok() ? "" : verified.ToString()}, {"spans", SpansJson(report.spans)}});
+    if (!verified.ok()) {
+      status = verified;
+      break;
+    }
+  }
+  stop_killer();
+  return status;
   return Status::Ok();
 }
 
@@ -126,6 +176,7 @@ void AddDemoWorkerCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--rank", flags->rank)->required();
   cmd->add_option("--store", flags->store)->required();
   cmd->add_option("--job", flags->job)->required();
+  cmd->add_flag("--restarted", flags->restarted);
   cmd->callback([flags, &exit_code] {
     const char* token = std::getenv("WEIGHTSYNC_STORE_TOKEN");
     Result<agent::AgentOptions> options =

@@ -19,6 +19,10 @@ void AddDemoFlags(CLI::App& cmd, DemoFlags& f) {
   cmd.add_option("--transport", f.transport, "auto, ucx, cuda_ipc");
   cmd.add_option("--timeout", f.timeout_s, "Deadline of each push phase and of joining (seconds)");
   cmd.add_option("--dump", f.dump, "Write source and destination tensors of every push here");
+  cmd.add_option("--kill-inference", f.kill_inference,
+                 "Fault drill: kill this inference rank while it receives push --kill-at-step, "
+                 "restart it, and expect the next push to repair it");
+  cmd.add_option("--kill-at-step", f.kill_at_step, "The push of --kill-inference");
 }
 
 std::vector<std::string> DemoFlagArgs(const DemoFlags& f) {
@@ -30,6 +34,10 @@ std::vector<std::string> DemoFlagArgs(const DemoFlags& f) {
       "--timeout", std::to_string(f.timeout_s)};
   if (f.expert_parallel) args.push_back("--expert-parallel");
   if (!f.dump.empty()) args.insert(args.end(), {"--dump", f.dump});
+  if (f.kill_inference >= 0) {
+    args.insert(args.end(), {"--kill-inference", std::to_string(f.kill_inference),
+                             "--kill-at-step", std::to_string(f.kill_at_step)});
+  }
   return args;
 }
 

@@ -23,6 +23,10 @@ struct DemoFlags {
   std::string transport = "auto";
   double timeout_s = 60;  // every push phase's deadline, and joining
   std::string dump;
+  // Fault drill: inference rank `kill_inference` is killed (SIGKILL) while receiving push
+  // `kill_at_step`, then restarted; -1: none.
+  int kill_inference = -1;
+  int kill_at_step = 2;
 };
 
 // Registers the flags above on `cmd`.

@@ -1,6 +1,7 @@
 #include "agent/agent_session.h"
 
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "core/log.h"
 
@@ -47,6 +48,7 @@ std::string EncodeSetup(const SetupInfo& info) {
   }
   return json{{"plan", info.plan_hash},
               {"transport", info.backend},
+              {"incarnation", info.incarnation},
               {"address", Hex(info.address.Serialize())},
               {"regions", regions}}
       .dump();
@@ -60,6 +62,7 @@ Result<SetupInfo> DecodeSetup(std::string_view payload, control::ParticipantId f
     const json j = json::parse(payload);
     info.plan_hash = j.at("plan").get<std::string>();
     info.backend = j.at("transport").get<std::string>();
+    info.incarnation = j.at("incarnation").get<std::string>();
     WS_ASSIGN_OR_RETURN(auto address, Unhex(j.at("address").get<std::string>(), what));
     WS_ASSIGN_OR_RETURN(info.address, transport::PeerAddress::Deserialize(address));
     for (const auto& [name, r] : j.at("regions").items()) {
@@ -84,20 +87,21 @@ Result<std::unique_ptr<AgentSession>> AgentSession::Join(const AgentOptions& opt
   std::unique_ptr<AgentSession> session(new AgentSession(options, job, id));
   const control::Deadline deadline = control::DeadlineIn(options.join_timeout_s);
   WS_ASSIGN_OR_RETURN(session->client_, control::StoreClient::Connect(options.store, deadline));
-  WS_ASSIGN_OR_RETURN(session->heartbeat_, control::Heartbeat::Start(options.store, options.job_id,
-                                                                     id, options.liveness,
-                                                                     deadline));
-  WS_ASSIGN_OR_RETURN(session->watcher_, control::LivenessWatcher::Start(
-                                             options.store, options.job_id, options.liveness,
-                                             deadline));
   control::Membership me;
   me.job_id = options.job_id;
   me.id = id;
   me.trainer_world_size = job.trainer_world();
   me.inference_world_size = job.inference_world();
   me.spec_hash = job.plan.hash;
+  me.take_over_dead_holder = true;  // a restarted rank rejoins; its own heartbeat starts after
   WS_ASSIGN_OR_RETURN(session->rendezvous_,
                       control::Rendezvous::Join(*session->client_, me, deadline));
+  WS_ASSIGN_OR_RETURN(session->heartbeat_, control::Heartbeat::Start(options.store, options.job_id,
+                                                                     id, options.liveness,
+                                                                     deadline));
+  WS_ASSIGN_OR_RETURN(session->watcher_, control::LivenessWatcher::Start(
+                                             options.store, options.job_id, options.liveness,
+                                             deadline));
   session->rendezvous_->SetLivenessWatcher(session->watcher_.get());
   return session;
 }
@@ -114,18 +118,67 @@ Status AgentSession::AbortJob(const Status& reason) {
   return reason;
 }
 
-Result<std::vector<SetupInfo>> AgentSession::Exchange(const SetupInfo& mine) {
-  WS_ASSIGN_OR_RETURN(auto entries,
-                      rendezvous_->Round("agent-setup", EncodeSetup(mine),
-                                         control::DeadlineIn(options_.join_timeout_s)));
+namespace {
+
+std::string SetupKey(std::string_view job, control::ParticipantId id) {
+  return StrCat(control::JobPrefix(job), "agent/setup/", control::ParticipantKey(id));
+}
+std::string IncarnationPrefix(std::string_view job) {
+  return StrCat(control::JobPrefix(job), "agent/incarnation/");
+}
+
+}  // namespace
+
+Result<SetupInfo> AgentSession::ReadSetup(control::ParticipantId id, control::Deadline deadline) {
+  WS_ASSIGN_OR_RETURN(std::string payload,
+                      client_->Get(SetupKey(options_.job_id, id), deadline));
+  return DecodeSetup(payload, id);
+}
+
+Result<std::vector<SetupInfo>> AgentSession::Exchange(SetupInfo mine) {
+  const control::Deadline deadline = control::DeadlineIn(options_.join_timeout_s);
+  std::random_device random;
+  mine.incarnation = StrCat(id_.ToString(), "/",
+                            std::to_string(random()), std::to_string(random()));
+  backend_ = mine.backend;
+  WS_RETURN_IF_ERROR(client_->Set(SetupKey(options_.job_id, id_), EncodeSetup(mine), deadline));
+  WS_RETURN_IF_ERROR(client_->Set(IncarnationPrefix(options_.job_id) + control::ParticipantKey(id_),
+                                  mine.incarnation, deadline));
+  // At start, wait until every rank has published; a restarted rank finds them all there.
+  if (!rejoined()) {
+    WS_RETURN_IF_ERROR(rendezvous_->Round("agent-setup", mine.incarnation, deadline).status());
+  }
   std::vector<SetupInfo> everyone;
-  for (const control::RoundEntry& entry : entries) {
-    Result<SetupInfo> info = DecodeSetup(entry.payload, entry.id);
+  for (const control::ParticipantId& id : rendezvous_->participants()) {
+    Result<SetupInfo> info = ReadSetup(id, deadline);
     if (!info.ok()) return AbortJob(info.status());
+    incarnations_[id] = info->incarnation;
     everyone.push_back(std::move(*info));
   }
   if (Status s = CheckSetup(everyone); !s.ok()) return AbortJob(s);
   return everyone;
+}
+
+Result<std::vector<SetupInfo>> AgentSession::ChangedSetups() {
+  const control::Deadline deadline = control::DeadlineIn(options_.join_timeout_s);
+  const std::string prefix = IncarnationPrefix(options_.job_id);
+  WS_ASSIGN_OR_RETURN(auto listed, client_->List(prefix, deadline));
+  std::vector<SetupInfo> changed;
+  for (const control::KeyValue& entry : listed) {
+    auto id = control::ParseParticipantKey(std::string_view(entry.key).substr(prefix.size()));
+    if (!id.ok() || *id == id_ || incarnations_[*id] == entry.value) continue;
+    WS_ASSIGN_OR_RETURN(SetupInfo info, ReadSetup(*id, deadline));
+    // A restarted rank must still fit the job: same plan, same backend, the same regions.
+    if (info.plan_hash != job_.plan.hash || info.backend != backend_) {
+      return FailedPrecondition(id->ToString(), " restarted with plan ", info.plan_hash,
+                                " and transport ", info.backend, "; the job's are ",
+                                job_.plan.hash, " and ", backend_);
+    }
+    WS_RETURN_IF_ERROR(CheckSetup(std::vector<SetupInfo>{info}));
+    incarnations_[*id] = info.incarnation;
+    changed.push_back(std::move(info));
+  }
+  return changed;
 }
 
 Status AgentSession::CheckSetup(const std::vector<SetupInfo>& everyone) const {

@@ -3,9 +3,14 @@
 // computed different plans are refused at once), and runs the setup exchange: every rank
 // publishes its transport address and registered regions, and checks everyone else's.
 //
-// Setup payload (JSON, one per rank, all-gathered in round "agent-setup"):
-//   {"plan": hash, "transport": backend, "address": hex(PeerAddress),
+// Setup payload (JSON, one per rank, under <job>/agent/setup/<role>/<rank>):
+//   {"plan": hash, "transport": backend, "incarnation": random hex, "address": hex(PeerAddress),
 //    "regions": {name: {"dtype": "float8_e4m3fn", "shape": [..], "descriptor": hex}}}
+// and its incarnation alone under <job>/agent/incarnation/<role>/<rank>, so ranks can notice a
+// restarted peer (a new incarnation) with one small listing per push. At start every rank
+// publishes, then meets the others in round "agent-setup" and reads all setups; a restarted rank
+// (it rejoined, see control::Rendezvous) publishes and reads without the round, and the trainers
+// reconnect to it at their next push (ChangedSetups).
 // Trainers publish their gather buffer as region "gather" (when they own gathered units);
 // inference ranks one region per destination tensor. A rank that finds a mismatch (another plan,
 // another backend, a destination tensor of the wrong size or dtype) aborts the job with a message
@@ -37,6 +42,7 @@ struct SetupInfo {
   control::ParticipantId id;
   std::string plan_hash;
   std::string backend;
+  std::string incarnation;  // new for every process: a restarted rank has another
   transport::PeerAddress address;
   std::map<std::string, PublishedRegion> regions;
 };
@@ -55,7 +61,13 @@ class AgentSession {
   // Publishes `mine` and returns every rank's setup (trainers by rank, then inference), after
   // checking plan hashes, backends and every inference rank's regions against the plan. Any
   // mismatch aborts the job (every rank fails) and is returned.
-  Result<std::vector<SetupInfo>> Exchange(const SetupInfo& mine);
+  Result<std::vector<SetupInfo>> Exchange(SetupInfo mine);
+
+  // The setups of ranks whose incarnation changed since this session last read them (restarted
+  // ranks), checked like Exchange's; each rank reads them again at its next call.
+  Result<std::vector<SetupInfo>> ChangedSetups();
+
+  bool rejoined() const { return rendezvous_->rejoined(); }
 
   // Aborts the job with `reason` (every waiting rank fails with it) and returns it as an error.
   Status AbortJob(const Status& reason);
@@ -69,6 +81,7 @@ class AgentSession {
   AgentSession(const AgentOptions& options, const JobPlan& job, control::ParticipantId id)
       : options_(options), job_(job), id_(id) {}
   Status CheckSetup(const std::vector<SetupInfo>& everyone) const;
+  Result<SetupInfo> ReadSetup(control::ParticipantId id, control::Deadline deadline);
 
   const AgentOptions options_;
   const JobPlan& job_;
@@ -77,6 +90,8 @@ class AgentSession {
   std::unique_ptr<control::Heartbeat> heartbeat_;
   std::unique_ptr<control::LivenessWatcher> watcher_;
   std::unique_ptr<control::Rendezvous> rendezvous_;
+  std::map<control::ParticipantId, std::string> incarnations_;  // as last read
+  std::string backend_;                                          // this rank's
 };
 
 }  // namespace weightsync::agent

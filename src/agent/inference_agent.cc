@@ -72,6 +72,9 @@ Status InferenceAgent::Impl::Init(const AgentOptions& options, int rank,
   WS_RETURN_IF_ERROR(session_->Exchange(mine).status());
   push_ = std::make_unique<push::InferencePush>(session_->rendezvous(), options.push,
                                                 std::move(agent_options.hooks));
+  if (session_->rejoined()) {
+    WS_RETURN_IF_ERROR(push_->Rejoin(control::DeadlineIn(options.join_timeout_s)));
+  }
   if (!agent_options.admin_token.empty()) {
     push::AdminOptions admin;
     admin.listen = agent_options.admin_listen;

@@ -41,6 +41,9 @@ class TrainerAgent::Impl {
 
  private:
   Status Connect(const std::vector<SetupInfo>& everyone);
+  // Connects to `info`'s rank (again, after a restart) and imports its regions, when this rank
+  // writes to it.
+  Status ConnectTo(const SetupInfo& info);
   Status Transfer(uint64_t step, PushReport& report);
   Status Scan(uint64_t step) const;
   Status Gather(transport::Deadline deadline, PushReport& report);
@@ -73,6 +76,8 @@ class TrainerAgent::Impl {
 
   std::unique_ptr<AgentSession> session_;
   std::unique_ptr<push::TrainerPush> push_;
+  std::set<int> inference_targets_;        // global inference ranks this rank writes
+  std::set<int> gather_targets_;           // trainer ranks this rank gathers for
   std::map<int, PeerId> inference_peers_;  // global inference rank -> connection
   std::map<int, PeerId> trainer_peers_;    // trainer rank -> connection (gathers)
   std::map<int, RemoteRegionId> gather_remote_;
@@ -148,42 +153,50 @@ Status TrainerAgent::Impl::Init(const AgentOptions& options, int rank,
 Status TrainerAgent::Impl::Connect(const std::vector<SetupInfo>& everyone) {
   const TransferPlan& plan = job_.plan;
   const int ranks = plan.options.inference.ranks();
-  std::set<int> inference_targets;
   for (int32_t u : plan.schedule[rank_]) {
     const ConvertUnit& unit = plan.units[u];
     for (int64_t w = unit.first_write; w < unit.first_write + unit.write_count; ++w) {
-      inference_targets.insert(plan.writes[w].replica * ranks + plan.writes[w].rank);
+      inference_targets_.insert(plan.writes[w].replica * ranks + plan.writes[w].rank);
     }
   }
-  std::set<int> gather_targets;
   for (const GatherSegment& s : gathers_.segments) {
-    if (s.holder == rank_ && s.owner != rank_) gather_targets.insert(s.owner);
+    if (s.holder == rank_ && s.owner != rank_) gather_targets_.insert(s.owner);
   }
+  for (const SetupInfo& info : everyone) WS_RETURN_IF_ERROR(ConnectTo(info));
+  return Status::Ok();
+}
+
+Status TrainerAgent::Impl::ConnectTo(const SetupInfo& info) {
   const auto deadline = transport::DeadlineIn(options_.transport_options.connect_timeout_s);
-  for (const SetupInfo& info : everyone) {
-    const int peer_rank = info.id.rank;
-    if (info.id.role == control::Role::kInference && inference_targets.count(peer_rank)) {
-      WS_ASSIGN_OR_RETURN(PeerId peer, writer_->Connect(info.address, deadline));
-      inference_peers_[peer_rank] = peer;
-      auto& regions = destinations_[peer_rank];
-      regions.resize(plan.tensors.size());
-      for (const DestinationTensor& d : job_.DestinationsOf(peer_rank)) {
-        const PublishedRegion& published = info.regions.at(d.name);
-        WS_ASSIGN_OR_RETURN(regions[d.tensor][d.scale ? 1 : 0],
-                            writer_->Import(peer, published.descriptor, d.bytes()));
-      }
-    } else if (info.id.role == control::Role::kTrainer && gather_targets.count(peer_rank)) {
-      auto it = info.regions.find("gather");
-      if (it == info.regions.end()) {
-        return Internal(info.id.ToString(), " published no gather buffer, but owns gathered units");
-      }
-      WS_ASSIGN_OR_RETURN(PeerId peer, writer_->Connect(info.address, deadline));
-      trainer_peers_[peer_rank] = peer;
-      WS_ASSIGN_OR_RETURN(gather_remote_[peer_rank],
-                          writer_->Import(peer, it->second.descriptor,
-                                          gathers_.buffer_bytes[peer_rank]));
-    }
+  const int peer_rank = info.id.rank;
+  const bool inference = info.id.role == control::Role::kInference;
+  std::map<int, PeerId>& peers = inference ? inference_peers_ : trainer_peers_;
+  if (!(inference ? inference_targets_ : gather_targets_).count(peer_rank)) return Status::Ok();
+  if (auto old = peers.find(peer_rank); old != peers.end()) {
+    (void)writer_->Disconnect(old->second);  // a restarted peer: its old regions are gone
+    peers.erase(old);
   }
+  Result<PeerId> connected = writer_->Connect(info.address, deadline);
+  if (!connected.ok()) return connected.status().WithContext(StrCat("connecting to ", info.id.ToString()));
+  const PeerId peer = *connected;
+  peers[peer_rank] = peer;
+  if (inference) {
+    auto& regions = destinations_[peer_rank];
+    regions.assign(job_.plan.tensors.size(), {});
+    for (const DestinationTensor& d : job_.DestinationsOf(peer_rank)) {
+      const PublishedRegion& published = info.regions.at(d.name);
+      WS_ASSIGN_OR_RETURN(regions[d.tensor][d.scale ? 1 : 0],
+                          writer_->Import(peer, published.descriptor, d.bytes()));
+    }
+    return Status::Ok();
+  }
+  auto it = info.regions.find("gather");
+  if (it == info.regions.end()) {
+    return Internal(info.id.ToString(), " published no gather buffer, but owns gathered units");
+  }
+  WS_ASSIGN_OR_RETURN(gather_remote_[peer_rank],
+                      writer_->Import(peer, it->second.descriptor,
+                                      gathers_.buffer_bytes[peer_rank]));
   return Status::Ok();
 }
 
@@ -214,6 +227,12 @@ Result<PushReport> TrainerAgent::Impl::Push(uint64_t step) {
 
 Status TrainerAgent::Impl::Transfer(uint64_t step, PushReport& report) {
   const auto deadline = transport::DeadlineIn(options_.push.transfer_timeout_s);
+  {
+    // Every rank has paused, so a restarted rank has published its new regions by now.
+    SpanTimer span(report.spans, "reconnect");
+    WS_ASSIGN_OR_RETURN(std::vector<SetupInfo> changed, session_->ChangedSetups());
+    for (const SetupInfo& info : changed) WS_RETURN_IF_ERROR(ConnectTo(info));
+  }
   {
     SpanTimer span(report.spans, "scan");
     WS_RETURN_IF_ERROR(Scan(step));
@@ -301,10 +320,12 @@ Status TrainerAgent::Impl::Gather(transport::Deadline deadline, PushReport& repo
     sent += s.bytes;
   }
   for (auto& [owner, batch] : writes) {
-    WS_RETURN_IF_ERROR(writer_->PostWrites(trainer_peers_[owner], batch, deadline));
+    WS_RETURN_IF_ERROR(writer_->PostWrites(trainer_peers_[owner], batch, deadline)
+                           .WithContext(StrCat("gathering rows into trainer ", owner)));
   }
   for (auto& [owner, batch] : writes) {
-    WS_RETURN_IF_ERROR(writer_->Flush(trainer_peers_[owner], deadline));
+    WS_RETURN_IF_ERROR(writer_->Flush(trainer_peers_[owner], deadline)
+                           .WithContext(StrCat("gathering rows into trainer ", owner)));
   }
   report.gather_bytes = sent;
   return Status::Ok();
@@ -349,13 +370,17 @@ Status TrainerAgent::Impl::PostUnitWrites(int32_t unit_id, transport::Deadline d
     report.writes += 1;
   }
   for (auto& [target, writes] : by_peer) {
-    WS_RETURN_IF_ERROR(writer_->PostWrites(inference_peers_[target], writes, deadline));
+    WS_RETURN_IF_ERROR(writer_->PostWrites(inference_peers_[target], writes, deadline)
+                           .WithContext(StrCat("writing to inference ", target)));
   }
   return Status::Ok();
 }
 
 Status TrainerAgent::Impl::FlushAll(transport::Deadline deadline) {
-  for (auto& [target, peer] : inference_peers_) WS_RETURN_IF_ERROR(writer_->Flush(peer, deadline));
+  for (auto& [target, peer] : inference_peers_) {
+    WS_RETURN_IF_ERROR(writer_->Flush(peer, deadline)
+                           .WithContext(StrCat("flushing writes to inference ", target)));
+  }
   return Status::Ok();
 }
 

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "control/auth.h"
+#include "core/log.h"
 
 namespace weightsync::control {
 namespace {
@@ -105,7 +106,26 @@ Result<std::unique_ptr<Rendezvous>> Rendezvous::Join(StoreClient& client, Member
   WS_ASSIGN_OR_RETURN(CasResult member,
                       client.CompareAndSet(StrCat(prefix, "member/", ParticipantKey(me.id)),
                                            std::nullopt, who, deadline));
-  if (!member.swapped) {
+  bool rejoined = false;
+  if (!member.swapped && me.take_over_dead_holder && member.current) {
+    // The holder's heartbeat key is ephemeral: gone when its connection closed (it died).
+    auto beat = client.Get(LivenessKey(me.job_id, me.id), deadline);
+    const bool dead = (!beat.ok() && beat.status().code() == StatusCode::kNotFound) ||
+                      (beat.ok() && *beat == "stopped");
+    if (!beat.ok() && beat.status().code() != StatusCode::kNotFound) return beat.status();
+    if (dead) {
+      const std::string previous = *member.current;
+      WS_ASSIGN_OR_RETURN(member, client.CompareAndSet(StrCat(prefix, "member/",
+                                                              ParticipantKey(me.id)),
+                                                       previous, who, deadline));
+      rejoined = member.swapped;
+      if (rejoined) {
+        Log(LogLevel::kWarning, "job ", me.job_id, ": ", me.id.ToString(), " rejoined: ", who,
+            " takes over from ", previous, ", whose heartbeat is gone");
+      }
+    }
+  }
+  if (!member.swapped && !rejoined) {
     return AlreadyExists("job ", me.job_id, ": ", me.id.ToString(), " is already taken by ",
                          member.current.value_or("?"), "; refusing ", who);
   }
@@ -118,7 +138,9 @@ Result<std::unique_ptr<Rendezvous>> Rendezvous::Join(StoreClient& client, Member
   for (int r = 0; r < me.inference_world_size; ++r) {
     context.everyone.push_back({Role::kInference, r});
   }
-  return std::unique_ptr<Rendezvous>(new Rendezvous(std::move(me), std::move(context)));
+  auto rendezvous = std::unique_ptr<Rendezvous>(new Rendezvous(std::move(me), std::move(context)));
+  rendezvous->rejoined_ = rejoined;
+  return rendezvous;
 }
 
 Result<std::vector<RoundEntry>> Rendezvous::Round(std::string_view name, std::string_view payload,

@@ -6,7 +6,9 @@
 //     it is refused (kFailedPrecondition) with a message naming its rank and the first joiner's,
 //     and the job is aborted so everyone already waiting fails at once instead of at a deadline;
 //   - its (role, rank) is claimed with compare-and-set; a second claim is refused
-//     (kAlreadyExists) naming both processes (host, pid, instance).
+//     (kAlreadyExists) naming both processes (host, pid, instance), unless the joiner may take
+//     over a dead holder's rank (Membership::take_over_dead_holder) and the holder's heartbeat is
+//     gone: then the rank is rejoined (rejoined() is true).
 // Round(name, payload, deadline) is an all-gather: every participant contributes bytes and gets
 // everyone's, ordered trainers by rank then inference by rank. Rounds of one name are numbered
 // (generation 0, 1, ...) per Rendezvous object, so every participant must call rounds of a name
@@ -40,6 +42,10 @@ struct Membership {
   int inference_world_size = 1;
   int protocol_version = 1;
   std::string spec_hash;  // the model spec's hash; every participant must agree
+  // A restarted process may take its rank back from a holder whose heartbeat is gone (its
+  // connection closed, or it stopped): the rank is then "rejoined". Join before starting this
+  // process's own heartbeat, so the old holder's liveness is what gets judged.
+  bool take_over_dead_holder = false;
 };
 
 struct RoundEntry {
@@ -62,6 +68,8 @@ class Rendezvous {
   void SetLivenessWatcher(const LivenessWatcher* watcher) { context_.watcher = watcher; }
 
   const Membership& me() const { return me_; }
+  // True when this process took its rank over from a dead holder (a restart).
+  bool rejoined() const { return rejoined_; }
   // Every participant, trainers by rank then inference by rank.
   const std::vector<ParticipantId>& participants() const { return context_.everyone; }
   const CollectiveContext& context() const { return context_; }
@@ -72,6 +80,7 @@ class Rendezvous {
 
   const Membership me_;
   CollectiveContext context_;
+  bool rejoined_ = false;
   std::map<std::string, uint64_t, std::less<>> next_generation_;
 };
 

@@ -118,6 +118,33 @@ TEST(Rendezvous, DuplicateRankIsRefusedNamingBoth) {
   EXPECT_TRUE(Contains(message, "; refusing pid ")) << message;
 }
 
+TEST(Rendezvous, RestartedProcessTakesOverOnlyADeadHoldersRank) {
+  auto server = StartTestStore();
+  auto first_client = ConnectTestClient(server->address());
+  Membership me = Member("restart", Role::kInference, 0, 1, 1);
+  me.take_over_dead_holder = true;
+  auto first = Rendezvous::Join(*first_client, me, DeadlineIn(2));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_FALSE((*first)->rejoined());
+  // The holder heartbeats: its rank is not taken, even by a joiner allowed to take over.
+  auto heartbeat = Heartbeat::Start(testing::TestClientOptions(server->address()), "restart", me.id,
+                                    {0.1, 1}, DeadlineIn(2));
+  ASSERT_TRUE(heartbeat.ok()) << heartbeat.status().ToString();
+  auto second_client = ConnectTestClient(server->address());
+  auto refused = Rendezvous::Join(*second_client, me, DeadlineIn(2));
+  EXPECT_EQ(refused.status().code(), StatusCode::kAlreadyExists) << refused.status().ToString();
+  // Its heartbeat connection closes (the process died): the restarted process takes over.
+  heartbeat->reset();
+  auto rejoined = Rendezvous::Join(*second_client, me, DeadlineIn(2));
+  ASSERT_TRUE(rejoined.ok()) << rejoined.status().ToString();
+  EXPECT_TRUE((*rejoined)->rejoined());
+  // Without the permission, a dead holder's rank is still refused.
+  me.take_over_dead_holder = false;
+  auto third_client = ConnectTestClient(server->address());
+  EXPECT_EQ(Rendezvous::Join(*third_client, me, DeadlineIn(2)).status().code(),
+            StatusCode::kAlreadyExists);
+}
+
 TEST(Rendezvous, MismatchedWorldSizeIsRefusedNamingTheRanks) {
   auto server = StartTestStore();
   auto client = ConnectTestClient(server->address());

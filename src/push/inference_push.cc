@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/collective.h"
 #include "core/log.h"
 #include "push/push_requests.h"
 
@@ -62,6 +63,21 @@ Status InferencePush::RunHook(const std::function<Status()>& hook, std::string_v
   Status status = hook();
   if (!status.ok()) return Status(status.code(), StrCat(name, " hook failed: ", status.message()));
   return status;
+}
+
+Status InferencePush::Rejoin(control::Deadline deadline) {
+  WS_ASSIGN_OR_RETURN(std::optional<uint64_t> committed,
+                      LastCommittedStep(session_.client(), session_.job(), deadline));
+  last_seen_request_ = committed;
+  rejoined_ = true;
+  std::lock_guard lock(mu_);
+  snapshot_.state = InferenceState::kTorn;
+  snapshot_.torn_step = committed.value_or(0) + 1;
+  snapshot_.last_outcome = "rejoined after a restart";
+  snapshot_.last_error = "this process holds no committed weights until the next push commits";
+  Log(LogLevel::kWarning, session_.me().ToString(), " rejoined the job after step ",
+      committed.value_or(0), " committed; torn until the next push commits");
+  return Status::Ok();
 }
 
 void InferencePush::SetState(InferenceState state) {
@@ -130,6 +146,19 @@ Result<std::optional<uint64_t>> InferencePush::AwaitPush(control::Deadline deadl
       continue;
     }
     if (failed.status().code() != StatusCode::kNotFound) return failed.status();
+    if (rejoined_) {
+      // The previous incarnation of this rank may have paused for this push already.
+      auto paused = session_.client().Get(
+          control::CollectiveGenerationPrefix(session_.job(), "barrier", "push-pause", step) +
+              "done",
+          std::max(deadline, DeadlineIn(2)));
+      if (paused.ok()) {
+        Log(LogLevel::kInfo, "push step ", step, ": ", session_.me().ToString(),
+            ": skipping it, it paused before this rank rejoined");
+        continue;
+      }
+      if (paused.status().code() != StatusCode::kNotFound) return paused.status();
+    }
     break;
   }
 

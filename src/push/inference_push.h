@@ -66,6 +66,14 @@ class InferencePush {
   // `rendezvous` is this inference rank's (with a LivenessWatcher attached); it must outlive this.
   InferencePush(control::Rendezvous& rendezvous, PushOptions options, InferenceHooks hooks);
 
+  // For a rank that rejoined the job after a restart (Rendezvous::rejoined()): it holds no
+  // committed weights (torn) until a push commits, and it must never take part in a push its
+  // previous incarnation already paused for (trainers may have written into that incarnation's
+  // memory). So it skips every request after the last committed step whose pause barrier is
+  // already complete (or that failed), and joins the first one still gathering its pause.
+  // Call once, before AwaitPush.
+  Status Rejoin(control::Deadline deadline);
+
   // The step of the next push, paused and ready to receive; nullopt when no push was requested by
   // `deadline` (nothing changed). Errors: the push failed (the rank is torn).
   Result<std::optional<uint64_t>> AwaitPush(control::Deadline deadline);
@@ -96,6 +104,7 @@ class InferencePush {
   PushSession session_;
   const InferenceHooks hooks_;
   std::optional<uint64_t> last_seen_request_;  // push thread only
+  bool rejoined_ = false;                      // push thread only: until a push commits
   control::Deadline phase_start_{};            // push thread only
   control::Deadline push_start_{};             // push thread only
   bool transfer_started_ = false;              // push thread only
