@@ -49,6 +49,21 @@ bool Aligned(const void* p, int64_t stride_bytes, int64_t alignment) {
          stride_bytes % alignment == 0;
 }
 
+// A contiguous cast has no block structure, so it is converted as rows of kTile elements: a
+// norm vector of 1 x 6144 becomes one 48 x 128 tile instead of 48 tiles of one row each. The
+// kernel's refused-element index (row * cols + col) is the same flat index either way.
+ConvertJob ShapeForTiles(const ConvertJob& job) {
+  const bool contiguous = (job.src_row_stride == job.cols && job.dst_row_stride == job.cols) ||
+                          job.rows == 1;
+  if (job.dst_dtype == DType::kF8E4M3 || !contiguous || job.rows * job.cols % cuda_convert::kTile) {
+    return job;
+  }
+  ConvertJob shaped = job;
+  shaped.rows = job.rows * job.cols / cuda_convert::kTile;
+  shaped.cols = shaped.src_row_stride = shaped.dst_row_stride = cuda_convert::kTile;
+  return shaped;
+}
+
 DeviceJob MakeDeviceJob(const ConvertJob& job, int64_t tile_begin) {
   DeviceJob d{};
   d.src = job.src;
@@ -92,9 +107,7 @@ struct CudaConverter::State {
 
   void Release() {
     cudaFree(device_jobs);
-    cudaFree(device_refused);
     cudaFreeHost(host_jobs);
-    cudaFreeHost(host_refused);
     device_jobs = host_jobs = nullptr;
     device_refused = host_refused = nullptr;
     capacity = 0;
@@ -104,13 +117,12 @@ struct CudaConverter::State {
     if (n <= capacity) return Status::Ok();
     Release();
     const size_t want = std::max<size_t>(n, 64);
-    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_jobs, want * sizeof(DeviceJob)), "cudaMalloc");
-    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_refused, want * sizeof(unsigned long long)),
-                            "cudaMalloc");
-    WS_CUDA_RETURN_IF_ERROR(cudaMallocHost(&host_jobs, want * sizeof(DeviceJob)),
-                            "cudaMallocHost");
-    WS_CUDA_RETURN_IF_ERROR(cudaMallocHost(&host_refused, want * sizeof(unsigned long long)),
-                            "cudaMallocHost");
+    // Room for `want` DeviceJobs and error words, alike on the device and in pinned host
+    // memory; a batch of n jobs uses [n DeviceJobs][n error words] (Enqueue).
+    static_assert(sizeof(DeviceJob) % sizeof(unsigned long long) == 0);
+    const size_t bytes = want * (sizeof(DeviceJob) + sizeof(unsigned long long));
+    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_jobs, bytes), "cudaMalloc");
+    WS_CUDA_RETURN_IF_ERROR(cudaMallocHost(&host_jobs, bytes), "cudaMallocHost");
     capacity = want;
     return Status::Ok();
   }
@@ -188,17 +200,21 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
   int64_t tiles = 0;
   for (size_t i = 0; i < jobs.size(); ++i) {
     if (s.work_index[i] < 0) continue;
-    const ConvertJob& job = jobs[i];
+    const ConvertJob job = ShapeForTiles(jobs[i]);
     s.host_jobs[s.work_index[i]] = MakeDeviceJob(job, tiles);
     tiles += convert_internal::CeilDiv(job.rows, cuda_convert::kTile) *
              convert_internal::CeilDiv(job.cols, cuda_convert::kTile);
   }
-  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.device_jobs, s.host_jobs, work * sizeof(DeviceJob),
-                                          cudaMemcpyHostToDevice, stream),
-                          "uploading the work list");
+  // The error words follow the work list in one allocation, so one copy uploads both (each
+  // operation on the stream costs microseconds, which matter for small batches).
+  s.device_refused = reinterpret_cast<unsigned long long*>(s.device_jobs + work);
+  s.host_refused = reinterpret_cast<unsigned long long*>(s.host_jobs + work);
+  std::memset(s.host_refused, 0xff, work * sizeof(unsigned long long));
   WS_CUDA_RETURN_IF_ERROR(
-      cudaMemsetAsync(s.device_refused, 0xff, work * sizeof(unsigned long long), stream),
-      "clearing the error words");
+      cudaMemcpyAsync(s.device_jobs, s.host_jobs,
+                      work * (sizeof(DeviceJob) + sizeof(unsigned long long)),
+                      cudaMemcpyHostToDevice, stream),
+      "uploading the work list");
   WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
                               s.device_jobs, static_cast<int>(work), tiles, s.device_refused,
                               stream)),

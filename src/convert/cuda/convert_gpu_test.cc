@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -396,6 +397,34 @@ TEST_F(ConvertGpuTest, RefusedValuesNameTensorAndCoordinate) {
   }
 }
 
+// Contiguous casts are converted as rows of 128 elements; shapes and refusal coordinates must
+// not notice.
+TEST_F(ConvertGpuTest, ContiguousCastsOfAnyShape) {
+  Batch batch;
+  for (DType src : kSources) {
+    for (DType dst : {DType::kBF16, DType::kF32}) {
+      AddJob(batch, {src, dst, 1, 6144}, 1);
+      AddJob(batch, {src, dst, 3, 640}, 2);
+      AddJob(batch, {src, dst, 64, 256}, 3);
+      AddJob(batch, {src, dst, 1, 100, 7}, 4);  // one row with a padded stride: also contiguous
+    }
+  }
+  NameJobs(batch);
+  ExpectSameBytes(RunBatch(batch));
+  for (DType src : kSources) {
+    for (auto [rows, cols, row, col] : {std::array<int64_t, 4>{1, 6144, 0, 5000},
+                                        std::array<int64_t, 4>{64, 256, 33, 200}}) {
+      Batch bad;
+      Spec& spec = AddJob(bad, {src, DType::kBF16, rows, cols}, 5);
+      Store(At(bad.buffers, spec.src), src, row * cols + col, -INFINITY);
+      NameJobs(bad);
+      const Outcome out = RunBatch(bad);
+      EXPECT_EQ(out.gpu.code(), StatusCode::kInvalidArgument);
+      EXPECT_EQ(out.gpu.message(), out.reference.message());
+    }
+  }
+}
+
 TEST_F(ConvertGpuTest, Fp32ThatOverflowsBf16) {
   for (DType dst : kDestinations) {
     Batch batch;
@@ -439,6 +468,7 @@ TEST_F(ConvertGpuTest, EmptyBatchesAndOrderOfCalls) {
 TEST_F(ConvertGpuTest, EncoderMatchesDefinitionOnEveryFloat) {
   auto result = cuda_convert::SweepEncoder();
   ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->checked, 0x43e00001u);  // fp32 bits 0 .. 448
   EXPECT_EQ(result->mismatches, 0u) << "e.g. fp32 bits 0x" << std::hex << result->example;
 }
 
@@ -446,6 +476,9 @@ TEST_F(ConvertGpuTest, QuantizerMatchesDivisionForEveryBf16AndFp16Pair) {
   for (bool half : {false, true}) {
     auto result = cuda_convert::SweepQuantizer(half);
     ASSERT_TRUE(result.ok()) << result.status().ToString();
+    // Pairs with x <= amax over amax bits 0 .. largest finite: n (n + 1) / 2.
+    const uint64_t n = half ? 0x7c00u : 0x7f80u;
+    EXPECT_EQ(result->checked, n * (n + 1) / 2);
     EXPECT_EQ(result->mismatches, 0u)
         << (half ? "fp16" : "bf16") << " amax/x bits 0x" << std::hex << result->example;
   }

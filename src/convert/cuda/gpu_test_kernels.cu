@@ -8,6 +8,7 @@ namespace weightsync::cuda_convert {
 namespace {
 
 struct Counter {
+  unsigned long long checked;
   unsigned long long mismatches;
   unsigned long long example;
 };
@@ -19,6 +20,7 @@ __device__ void Record(Counter* counter, unsigned long long example) {
 
 __global__ void EncoderKernel(Counter* counter) {
   const uint64_t end = 0x43e00000ull;  // 448
+  unsigned long long checked = 0;
   for (uint64_t bits = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x; bits <= end;
        bits += uint64_t{gridDim.x} * blockDim.x) {
     const float f = __uint_as_float(static_cast<uint32_t>(bits));
@@ -29,13 +31,16 @@ __global__ void EncoderKernel(Counter* counter) {
         (pair_hi & 0xffu) != 0x30u) {
       Record(counter, bits);
     }
+    ++checked;
   }
+  atomicAdd(&counter->checked, checked);
 }
 
 template <bool kHalf>
 __global__ void QuantizerKernel(Counter* counter, uint32_t max_bits) {
   // Index: amax magnitude bits in the high 16, x magnitude bits in the low 16.
   const uint64_t count = uint64_t{max_bits + 1} << 16;
+  unsigned long long checked = 0;
   for (uint64_t i = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x; i < count;
        i += uint64_t{gridDim.x} * blockDim.x) {
     const uint32_t amax_bits = static_cast<uint32_t>(i >> 16);
@@ -49,7 +54,9 @@ __global__ void QuantizerKernel(Counter* counter, uint32_t max_bits) {
     const uint32_t codes = QuantizePair<kHalf>(x_bits | ((x_bits | 0x8000u) << 16), scale, inv);
     const uint32_t want = ReferenceQuantize(x, scale) | (ReferenceQuantize(-x, scale) << 8);
     if (codes != want) Record(counter, (uint64_t{amax_bits} << 16) | x_bits);
+    ++checked;
   }
+  atomicAdd(&counter->checked, checked);
 }
 
 __device__ uint64_t Mix(uint64_t z) {  // splitmix64's finalizer
@@ -86,11 +93,16 @@ Result<SweepResult> RunSweep(void (*launch)(Counter*)) {
   if (cudaMalloc(&counter, sizeof(Counter)) != cudaSuccess) return Internal("cudaMalloc failed");
   cudaMemset(counter, 0, sizeof(Counter));
   launch(counter);
+  cudaError_t error = cudaGetLastError();
+  if (error != cudaSuccess) {
+    cudaFree(counter);
+    return Internal("sweep launch failed: ", cudaGetErrorString(error));
+  }
   Counter host{};
-  const cudaError_t error = cudaMemcpy(&host, counter, sizeof(host), cudaMemcpyDeviceToHost);
+  error = cudaMemcpy(&host, counter, sizeof(host), cudaMemcpyDeviceToHost);
   cudaFree(counter);
   if (error != cudaSuccess) return Internal("sweep failed: ", cudaGetErrorString(error));
-  return SweepResult{host.mismatches, host.example};
+  return SweepResult{host.checked, host.mismatches, host.example};
 }
 
 constexpr int kSweepBlocks = 132 * 16;

@@ -11,6 +11,8 @@ namespace weightsync::cuda_convert {
 
 // A mismatch count and the first mismatching input found (any order), or count 0.
 struct SweepResult {
+  uint64_t checked = 0;  // inputs compared (the tests check the count, so a sweep that did not
+                         // run cannot pass)
   uint64_t mismatches = 0;
   uint64_t example = 0;
 };
