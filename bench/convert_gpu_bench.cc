@@ -21,13 +21,13 @@ namespace {
 
 constexpr int kIterations = 10;
 
-#define CHECK_CUDA(expr)                                                                  \
-  do {                                                                                    \
-    cudaError_t e_ = (expr);                                                              \
-    if (e_ != cudaSuccess) {                                                              \
+#define CHECK_CUDA(expr)                                                                          \
+  do {                                                                                            \
+    cudaError_t e_ = (expr);                                                                      \
+    if (e_ != cudaSuccess) {                                                                      \
       std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                       \
-    }                                                                                     \
+      std::exit(1);                                                                               \
+    }                                                                                             \
   } while (0)
 
 void CheckOk(const Status& status, const char* what) {
@@ -160,10 +160,9 @@ int Main() {
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
-  std::printf("GPU: %s, %d SMs, %.0f GiB, L2 %d MiB; CUDA driver API %d, runtime %d\n",
-              prop.name, prop.multiProcessorCount,
-              static_cast<double>(prop.totalGlobalMem) / (1 << 30), prop.l2CacheSize >> 20,
-              driver, runtime);
+  std::printf("GPU: %s, %d SMs, %.0f GiB, L2 %d MiB; CUDA driver API %d, runtime %d\n", prop.name,
+              prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / (1 << 30),
+              prop.l2CacheSize >> 20, driver, runtime);
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
@@ -195,8 +194,8 @@ int Main() {
     std::fprintf(stderr, "%s done\n", c.name.c_str());
   }
 
-  std::printf("\ncudaMemcpy D2D %zu MiB: %.1f us, %.1f GB/s (read + write)\n\n",
-              copy_bytes >> 20, copy_seconds * 1e6, copy_bw / 1e9);
+  std::printf("\ncudaMemcpy D2D %zu MiB: %.1f us, %.1f GB/s (read + write)\n\n", copy_bytes >> 20,
+              copy_seconds * 1e6, copy_bw / 1e9);
   std::printf("| case | jobs | MB moved | time (us) | GB/s | / copy |\n");
   std::printf("|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {

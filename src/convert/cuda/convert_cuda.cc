@@ -5,6 +5,8 @@
 // dlopen on the first CUDA call, so programs linking this library still start, and report
 // kUnavailable, on machines without a driver. The library is kept apart from ws_convert all the
 // same: only GPU programs link it, and the rest of weightsync never needs the CUDA toolkit.
+#include "convert/cuda/convert_cuda.h"
+
 #include <cuda_runtime.h>
 
 #include <cstring>
@@ -12,7 +14,6 @@
 #include <vector>
 
 #include "convert/convert_internal.h"
-#include "convert/cuda/convert_cuda.h"
 #include "convert/cuda/device_job.h"
 
 namespace weightsync {
@@ -21,27 +22,28 @@ namespace {
 using cuda_convert::DeviceJob;
 
 Status CudaError(cudaError_t error, std::string_view what) {
-  const StatusCode code =
-      (error == cudaErrorNoDevice || error == cudaErrorInsufficientDriver)
-          ? StatusCode::kUnavailable
-          : StatusCode::kInternal;
+  const StatusCode code = (error == cudaErrorNoDevice || error == cudaErrorInsufficientDriver)
+                              ? StatusCode::kUnavailable
+                              : StatusCode::kInternal;
   return Status(code, StrCat("CUDA conversion: ", what, ": ", cudaGetErrorName(error), ": ",
                              cudaGetErrorString(error)));
 }
 
-#define WS_CUDA_RETURN_IF_ERROR(expr, what)             \
-  do {                                                  \
-    const cudaError_t ws_cuda_error_ = (expr);          \
+#define WS_CUDA_RETURN_IF_ERROR(expr, what)                                    \
+  do {                                                                         \
+    const cudaError_t ws_cuda_error_ = (expr);                                 \
     if (ws_cuda_error_ != cudaSuccess) return CudaError(ws_cuda_error_, what); \
   } while (0)
 
 uint8_t SourceType(DType d) {
-  return d == DType::kBF16 ? cuda_convert::kSrcBF16
-         : d == DType::kF16 ? cuda_convert::kSrcF16 : cuda_convert::kSrcF32;
+  return d == DType::kBF16  ? cuda_convert::kSrcBF16
+         : d == DType::kF16 ? cuda_convert::kSrcF16
+                            : cuda_convert::kSrcF32;
 }
 uint8_t DestinationType(DType d) {
   return d == DType::kF8E4M3 ? cuda_convert::kDstF8
-         : d == DType::kBF16 ? cuda_convert::kDstBF16 : cuda_convert::kDstF32;
+         : d == DType::kBF16 ? cuda_convert::kDstBF16
+                             : cuda_convert::kDstF32;
 }
 
 bool Aligned(const void* p, int64_t stride_bytes, int64_t alignment) {
@@ -53,8 +55,8 @@ bool Aligned(const void* p, int64_t stride_bytes, int64_t alignment) {
 // norm vector of 1 x 6144 becomes one 48 x 128 tile instead of 48 tiles of one row each. The
 // kernel's refused-element index (row * cols + col) is the same flat index either way.
 ConvertJob ShapeForTiles(const ConvertJob& job) {
-  const bool contiguous = (job.src_row_stride == job.cols && job.dst_row_stride == job.cols) ||
-                          job.rows == 1;
+  const bool contiguous =
+      (job.src_row_stride == job.cols && job.dst_row_stride == job.cols) || job.rows == 1;
   if (job.dst_dtype == DType::kF8E4M3 || !contiguous || job.rows * job.cols % cuda_convert::kTile) {
     return job;
   }
@@ -190,7 +192,8 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
   for (size_t i = 0; i < jobs.size(); ++i) {
     if (jobs[i].rows > 0 && jobs[i].cols > 0) s.work_index[i] = static_cast<int>(work++);
   }
-  if (work > static_cast<size_t>(INT32_MAX)) return InvalidArgument("CUDA conversion: too many jobs");
+  if (work > static_cast<size_t>(INT32_MAX))
+    return InvalidArgument("CUDA conversion: too many jobs");
   s.stream = stream;
   if (work == 0) {
     s.pending = true;
@@ -210,19 +213,18 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
   s.device_refused = reinterpret_cast<unsigned long long*>(s.device_jobs + work);
   s.host_refused = reinterpret_cast<unsigned long long*>(s.host_jobs + work);
   std::memset(s.host_refused, 0xff, work * sizeof(unsigned long long));
+  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.device_jobs, s.host_jobs,
+                                          work * (sizeof(DeviceJob) + sizeof(unsigned long long)),
+                                          cudaMemcpyHostToDevice, stream),
+                          "uploading the work list");
   WS_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(s.device_jobs, s.host_jobs,
-                      work * (sizeof(DeviceJob) + sizeof(unsigned long long)),
-                      cudaMemcpyHostToDevice, stream),
-      "uploading the work list");
-  WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
-                              s.device_jobs, static_cast<int>(work), tiles, s.device_refused,
-                              stream)),
-                          "launching the conversion kernel");
-  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.host_refused, s.device_refused,
-                                          work * sizeof(unsigned long long),
-                                          cudaMemcpyDeviceToHost, stream),
-                          "reading the error words");
+      static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
+          s.device_jobs, static_cast<int>(work), tiles, s.device_refused, stream)),
+      "launching the conversion kernel");
+  WS_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(s.host_refused, s.device_refused, work * sizeof(unsigned long long),
+                      cudaMemcpyDeviceToHost, stream),
+      "reading the error words");
   s.pending = true;
   return Status::Ok();
 }

@@ -49,7 +49,8 @@ uint8_t* At(std::vector<std::vector<uint8_t>>& buffers, const Where& w) {
   return w.buffer < 0 ? nullptr : buffers[static_cast<size_t>(w.buffer)].data() + w.offset;
 }
 uint8_t* At(std::vector<void*>& buffers, const Where& w) {
-  return w.buffer < 0 ? nullptr : static_cast<uint8_t*>(buffers[static_cast<size_t>(w.buffer)]) + w.offset;
+  return w.buffer < 0 ? nullptr
+                      : static_cast<uint8_t*>(buffers[static_cast<size_t>(w.buffer)]) + w.offset;
 }
 
 ConvertJob Bind(const Spec& spec, uint8_t* src, uint8_t* dst, uint8_t* scales) {
@@ -135,9 +136,9 @@ float RandomValue(std::mt19937& rng, int64_t row, DType dtype, uint32_t* bits_ou
   const uint32_t kind = rng() % 64;
   *bits_out = 0;
   if (kind == 0) return sign * 0.0f;
-  if (kind == 1 && dtype == DType::kF32) *bits_out = rng() & 0x807fffffu;       // subnormal
-  if (kind == 2 && dtype == DType::kF16) *bits_out = rng() & 0x83ffu;           // subnormal
-  if (kind == 2 && dtype == DType::kBF16) *bits_out = rng() & 0x807fu;          // subnormal
+  if (kind == 1 && dtype == DType::kF32) *bits_out = rng() & 0x807fffffu;              // subnormal
+  if (kind == 2 && dtype == DType::kF16) *bits_out = rng() & 0x83ffu;                  // subnormal
+  if (kind == 2 && dtype == DType::kBF16) *bits_out = rng() & 0x807fu;                 // subnormal
   if (kind == 3 && dtype == DType::kF32) *bits_out = (rng() & 0xbfff0000u) | 0x8000u;  // tie
   if (*bits_out != 0) return NAN;
   std::uniform_real_distribution<float> unit(1.0f, 2.0f);
@@ -180,15 +181,20 @@ Spec& AddJob(Batch& batch, const JobShape& s, uint32_t seed) {
   job.src_row_stride = s.cols + s.src_pad;
   job.dst_row_stride = s.cols + s.dst_pad;
   batch.names.push_back("test.weight." + std::to_string(batch.specs.size()));
-  spec.src = {batch.AddBuffer(static_cast<size_t>((s.src_shift + s.rows * job.src_row_stride) *
-                                                  src_size), kCanary), s.src_shift * src_size};
+  spec.src = {
+      batch.AddBuffer(static_cast<size_t>((s.src_shift + s.rows * job.src_row_stride) * src_size),
+                      kCanary),
+      s.src_shift * src_size};
   FillRandom(At(batch.buffers, spec.src), s.src, s.rows, s.cols, job.src_row_stride, seed);
-  spec.dst = {batch.AddBuffer(static_cast<size_t>((s.dst_shift + s.rows * job.dst_row_stride) *
-                                                  dst_size), kCanary), s.dst_shift * dst_size};
+  spec.dst = {
+      batch.AddBuffer(static_cast<size_t>((s.dst_shift + s.rows * job.dst_row_stride) * dst_size),
+                      kCanary),
+      s.dst_shift * dst_size};
   if (s.dst == DType::kF8E4M3) {
     job.scale_row_stride = (s.cols + 127) / 128 + s.scale_pad;
-    spec.scales = {batch.AddBuffer(static_cast<size_t>((s.rows + 127) / 128 *
-                                                       job.scale_row_stride * 4), 0xee), 0};
+    spec.scales = {
+        batch.AddBuffer(static_cast<size_t>((s.rows + 127) / 128 * job.scale_row_stride * 4), 0xee),
+        0};
   }
   batch.specs.push_back(spec);
   return batch.specs.back();
@@ -213,8 +219,8 @@ const DType kSources[] = {DType::kBF16, DType::kF16, DType::kF32};
 const DType kDestinations[] = {DType::kF8E4M3, DType::kBF16, DType::kF32};
 
 TEST_F(ConvertGpuTest, RandomDataEveryDtypePairInOneLaunch) {
-  const std::pair<int64_t, int64_t> shapes[] = {{1, 1},    {127, 129}, {300, 257}, {128, 128},
-                                                {1000, 3}, {3, 1000},  {129, 1},   {256, 384},
+  const std::pair<int64_t, int64_t> shapes[] = {{1, 1},     {127, 129},  {300, 257}, {128, 128},
+                                                {1000, 3},  {3, 1000},   {129, 1},   {256, 384},
                                                 {520, 700}, {130, 2200}, {2, 4100}};
   Batch batch;
   uint32_t seed = 1;
@@ -238,8 +244,9 @@ void FillEdges(uint8_t* bytes, DType dtype, int64_t rows, int64_t cols, int64_t 
   // Midpoints between neighbouring e4m3 values (ties), normal and subnormal.
   std::vector<float> ties;
   for (int code = 0; code < 0x7e; ++code) {
-    ties.push_back((E4M3ToFloat(static_cast<uint8_t>(code)) +
-                    E4M3ToFloat(static_cast<uint8_t>(code + 1))) / 2);
+    ties.push_back(
+        (E4M3ToFloat(static_cast<uint8_t>(code)) + E4M3ToFloat(static_cast<uint8_t>(code + 1))) /
+        2);
   }
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
@@ -248,14 +255,21 @@ void FillEdges(uint8_t* bytes, DType dtype, int64_t rows, int64_t cols, int64_t 
       const int64_t at = r * stride + c;
       float value = 0;
       switch (block) {
-        case 0: value = sign * 0.0f; break;
-        case 1: value = sign * 1e-30f * static_cast<float>(rng() % 100); break;
+        case 0:
+          value = sign * 0.0f;
+          break;
+        case 1:
+          value = sign * 1e-30f * static_cast<float>(rng() % 100);
+          break;
         case 2:  // subnormals of the source dtype
-          StoreBits(bytes, dtype, at, dtype == DType::kF32   ? rng() & 0x807fffffu
-                                      : dtype == DType::kF16 ? rng() & 0x83ffu
-                                                             : rng() & 0x807fu);
+          StoreBits(bytes, dtype, at,
+                    dtype == DType::kF32   ? rng() & 0x807fffffu
+                    : dtype == DType::kF16 ? rng() & 0x83ffu
+                                           : rng() & 0x807fu);
           continue;
-        case 3: value = sign * (dtype == DType::kF16 ? 65504.0f : 3.3e38f); break;
+        case 3:
+          value = sign * (dtype == DType::kF16 ? 65504.0f : 3.3e38f);
+          break;
         case 4:  // ties at scale 1 (the block's amax is 448)
           value = (r == 128 && c == 0) ? 448.0f : sign * ties[rng() % ties.size()];
           break;
@@ -269,8 +283,9 @@ void FillEdges(uint8_t* bytes, DType dtype, int64_t rows, int64_t cols, int64_t 
           }
           value = sign * std::ldexp(1.0f, static_cast<int>(rng() % 36) - 20);
           break;
-        default: value = sign * std::ldexp(1.0f + static_cast<float>(rng() % 128) / 128,
-                                           static_cast<int>(rng() % 20) - 10);
+        default:
+          value = sign * std::ldexp(1.0f + static_cast<float>(rng() % 128) / 128,
+                                    static_cast<int>(rng() % 20) - 10);
       }
       Store(bytes, dtype, at, value);
     }
@@ -301,14 +316,15 @@ TEST_F(ConvertGpuTest, ExpertStackAndFusedSources) {
     const int s = batch.AddBuffer(static_cast<size_t>(experts * rows * cols * src_size), 0);
     FillRandom(batch.buffers[0].data(), src, experts * rows, cols, cols, 11);
     const int d = batch.AddBuffer(static_cast<size_t>(experts * rows * cols), kCanary);
-    const int sc = batch.AddBuffer(static_cast<size_t>(experts * block_rows * block_cols * 4), 0xee);
+    const int sc =
+        batch.AddBuffer(static_cast<size_t>(experts * block_rows * block_cols * 4), 0xee);
     batch.names.push_back("model.layers.3.mlp.experts.w2_weight");
     std::vector<std::string> contexts;
     for (int64_t e = 0; e < experts; ++e) contexts.push_back("expert " + std::to_string(e));
     for (int64_t e = 0; e < experts; ++e) {
       Spec spec;
-      spec.job = ConvertJob{nullptr, src, rows, cols, cols, nullptr, DType::kF8E4M3, cols,
-                            nullptr, block_cols, batch.names[0], contexts[e]};
+      spec.job = ConvertJob{nullptr,        src,  rows,    cols,       cols,           nullptr,
+                            DType::kF8E4M3, cols, nullptr, block_cols, batch.names[0], contexts[e]};
       spec.src = {s, e * rows * cols * src_size};
       spec.dst = {d, e * rows * cols};
       spec.scales = {sc, e * block_rows * block_cols * 4};
@@ -322,8 +338,9 @@ TEST_F(ConvertGpuTest, ExpertStackAndFusedSources) {
     const int fs = batch.AddBuffer(3 * 3 * 4, 0xee);
     for (int half = 0; half < 2; ++half) {
       Spec spec;
-      spec.job = ConvertJob{nullptr, src, half ? 128 : 256, 300, 300, nullptr, DType::kF8E4M3,
-                            300, nullptr, 3, batch.names[0], "", half ? 256 : 0, 0};
+      spec.job = ConvertJob{
+          nullptr,        src, half ? 128 : 256, 300, 300, nullptr, DType::kF8E4M3, 300, nullptr, 3,
+          batch.names[0], "",  half ? 256 : 0,   0};
       spec.src = {g, half * 256 * 300 * src_size};
       spec.dst = {fd, half * 256 * 300};
       spec.scales = {fs, half * 2 * 3 * 4};
@@ -369,11 +386,10 @@ TEST_F(ConvertGpuTest, RefusedValuesNameTensorAndCoordinate) {
         int64_t row, col;
         float value;
       };
-      const std::vector<std::vector<Plant>> cases = {
-          {{200, 5, INFINITY}, {17, 250, NAN}},
-          {{200, 5, INFINITY}, {17, 250, -INFINITY}},
-          {{200, 5, INFINITY}, {299, 256, NAN}},
-          {{299, 256, -INFINITY}}};
+      const std::vector<std::vector<Plant>> cases = {{{200, 5, INFINITY}, {17, 250, NAN}},
+                                                     {{200, 5, INFINITY}, {17, 250, -INFINITY}},
+                                                     {{200, 5, INFINITY}, {299, 256, NAN}},
+                                                     {{299, 256, -INFINITY}}};
       for (const auto& plants : cases) {
         Batch batch;
         AddJob(batch, {src, dst, 300, 257, 1}, 4);  // clean job first
@@ -412,8 +428,8 @@ TEST_F(ConvertGpuTest, ContiguousCastsOfAnyShape) {
   NameJobs(batch);
   ExpectSameBytes(RunBatch(batch));
   for (DType src : kSources) {
-    for (auto [rows, cols, row, col] : {std::array<int64_t, 4>{1, 6144, 0, 5000},
-                                        std::array<int64_t, 4>{64, 256, 33, 200}}) {
+    for (auto [rows, cols, row, col] :
+         {std::array<int64_t, 4>{1, 6144, 0, 5000}, std::array<int64_t, 4>{64, 256, 33, 200}}) {
       Batch bad;
       Spec& spec = AddJob(bad, {src, DType::kBF16, rows, cols}, 5);
       Store(At(bad.buffers, spec.src), src, row * cols + col, -INFINITY);
@@ -491,8 +507,8 @@ TEST(ConvertGpuPortTest, PortMatchesFloatToE4M3) {
     ASSERT_EQ(cuda_convert::PortFloatToE4M3(b), FloatToE4M3(BitsToFloat(b))) << std::hex << b;
   }
   for (int code = 0; code < 0x7e; ++code) {  // every tie and its neighbours, both signs
-    const float mid = (E4M3ToFloat(static_cast<uint8_t>(code)) +
-                       E4M3ToFloat(static_cast<uint8_t>(code + 1))) / 2;
+    const float mid =
+        (E4M3ToFloat(static_cast<uint8_t>(code)) + E4M3ToFloat(static_cast<uint8_t>(code + 1))) / 2;
     for (int delta = -1; delta <= 1; ++delta) {
       const uint32_t b = FloatToBits(mid) + static_cast<uint32_t>(delta);
       ASSERT_EQ(cuda_convert::PortFloatToE4M3(b), FloatToE4M3(BitsToFloat(b))) << std::hex << b;

@@ -15,9 +15,9 @@
 namespace weightsync::cuda_convert {
 namespace {
 
-constexpr int kChunk = 8;                              // elements per thread access
+constexpr int kChunk = 8;                                         // elements per thread access
 constexpr int kRowsPerPass = kThreadsPerTile / (kTile / kChunk);  // 32
-constexpr int kPasses = kTile / kRowsPerPass;          // 4
+constexpr int kPasses = kTile / kRowsPerPass;                     // 4
 constexpr int kWarps = kThreadsPerTile / 32;
 
 // fp32 magnitudes from here up round to Inf in bf16 (convert_internal::kBF16OverflowBits).
@@ -169,10 +169,10 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob& job, int64_t tile_row, 
     const int64_t row = place.row0 + pass * kRowsPerPass;
     if (row >= job.rows || place.n == 0) continue;
     const uint4 v = values[pass];
-    const uint32_t lo = QuantizePair<kHalf>(v.x, scale, inv) |
-                        (QuantizePair<kHalf>(v.y, scale, inv) << 16);
-    const uint32_t hi = QuantizePair<kHalf>(v.z, scale, inv) |
-                        (QuantizePair<kHalf>(v.w, scale, inv) << 16);
+    const uint32_t lo =
+        QuantizePair<kHalf>(v.x, scale, inv) | (QuantizePair<kHalf>(v.y, scale, inv) << 16);
+    const uint32_t hi =
+        QuantizePair<kHalf>(v.z, scale, inv) | (QuantizePair<kHalf>(v.w, scale, inv) << 16);
     uint8_t* out = static_cast<uint8_t*>(job.dst) + row * job.dst_stride + place.col;
     if (place.n == kChunk && (job.flags & kDstVector)) {
       __stcs(reinterpret_cast<uint2*>(out), make_uint2(lo, hi));
@@ -275,9 +275,8 @@ __device__ __forceinline__ void CastTile(const DeviceJob& job, int64_t tile_row,
         }
         uint16_t* out = static_cast<uint16_t*>(job.dst) + row * job.dst_stride + place.col;
         if (vector) {
-          __stcs(reinterpret_cast<uint4*>(out),
-                 make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16,
-                            h[6] | h[7] << 16));
+          __stcs(reinterpret_cast<uint4*>(out), make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16,
+                                                           h[4] | h[5] << 16, h[6] | h[7] << 16));
         } else {
           for (int i = 0; i < place.n; ++i) out[i] = static_cast<uint16_t>(h[i]);
         }
@@ -298,7 +297,10 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
     int lo = 0, hi = num_jobs - 1;
     while (lo < hi) {
       const int mid = (lo + hi + 1) >> 1;
-      if (jobs[mid].tile_begin <= tile) lo = mid; else hi = mid - 1;
+      if (jobs[mid].tile_begin <= tile)
+        lo = mid;
+      else
+        hi = mid - 1;
     }
     const DeviceJob& job = jobs[lo];  // fields are read where used, not held in registers
     const int64_t local = tile - job.tile_begin;
@@ -306,15 +308,33 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
     const int64_t tile_col = local % job.tile_cols;
     unsigned long long* refused = first_refused + lo;
     switch (job.src_type * 3 + job.dst_type) {
-      case kSrcBF16 * 3 + kDstF8: Fp8Tile<kSrcBF16>(job, tile_row, tile_col, refused, warp_max[parity]); break;
-      case kSrcF16 * 3 + kDstF8: Fp8Tile<kSrcF16>(job, tile_row, tile_col, refused, warp_max[parity]); break;
-      case kSrcF32 * 3 + kDstF8: Fp8Tile<kSrcF32>(job, tile_row, tile_col, refused, warp_max[parity]); break;
-      case kSrcBF16 * 3 + kDstBF16: CastTile<kSrcBF16, kDstBF16>(job, tile_row, tile_col, refused); break;
-      case kSrcF16 * 3 + kDstBF16: CastTile<kSrcF16, kDstBF16>(job, tile_row, tile_col, refused); break;
-      case kSrcF32 * 3 + kDstBF16: CastTile<kSrcF32, kDstBF16>(job, tile_row, tile_col, refused); break;
-      case kSrcBF16 * 3 + kDstF32: CastTile<kSrcBF16, kDstF32>(job, tile_row, tile_col, refused); break;
-      case kSrcF16 * 3 + kDstF32: CastTile<kSrcF16, kDstF32>(job, tile_row, tile_col, refused); break;
-      default: CastTile<kSrcF32, kDstF32>(job, tile_row, tile_col, refused); break;
+      case kSrcBF16 * 3 + kDstF8:
+        Fp8Tile<kSrcBF16>(job, tile_row, tile_col, refused, warp_max[parity]);
+        break;
+      case kSrcF16 * 3 + kDstF8:
+        Fp8Tile<kSrcF16>(job, tile_row, tile_col, refused, warp_max[parity]);
+        break;
+      case kSrcF32 * 3 + kDstF8:
+        Fp8Tile<kSrcF32>(job, tile_row, tile_col, refused, warp_max[parity]);
+        break;
+      case kSrcBF16 * 3 + kDstBF16:
+        CastTile<kSrcBF16, kDstBF16>(job, tile_row, tile_col, refused);
+        break;
+      case kSrcF16 * 3 + kDstBF16:
+        CastTile<kSrcF16, kDstBF16>(job, tile_row, tile_col, refused);
+        break;
+      case kSrcF32 * 3 + kDstBF16:
+        CastTile<kSrcF32, kDstBF16>(job, tile_row, tile_col, refused);
+        break;
+      case kSrcBF16 * 3 + kDstF32:
+        CastTile<kSrcBF16, kDstF32>(job, tile_row, tile_col, refused);
+        break;
+      case kSrcF16 * 3 + kDstF32:
+        CastTile<kSrcF16, kDstF32>(job, tile_row, tile_col, refused);
+        break;
+      default:
+        CastTile<kSrcF32, kDstF32>(job, tile_row, tile_col, refused);
+        break;
     }
   }
 }

@@ -1,7 +1,6 @@
-#include "convert/cuda/gpu_test_kernels.h"
-
 #include <cuda_runtime.h>
 
+#include "convert/cuda/gpu_test_kernels.h"
 #include "convert/cuda/quantize_device.cuh"
 
 namespace weightsync::cuda_convert {
@@ -114,7 +113,8 @@ Result<SweepResult> SweepEncoder() {
 }
 
 Result<SweepResult> SweepQuantizer(bool half) {
-  if (half) return RunSweep([](Counter* c) { QuantizerKernel<true><<<kSweepBlocks, 256>>>(c, 0x7bffu); });
+  if (half)
+    return RunSweep([](Counter* c) { QuantizerKernel<true><<<kSweepBlocks, 256>>>(c, 0x7bffu); });
   return RunSweep([](Counter* c) { QuantizerKernel<false><<<kSweepBlocks, 256>>>(c, 0x7f7fu); });
 }
 

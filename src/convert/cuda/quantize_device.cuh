@@ -1,8 +1,10 @@
 // Device-side arithmetic of the conversion kernel, shared with the exhaustive GPU tests so that
-// they check exactly the code the kernel runs. Why each piece is exact: docs/conversion-numerics.md.
+// they check exactly the code the kernel runs. Why each piece is exact:
+// docs/conversion-numerics.md.
 #pragma once
 
 #include <cuda_fp16.h>
+
 #include <cstdint>
 
 #include "convert/cuda/e4m3_port.h"
@@ -64,8 +66,8 @@ __device__ __forceinline__ uint32_t QuantizePair(uint32_t word, float scale, flo
   const uint32_t hi_mag = (word >> 16) & 0x7fffu;
   const float lo = kHalf ? HalfBitsToFloat(lo_mag) : __uint_as_float(lo_mag << 16);
   const float hi = kHalf ? HalfBitsToFloat(hi_mag) : __uint_as_float(hi_mag << 16);
-  const uint32_t codes = EncodeE4M3Pair(ScaledMagnitude(lo, scale, inv),
-                                        ScaledMagnitude(hi, scale, inv));
+  const uint32_t codes =
+      EncodeE4M3Pair(ScaledMagnitude(lo, scale, inv), ScaledMagnitude(hi, scale, inv));
   return codes | ((word >> 8) & 0x80u) | ((word >> 16) & 0x8000u);
 }
 
