@@ -9,7 +9,8 @@ function(ws_library name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
   add_library(${name} STATIC ${ARG_SOURCES})
   target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
-  target_compile_options(${name} PRIVATE ${WEIGHTSYNC_WARNINGS})
+  # C++ only: nvcc (CUDA sources of src/convert/cuda) takes other warning flags.
+  target_compile_options(${name} PRIVATE "$<$<COMPILE_LANGUAGE:CXX>:${WEIGHTSYNC_WARNINGS}>")
   target_link_libraries(${name} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
 endfunction()
 

@@ -1,0 +1,213 @@
+// GPU conversion throughput beside the GPU's own copy speed, measured in the same run.
+//
+// Bandwidth counts bytes read plus bytes written, for the kernel (source + destination + scales)
+// and for the baseline (cudaMemcpy device to device of a 2 GiB buffer: 2 x its size). Each case
+// is timed with CUDA events around one CudaConverter::Enqueue (work-list upload, error-word
+// reset, the kernel, error-word download), behind a short delay kernel so the host's enqueueing
+// is not in the timing; the median of the iterations is reported. Prints a table last.
+// Without a GPU it says so and exits 0.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "convert/cuda/convert_cuda.h"
+#include "convert/cuda/gpu_test_kernels.h"
+
+namespace weightsync {
+namespace {
+
+constexpr int kIterations = 10;
+
+#define CHECK_CUDA(expr)                                                                          \
+  do {                                                                                            \
+    cudaError_t e_ = (expr);                                                                      \
+    if (e_ != cudaSuccess) {                                                                      \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                               \
+    }                                                                                             \
+  } while (0)
+
+void CheckOk(const Status& status, const char* what) {
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s: %s\n", what, status.ToString().c_str());
+    std::exit(1);
+  }
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median seconds of one device-to-device copy of `bytes`.
+double CopySeconds(size_t bytes, cudaStream_t stream) {
+  void *a = nullptr, *b = nullptr;
+  CHECK_CUDA(cudaMalloc(&a, bytes));
+  CHECK_CUDA(cudaMalloc(&b, bytes));
+  CheckOk(cuda_convert::FillRandom(a, static_cast<int64_t>(bytes / 4), DType::kF32, 1, stream),
+          "fill");
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  std::vector<double> times;
+  for (int i = 0; i < kIterations + 2; ++i) {
+    CheckOk(cuda_convert::DelayStream(stream, 50), "delay");
+    cudaEventRecord(start, stream);
+    CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream));
+    cudaEventRecord(stop, stream);
+    CHECK_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    if (i >= 2) times.push_back(ms / 1e3);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaFree(a);
+  cudaFree(b);
+  return Median(times);
+}
+
+struct Tensor {
+  int64_t rows, cols;
+};
+
+struct Case {
+  std::string name;
+  DType src, dst;
+  std::vector<Tensor> tensors;
+};
+
+struct Row {
+  std::string name;
+  size_t jobs;
+  double bytes, seconds;
+};
+
+Row RunCase(const Case& c, cudaStream_t stream) {
+  const size_t src_size = DTypeSize(c.src), dst_size = DTypeSize(c.dst);
+  const bool fp8 = c.dst == DType::kF8E4M3;
+  int64_t src_elems = 0, scale_elems = 0;
+  for (const Tensor& t : c.tensors) {
+    src_elems += t.rows * t.cols;
+    scale_elems += fp8 ? (t.rows + 127) / 128 * ((t.cols + 127) / 128) : 0;
+  }
+  char *src = nullptr, *dst = nullptr;
+  float* scales = nullptr;
+  CHECK_CUDA(cudaMalloc(&src, static_cast<size_t>(src_elems) * src_size));
+  CHECK_CUDA(cudaMalloc(&dst, static_cast<size_t>(src_elems) * dst_size));
+  CHECK_CUDA(cudaMalloc(&scales, static_cast<size_t>(std::max<int64_t>(scale_elems, 1)) * 4));
+  CheckOk(cuda_convert::FillRandom(src, src_elems, c.src, 7, stream), "fill");
+
+  // Tensors packed back to back, as in a staging slot.
+  std::vector<ConvertJob> jobs;
+  int64_t at = 0, scale_at = 0;
+  for (const Tensor& t : c.tensors) {
+    ConvertJob job;
+    job.src = src + at * static_cast<int64_t>(src_size);
+    job.src_dtype = c.src;
+    job.rows = t.rows;
+    job.cols = t.cols;
+    job.src_row_stride = job.dst_row_stride = t.cols;
+    job.dst = dst + at * static_cast<int64_t>(dst_size);
+    job.dst_dtype = c.dst;
+    if (fp8) {
+      job.scales = scales + scale_at;
+      job.scale_row_stride = (t.cols + 127) / 128;
+      scale_at += (t.rows + 127) / 128 * job.scale_row_stride;
+    }
+    job.name = c.name;
+    jobs.push_back(job);
+    at += t.rows * t.cols;
+  }
+
+  CudaConverter converter;
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  std::vector<double> times;
+  for (int i = 0; i < kIterations + 2; ++i) {
+    // Long enough for the host to build and enqueue the work list (about 1 us per job).
+    CheckOk(cuda_convert::DelayStream(stream, 200 + 2 * static_cast<int>(jobs.size())), "delay");
+    cudaEventRecord(start, stream);
+    CheckOk(converter.Enqueue(jobs, stream), "enqueue");
+    cudaEventRecord(stop, stream);
+    CheckOk(converter.Finish(), c.name.c_str());
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    if (i >= 2) times.push_back(ms / 1e3);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaFree(src);
+  cudaFree(dst);
+  cudaFree(scales);
+  const double bytes = static_cast<double>(src_elems) * static_cast<double>(src_size + dst_size) +
+                       static_cast<double>(scale_elems) * 4;
+  return {c.name, jobs.size(), bytes, Median(times)};
+}
+
+int Main() {
+  const Status available = CudaConversionAvailable();
+  if (!available.ok()) {
+    std::printf("skipped: no CUDA device (%s)\n", available.message().c_str());
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  std::printf("GPU: %s, %d SMs, %.0f GiB, L2 %d MiB; CUDA driver API %d, runtime %d\n", prop.name,
+              prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / (1 << 30),
+              prop.l2CacheSize >> 20, driver, runtime);
+  cudaStream_t stream;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+  const size_t copy_bytes = size_t{2} << 30;
+  const double copy_seconds = CopySeconds(copy_bytes, stream);
+  const double copy_bw = 2.0 * static_cast<double>(copy_bytes) / copy_seconds;
+
+  // DeepSeek-V3's dense MLP (7168 x 18432); GLM-5's routed experts' down_proj, all 256
+  // (6144 x 2048 each, one job per expert); small tensors of mixed shapes; norm vectors.
+  std::vector<Tensor> mlp = {{7168, 18432}};
+  std::vector<Tensor> experts(256, Tensor{6144, 2048});
+  std::vector<Tensor> small;
+  const Tensor small_shapes[] = {{128, 512}, {64, 1024}, {256, 256}, {200, 300}, {512, 128}};
+  for (int i = 0; i < 8192; ++i) small.push_back(small_shapes[i % 5]);
+  std::vector<Tensor> vectors(16384, Tensor{1, 6144});
+  const Case cases[] = {
+      {"bf16->fp8 7168x18432", DType::kBF16, DType::kF8E4M3, mlp},
+      {"fp32->fp8 7168x18432", DType::kF32, DType::kF8E4M3, mlp},
+      {"bf16->fp8 256 x 6144x2048", DType::kBF16, DType::kF8E4M3, experts},
+      {"fp32->fp8 256 x 6144x2048", DType::kF32, DType::kF8E4M3, experts},
+      {"bf16->bf16 7168x18432", DType::kBF16, DType::kBF16, mlp},
+      {"fp32->bf16 7168x18432", DType::kF32, DType::kBF16, mlp},
+      {"bf16->fp8 8192 small (64..512 x 128..1024)", DType::kBF16, DType::kF8E4M3, small},
+      {"bf16->bf16 16384 x 1x6144 vectors", DType::kBF16, DType::kBF16, vectors},
+  };
+  std::vector<Row> rows;
+  for (const Case& c : cases) {
+    rows.push_back(RunCase(c, stream));
+    std::fprintf(stderr, "%s done\n", c.name.c_str());
+  }
+
+  std::printf("\ncudaMemcpy D2D %zu MiB: %.1f us, %.1f GB/s (read + write)\n\n", copy_bytes >> 20,
+              copy_seconds * 1e6, copy_bw / 1e9);
+  std::printf("| case | jobs | MB moved | time (us) | GB/s | / copy |\n");
+  std::printf("|---|---|---|---|---|---|\n");
+  for (const Row& r : rows) {
+    const double bw = r.bytes / r.seconds;
+    std::printf("| %s | %zu | %.1f | %.1f | %.1f | %.3f |\n", r.name.c_str(), r.jobs, r.bytes / 1e6,
+                r.seconds * 1e6, bw / 1e9, bw / copy_bw);
+  }
+  cudaStreamDestroy(stream);
+  return 0;
+}
+
+}  // namespace
+}  // namespace weightsync
+
+int main() { return weightsync::Main(); }

@@ -1,0 +1,252 @@
+// Host side of the CUDA conversion path: validates jobs, builds the device work list, launches
+// the kernel and turns the kernel's "first refused element" words into the reference's Status.
+//
+// The CUDA runtime is linked statically (cudart_static). It opens the driver (libcuda.so.1) with
+// dlopen on the first CUDA call, so programs linking this library still start, and report
+// kUnavailable, on machines without a driver. The library is kept apart from ws_convert all the
+// same: only GPU programs link it, and the rest of weightsync never needs the CUDA toolkit.
+#include "convert/cuda/convert_cuda.h"
+
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "convert/convert_internal.h"
+#include "convert/cuda/device_job.h"
+
+namespace weightsync {
+namespace {
+
+using cuda_convert::DeviceJob;
+
+Status CudaError(cudaError_t error, std::string_view what) {
+  const StatusCode code = (error == cudaErrorNoDevice || error == cudaErrorInsufficientDriver)
+                              ? StatusCode::kUnavailable
+                              : StatusCode::kInternal;
+  return Status(code, StrCat("CUDA conversion: ", what, ": ", cudaGetErrorName(error), ": ",
+                             cudaGetErrorString(error)));
+}
+
+#define WS_CUDA_RETURN_IF_ERROR(expr, what)                                    \
+  do {                                                                         \
+    const cudaError_t ws_cuda_error_ = (expr);                                 \
+    if (ws_cuda_error_ != cudaSuccess) return CudaError(ws_cuda_error_, what); \
+  } while (0)
+
+uint8_t SourceType(DType d) {
+  return d == DType::kBF16  ? cuda_convert::kSrcBF16
+         : d == DType::kF16 ? cuda_convert::kSrcF16
+                            : cuda_convert::kSrcF32;
+}
+uint8_t DestinationType(DType d) {
+  return d == DType::kF8E4M3 ? cuda_convert::kDstF8
+         : d == DType::kBF16 ? cuda_convert::kDstBF16
+                             : cuda_convert::kDstF32;
+}
+
+bool Aligned(const void* p, int64_t stride_bytes, int64_t alignment) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(alignment) == 0 &&
+         stride_bytes % alignment == 0;
+}
+
+// A contiguous cast has no block structure, so it is converted as rows of kTile elements: a
+// norm vector of 1 x 6144 becomes one 48 x 128 tile instead of 48 tiles of one row each. The
+// kernel's refused-element index (row * cols + col) is the same flat index either way.
+ConvertJob ShapeForTiles(const ConvertJob& job) {
+  const bool contiguous =
+      (job.src_row_stride == job.cols && job.dst_row_stride == job.cols) || job.rows == 1;
+  if (job.dst_dtype == DType::kF8E4M3 || !contiguous || job.rows * job.cols % cuda_convert::kTile) {
+    return job;
+  }
+  ConvertJob shaped = job;
+  shaped.rows = job.rows * job.cols / cuda_convert::kTile;
+  shaped.cols = shaped.src_row_stride = shaped.dst_row_stride = cuda_convert::kTile;
+  return shaped;
+}
+
+DeviceJob MakeDeviceJob(const ConvertJob& job, int64_t tile_begin) {
+  DeviceJob d{};
+  d.src = job.src;
+  d.dst = job.dst;
+  d.scales = job.scales;
+  d.rows = job.rows;
+  d.cols = job.cols;
+  d.src_stride = job.src_row_stride;
+  d.dst_stride = job.dst_row_stride;
+  d.scale_stride = job.scale_row_stride;
+  d.tile_begin = tile_begin;
+  d.tile_cols = convert_internal::CeilDiv(job.cols, cuda_convert::kTile);
+  d.src_type = SourceType(job.src_dtype);
+  d.dst_type = DestinationType(job.dst_dtype);
+  const int64_t src_size = static_cast<int64_t>(DTypeSize(job.src_dtype));
+  const int64_t dst_size = static_cast<int64_t>(DTypeSize(job.dst_dtype));
+  // A chunk is 8 elements: 16 bytes of bf16/fp16 (32 of fp32), 8 bytes of fp8.
+  if (Aligned(job.src, job.src_row_stride * src_size, 16)) d.flags |= cuda_convert::kSrcVector;
+  if (Aligned(job.dst, job.dst_row_stride * dst_size, dst_size == 1 ? 8 : 16)) {
+    d.flags |= cuda_convert::kDstVector;
+  }
+  return d;
+}
+
+}  // namespace
+
+struct CudaConverter::State {
+  // Device and pinned host buffers, grown as needed and kept for the next batch.
+  DeviceJob* device_jobs = nullptr;
+  DeviceJob* host_jobs = nullptr;
+  unsigned long long* device_refused = nullptr;
+  unsigned long long* host_refused = nullptr;
+  size_t capacity = 0;
+
+  // The batch in flight: the jobs (strings owned here) and which entry of the work list each is.
+  bool pending = false;
+  CudaStream stream = nullptr;
+  std::vector<ConvertJob> jobs;
+  std::vector<std::string> strings;
+  std::vector<int> work_index;  // per job: its work-list index, or -1 (empty job)
+
+  void Release() {
+    cudaFree(device_jobs);
+    cudaFreeHost(host_jobs);
+    device_jobs = host_jobs = nullptr;
+    device_refused = host_refused = nullptr;
+    capacity = 0;
+  }
+
+  Status Reserve(size_t n) {
+    if (n <= capacity) return Status::Ok();
+    Release();
+    const size_t want = std::max<size_t>(n, 64);
+    // Room for `want` DeviceJobs and error words, alike on the device and in pinned host
+    // memory; a batch of n jobs uses [n DeviceJobs][n error words] (Enqueue).
+    static_assert(sizeof(DeviceJob) % sizeof(unsigned long long) == 0);
+    const size_t bytes = want * (sizeof(DeviceJob) + sizeof(unsigned long long));
+    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_jobs, bytes), "cudaMalloc");
+    WS_CUDA_RETURN_IF_ERROR(cudaMallocHost(&host_jobs, bytes), "cudaMallocHost");
+    capacity = want;
+    return Status::Ok();
+  }
+
+  // The reference's message for element `index` (row-major in the region) of `job`: the value is
+  // fetched from the device and checked by the same FindFirstInvalid the CPU paths use.
+  Status Refusal(const ConvertJob& job, unsigned long long index) {
+    const int64_t row = static_cast<int64_t>(index) / job.cols;
+    const int64_t col = static_cast<int64_t>(index) % job.cols;
+    const size_t size = DTypeSize(job.src_dtype);
+    uint32_t raw = 0;
+    const char* at = static_cast<const char*>(job.src) +
+                     (row * job.src_row_stride + col) * static_cast<int64_t>(size);
+    WS_CUDA_RETURN_IF_ERROR(cudaMemcpy(&raw, at, size, cudaMemcpyDeviceToHost),
+                            "reading a refused value");
+    ConvertJob one = job;
+    one.src = &raw;
+    one.rows = one.cols = 1;
+    one.src_row_stride = one.dst_row_stride = 1;
+    one.row_origin += row;
+    one.col_origin += col;
+    Status status = convert_internal::FindFirstInvalid(one);
+    if (status.ok()) {
+      return Internal("tensor ", job.name, ": the GPU refused a valid value at [",
+                      job.row_origin + row, ", ", job.col_origin + col, "]");
+    }
+    return status;
+  }
+};
+
+CudaConverter::CudaConverter() : state_(std::make_unique<State>()) {}
+
+CudaConverter::~CudaConverter() {
+  if (state_->pending) (void)cudaStreamSynchronize(state_->stream);
+  state_->Release();
+}
+
+Status CudaConversionAvailable() {
+  int count = 0;
+  const cudaError_t error = cudaGetDeviceCount(&count);
+  if (error != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it
+    return Unavailable("CUDA conversion: no usable CUDA device: ", cudaGetErrorName(error), ": ",
+                       cudaGetErrorString(error));
+  }
+  if (count == 0) return Unavailable("CUDA conversion: no CUDA device");
+  return Status::Ok();
+}
+
+Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream stream) {
+  State& s = *state_;
+  if (s.pending) return FailedPrecondition("CUDA conversion: Enqueue before Finish");
+  for (const ConvertJob& job : jobs) WS_RETURN_IF_ERROR(convert_internal::ValidateJob(job));
+
+  // Keep what error messages need: the jobs with their strings copied.
+  s.jobs.assign(jobs.begin(), jobs.end());
+  s.strings.clear();
+  s.strings.reserve(2 * jobs.size());
+  for (ConvertJob& job : s.jobs) {
+    job.name = s.strings.emplace_back(job.name);
+    job.context = s.strings.emplace_back(job.context);
+  }
+  s.work_index.assign(jobs.size(), -1);
+  size_t work = 0;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (jobs[i].rows > 0 && jobs[i].cols > 0) s.work_index[i] = static_cast<int>(work++);
+  }
+  if (work > static_cast<size_t>(INT32_MAX))
+    return InvalidArgument("CUDA conversion: too many jobs");
+  s.stream = stream;
+  if (work == 0) {
+    s.pending = true;
+    return Status::Ok();
+  }
+  WS_RETURN_IF_ERROR(s.Reserve(work));
+  int64_t tiles = 0;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (s.work_index[i] < 0) continue;
+    const ConvertJob job = ShapeForTiles(jobs[i]);
+    s.host_jobs[s.work_index[i]] = MakeDeviceJob(job, tiles);
+    tiles += convert_internal::CeilDiv(job.rows, cuda_convert::kTile) *
+             convert_internal::CeilDiv(job.cols, cuda_convert::kTile);
+  }
+  // The error words follow the work list in one allocation, so one copy uploads both (each
+  // operation on the stream costs microseconds, which matter for small batches).
+  s.device_refused = reinterpret_cast<unsigned long long*>(s.device_jobs + work);
+  s.host_refused = reinterpret_cast<unsigned long long*>(s.host_jobs + work);
+  std::memset(s.host_refused, 0xff, work * sizeof(unsigned long long));
+  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.device_jobs, s.host_jobs,
+                                          work * (sizeof(DeviceJob) + sizeof(unsigned long long)),
+                                          cudaMemcpyHostToDevice, stream),
+                          "uploading the work list");
+  WS_CUDA_RETURN_IF_ERROR(
+      static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
+          s.device_jobs, static_cast<int>(work), tiles, s.device_refused, stream)),
+      "launching the conversion kernel");
+  WS_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(s.host_refused, s.device_refused, work * sizeof(unsigned long long),
+                      cudaMemcpyDeviceToHost, stream),
+      "reading the error words");
+  s.pending = true;
+  return Status::Ok();
+}
+
+Status CudaConverter::Finish() {
+  State& s = *state_;
+  if (!s.pending) return FailedPrecondition("CUDA conversion: Finish without Enqueue");
+  s.pending = false;
+  WS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s.stream), "converting");
+  for (size_t i = 0; i < s.jobs.size(); ++i) {
+    const int w = s.work_index[i];
+    if (w >= 0 && s.host_refused[w] != cuda_convert::kNoRefusedElement) {
+      return s.Refusal(s.jobs[i], s.host_refused[w]);
+    }
+  }
+  return Status::Ok();
+}
+
+Status ConvertOnDevice(std::span<const ConvertJob> jobs, CudaStream stream) {
+  CudaConverter converter;
+  WS_RETURN_IF_ERROR(converter.Enqueue(jobs, stream));
+  return converter.Finish();
+}
+
+}  // namespace weightsync
