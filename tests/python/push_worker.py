@@ -22,27 +22,41 @@ def source_values(specs, seed, step):
     return out
 
 
+def shard_values(plan, rank, full):
+    """Trainer `rank`'s rows of the full tensors: dim 0 split in rank order, sized as the plan's
+    shards (torch.chunk), so every trainer count holds the same global weights."""
+    start = {}
+    for r in range(rank):
+        for s in plan.trainer_sources(r):
+            start[s.name] = start.get(s.name, 0) + s.shape[0]
+    return {s.name: full[s.name][start.get(s.name, 0):start.get(s.name, 0) + s.shape[0]]
+            for s in plan.trainer_sources(rank)}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--role", choices=["trainer", "inference"], required=True)
     p.add_argument("--options", required=True, help="WS_OPTIONS JSON")
+    p.add_argument("--rank", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--out")
     args = p.parse_args()
     options = json.loads(args.options)
-    plan = weightsync.JobPlan({k: v for k, v in options.items()
-                               if k not in ("store_address", "store_token")})
+    plan_options = {k: v for k, v in options.items() if k not in ("store_address", "store_token")}
+    plan = weightsync.JobPlan(plan_options)
     if args.role == "trainer":
-        specs = plan.trainer_sources(0)
-        sources = weightsync.allocate(specs)
-        with weightsync.TrainerAgent(options, 0, sources) as trainer:
+        full_specs = weightsync.JobPlan(plan_options, trainer="fsdp=1").trainer_sources(0)
+        sources = weightsync.allocate(plan.trainer_sources(args.rank))
+        with weightsync.TrainerAgent(options, args.rank, sources) as trainer:
             for step in range(1, args.steps + 1):
-                for name, values in source_values(specs, args.seed, step).items():
+                full = source_values(full_specs, args.seed, step)
+                for name, values in shard_values(plan, args.rank, full).items():
                     sources[name][...] = values  # in place: the agent holds these buffers
                 report = trainer.push(step)
-                print(f"trainer pushed step {report.step}: {report.bytes} bytes, "
-                      f"{report.writes} writes, {report.seconds:.3f} s", flush=True)
+                print(f"trainer {args.rank} pushed step {report.step}: {report.bytes} bytes, "
+                      f"{report.writes} writes, gathered {report.gather_bytes} bytes, "
+                      f"{report.seconds:.3f} s", flush=True)
         return 0
     specs = plan.inference_destinations(0)
     destinations = weightsync.allocate(specs)

@@ -1,7 +1,9 @@
-"""Two processes, one trainer and one inference rank, over UCX with the embedded store: after
-each push the inference rank's destination bytes equal convert_tensors of the trainer's sources."""
+"""Trainer and inference ranks in their own processes, over UCX with the embedded store: after
+each push the inference rank's destination bytes equal convert_tensors of the trainers' weights.
+One trainer, and two trainers whose FSDP shards split FP8 blocks (gathered units)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -20,15 +22,17 @@ STEPS = 2
 SEED = 7
 
 
-def test_two_process_push_matches_convert_tensors(tmp_path):
+@pytest.mark.parametrize("trainers", [1, 2])
+def test_push_matches_convert_tensors(tmp_path, trainers):
     with weightsync.Store() as store:
-        options = dict(OPTIONS, store_address=store.address, store_token=store.token)
+        options = dict(OPTIONS, store_address=store.address, store_token=store.token,
+                       trainer=f"fsdp={trainers}")
         procs = {}
-        for role in ("inference", "trainer"):
-            procs[role] = subprocess.Popen(
+        for role, rank in [("inference", 0)] + [("trainer", r) for r in range(trainers)]:
+            procs[f"{role} {rank}"] = subprocess.Popen(
                 [sys.executable, os.path.join(HERE, "push_worker.py"), "--role", role,
-                 "--options", json.dumps(options), "--seed", str(SEED), "--steps", str(STEPS),
-                 "--out", str(tmp_path)],
+                 "--rank", str(rank), "--options", json.dumps(options), "--seed", str(SEED),
+                 "--steps", str(STEPS), "--out", str(tmp_path)],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         outputs = {}
         for role, proc in procs.items():
@@ -41,6 +45,8 @@ def test_two_process_push_matches_convert_tensors(tmp_path):
         for role, proc in procs.items():
             assert proc.returncode == 0, f"{role} failed:\n{outputs[role]}"
 
+    if trainers > 1:  # the case this parametrization exists for
+        assert re.search(r"gathered [1-9]", "".join(outputs.values())), outputs
     plan = weightsync.JobPlan(OPTIONS)
     specs = plan.trainer_sources(0)
     for step in range(1, STEPS + 1):
