@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -67,3 +68,50 @@ def test_push_matches_convert_tensors(tmp_path, trainers):
     done = json.loads((tmp_path / "status.json").read_text())
     assert done["hooks"] == ["pause", "post_update", "resume"] * STEPS
     assert done["status"].get("committed_step") == STEPS, done["status"]
+
+
+def test_nan_push_fails_named_and_the_next_push_repairs():
+    """Both agents in one process (threads; ctypes releases the GIL): a NaN in step 2 fails the
+    push on both sides naming the tensor and element; step 3 commits and the bytes are right."""
+    options = dict(OPTIONS, job_id="pytest-nan",
+                   config={"push.transfer_timeout": "30s", "push.pause_timeout": "30s"})
+    plan = weightsync.JobPlan(OPTIONS)
+    specs = plan.trainer_sources(0)
+    sources = weightsync.allocate(specs)
+    destinations = weightsync.allocate(plan.inference_destinations(0))
+    served = []
+    with weightsync.Store() as store:
+        options.update(store_address=store.address, store_token=store.token)
+
+        def serve():
+            with weightsync.InferenceAgent(options, 0, destinations) as agent:
+                for _ in range(3):
+                    try:
+                        served.append(agent.serve_one_push(60.0))
+                    except weightsync.WeightsyncError as e:
+                        served.append(e)
+                served.append(agent.status())
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        errors = []
+        with weightsync.TrainerAgent(options, 0, sources) as trainer:
+            for step in (1, 2, 3):
+                for name, values in source_values(specs, SEED, step).items():
+                    sources[name][...] = values
+                if step == 2:
+                    sources["model.layers.1.self_attn.q_b_proj.weight"][3, 4] = np.nan
+                try:
+                    trainer.push(step)
+                except weightsync.WeightsyncError as e:
+                    errors.append((step, str(e)))
+        thread.join(120)
+    assert len(errors) == 1 and errors[0][0] == 2, errors
+    assert re.search(r"q_b_proj.weight holds a NaN or Inf at element 4 of row 3", errors[0][1])
+    assert [getattr(r, "step", None) for r in served[:3]] == [1, None, 3], served
+    assert "q_b_proj" in str(served[1])
+    assert served[3]["committed_step"] == 3 and served[3].get("torn_step") is None, served[3]
+    expected = weightsync.convert_tensors("glm_moe_dsa", "hf", "vllm",
+                                          source_values(specs, SEED, 3))
+    name = "model.layers.1.self_attn.q_b_proj.weight"
+    assert np.array_equal(destinations[name].view(np.uint8), expected[name].view(np.uint8))
