@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "control/deadline.h"
 #include "control/store_server.h"
+#include "convert/cuda/device_ops.h"
 #include "demo_flags.h"
 
 namespace weightsync::cli {
@@ -124,6 +125,12 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
   if (!options.ok()) return fail(options.status());
   Result<agent::JobPlan> job = agent::BuildJobPlan(*options);
   if (!job.ok()) return fail(job.status());
+  if (flags.device == "cuda") {
+    if (Result<int> gpus = CudaDeviceCount(); !gpus.ok() || *gpus < 1) {
+      return fail(Unavailable("--device cuda: no usable CUDA device here (",
+                              gpus.ok() ? "none visible" : gpus.status().message(), ")"));
+    }
+  }
   Result<Config> config = Config::FromEnvironment();
   if (!config.ok()) return fail(config.status());
   Result<control::StoreServerOptions> store_options =

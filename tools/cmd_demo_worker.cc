@@ -13,6 +13,7 @@
 #include "agent/inference_agent.h"
 #include "agent/trainer_agent.h"
 #include "commands.h"
+#include "convert/cuda/device_ops.h"
 #include "demo/demo_reference.h"
 #include "demo/demo_weights.h"
 #include "demo_flags.h"
@@ -58,14 +59,68 @@ Status DumpTensors(const std::filesystem::path& path,
   return writer.Commit();
 }
 
+// --device cuda: a GPU copy of a set of host tensors (cudaMalloc each, as an engine's parameters
+// would be), refreshed from the host or read back to it.
+class DeviceMirror {
+ public:
+  ~DeviceMirror() {
+    for (auto& [name, view] : device_) DeviceFree(view.data);
+  }
+  Status Create(const std::map<std::string, TensorView>& host, int device) {
+    WS_RETURN_IF_ERROR(SetCudaDevice(device));
+    host_ = host;
+    for (const auto& [name, view] : host) {
+      WS_ASSIGN_OR_RETURN(void* data, DeviceAlloc(view.nbytes()));
+      device_[name] = TensorView::Contiguous(data, view.shape, view.dtype,
+                                             Device{DeviceKind::kCuda, device});
+    }
+    return Upload();
+  }
+  Status Upload() {
+    for (const auto& [name, view] : host_) {
+      WS_RETURN_IF_ERROR(CopyHostToDevice(device_[name].data, view.data, view.nbytes()));
+    }
+    return Status::Ok();
+  }
+  Status Download() {
+    for (const auto& [name, view] : host_) {
+      WS_RETURN_IF_ERROR(CopyDeviceToHost(view.data, device_[name].data, view.nbytes()));
+    }
+    return Status::Ok();
+  }
+  const std::map<std::string, TensorView>& views() const { return device_; }
+
+ private:
+  std::map<std::string, TensorView> host_;
+  std::map<std::string, TensorView> device_;
+};
+
+// The GPU of a rank: all trainers, then all inference ranks, round-robin over the GPUs.
+Result<int> DeviceOf(const WorkerFlags& flags, const agent::JobPlan& job) {
+  WS_ASSIGN_OR_RETURN(int gpus, CudaDeviceCount());
+  if (gpus < 1) return Unavailable("--device cuda: no CUDA device is visible");
+  const int index = flags.role == "trainer" ? flags.rank : job.trainer_world() + flags.rank;
+  return index % gpus;
+}
+
 Status RunTrainer(const WorkerFlags& flags, const agent::AgentOptions& options) {
   WS_ASSIGN_OR_RETURN(agent::JobPlan job, agent::BuildJobPlan(options));
   demo::DemoWeights weights(job, flags.demo.seed);
   weights.Fill(1);
   WS_ASSIGN_OR_RETURN(auto shards, weights.ShardViews(flags.rank));
-  WS_ASSIGN_OR_RETURN(auto trainer, agent::TrainerAgent::Create(options, flags.rank, shards));
+  const bool gpu = flags.demo.device == "cuda";
+  DeviceMirror mirror;
+  if (gpu) {
+    WS_ASSIGN_OR_RETURN(int device, DeviceOf(flags, job));
+    WS_RETURN_IF_ERROR(mirror.Create(shards, device));
+  }
+  WS_ASSIGN_OR_RETURN(auto trainer, agent::TrainerAgent::Create(options, flags.rank,
+                                                                gpu ? mirror.views() : shards));
   for (int step = 1; step <= flags.demo.pushes; ++step) {
-    if (step > 1) weights.Fill(step);  // the shard views see the new values in place
+    if (step > 1) {
+      weights.Fill(step);  // the shard views see the new values in place
+      if (gpu) WS_RETURN_IF_ERROR(mirror.Upload());
+    }
     if (!flags.demo.dump.empty() && flags.rank == 0) {
       WS_RETURN_IF_ERROR(DumpTensors(std::filesystem::path(flags.demo.dump) / "source" /
                                          StrCat("step_", step, ".safetensors"),
@@ -97,7 +152,14 @@ Status RunInference(const WorkerFlags& flags, const agent::AgentOptions& options
     buffer.assign(d.bytes(), 0xA5);
     views[d.name] = TensorView::Contiguous(buffer.data(), d.shape, d.dtype);
   }
-  WS_ASSIGN_OR_RETURN(auto engine, agent::InferenceAgent::Create(options, flags.rank, views));
+  const bool gpu = flags.demo.device == "cuda";
+  DeviceMirror mirror;
+  if (gpu) {
+    WS_ASSIGN_OR_RETURN(int device, DeviceOf(flags, job));
+    WS_RETURN_IF_ERROR(mirror.Create(views, device));
+  }
+  WS_ASSIGN_OR_RETURN(auto engine, agent::InferenceAgent::Create(options, flags.rank,
+                                                                 gpu ? mirror.views() : views));
   demo::DemoWeights weights(job, flags.demo.seed);
   json expert_map = json::object();
   for (const auto& [layer, experts] : engine->ExpertMap()) expert_map[layer] = experts;
@@ -139,6 +201,10 @@ Status RunInference(const WorkerFlags& flags, const agent::AgentOptions& options
     agent::PushReport& report = **served;
     last = report.step;
     const int64_t verify_start = agent::WallMicros();
+    if (gpu) {
+      status = mirror.Download();
+      if (!status.ok()) break;
+    }
     weights.Fill(report.step);
     Result<demo::ReferenceDestinations> reference =
         demo::ReferenceDestinations::Compute(job, weights.full(), 1);

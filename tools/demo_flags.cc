@@ -18,6 +18,9 @@ void AddDemoFlags(CLI::App& cmd, DemoFlags& f) {
   cmd.add_option("--seed", f.seed, "Seed of the generated weights");
   cmd.add_option("--transport", f.transport, "auto, ucx, cuda_ipc");
   cmd.add_option("--timeout", f.timeout_s, "Deadline of each push phase and of joining (seconds)");
+  cmd.add_option("--device", f.device, "Where the tensors live: cpu, or cuda (one GPU per rank, "
+                 "shared round-robin when there are fewer GPUs than ranks)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd.add_option("--dump", f.dump, "Write source and destination tensors of every push here");
   cmd.add_option("--kill-inference", f.kill_inference,
                  "Fault drill: kill this inference rank while it receives push --kill-at-step, "
@@ -31,7 +34,7 @@ std::vector<std::string> DemoFlagArgs(const DemoFlags& f) {
       "--trainers", std::to_string(f.trainers), "--inference", std::to_string(f.inference),
       "--replicas", std::to_string(f.replicas), "--pushes", std::to_string(f.pushes),
       "--seed", std::to_string(f.seed), "--transport", f.transport,
-      "--timeout", std::to_string(f.timeout_s)};
+      "--timeout", std::to_string(f.timeout_s), "--device", f.device};
   if (f.expert_parallel) args.push_back("--expert-parallel");
   if (!f.dump.empty()) args.insert(args.end(), {"--dump", f.dump});
   if (f.kill_inference >= 0) {

@@ -23,6 +23,10 @@ struct DemoFlags {
   std::string transport = "auto";
   double timeout_s = 60;  // every push phase's deadline, and joining
   std::string dump;
+  // "cpu": every tensor in host memory; "cuda": trainer shards and inference tensors on GPUs
+  // (rank i of all trainers then all inference ranks on GPU i % GPUs), converted by the CUDA
+  // kernels, written with cuda_ipc.
+  std::string device = "cpu";
   // Fault drill: inference rank `kill_inference` is killed (SIGKILL) while receiving push
   // `kill_at_step`, then restarted; -1: none.
   int kill_inference = -1;

@@ -12,6 +12,8 @@
 #include "agent/job_plan.h"
 #include "agent/unit_converter.h"
 #include "control/collective.h"
+#include "convert/cuda/convert_cuda.h"
+#include "convert/cuda/device_ops.h"
 #include "convert/finite_check.h"
 #include "push/trainer_push.h"
 #include "transport/staging_pool.h"
@@ -83,7 +85,25 @@ class TrainerAgent::Impl {
   std::map<int, RemoteRegionId> gather_remote_;
   // [global inference rank][tensor] -> {weight, scale} regions.
   std::map<int, std::vector<std::array<RemoteRegionId, 2>>> destinations_;
-  std::vector<uint8_t> scratch_;  // the converter thread's
+  // Where this rank's sources live: host memory (converted with ConvertFast) or one GPU
+  // (converted with the CUDA kernels into GPU staging, written with cuda_ipc).
+  bool gpu_ = false;
+  int device_ = 0;
+  CudaStream stream_ = nullptr;  // GPU: scans and gathers, then the converter thread's
+  std::unique_ptr<CudaConverter> cuda_;
+  void* scratch_ = nullptr;  // the converter thread's: host or device, UnitScratchBytes at most
+  std::vector<uint8_t> host_scratch_;
+
+ public:
+  ~Impl() {
+    if (gpu_) {
+      DeviceFree(scratch_);
+      DestroyCudaStream(stream_);
+    }
+  }
+
+ private:
+  Status ConvertUnitIntoSlot(int32_t unit_id);
   std::optional<uint64_t> gather_step_to_forget_;
 };
 
@@ -101,25 +121,50 @@ Status TrainerAgent::Impl::Init(const AgentOptions& options, int rank,
   std::vector<SourceShard> shards = job_.ShardsOf(rank);
   for (const SourceShard& shard : shards) shards_[shard.name] = shard;
   Status sources_ok = CheckSources(shards, sources_, me);
-  for (const auto& [name, view] : sources_) {
-    if (sources_ok.ok() && view.device.kind != DeviceKind::kCpu) {
-      sources_ok = Unimplemented(me, ": source tensor ", name, " is on ", view.device.ToString(),
-                                 "; this trainer agent converts on the CPU (host memory only)");
-    }
-  }
   gathers_ = BuildGatherPlan(job_);
   for (const GatherSegment& s : gathers_.segments) {
     if (s.owner == rank) gather_offsets_.try_emplace({s.unit, s.part, s.piece}, s.buffer_offset);
   }
 
-  const std::string backend = ResolveBackend(options.transport, false);
-  WS_ASSIGN_OR_RETURN(writer_, OpenTransport(options, backend, rank, 0));
+  for (const auto& [name, view] : sources_) {
+    if (view.device.kind == DeviceKind::kCuda) gpu_ = true, device_ = view.device.index;
+  }
+  for (const auto& [name, view] : sources_) {
+    if (sources_ok.ok() && (view.device.kind == DeviceKind::kCuda) != gpu_) {
+      sources_ok = InvalidArgument(me, ": source tensor ", name, " is on ", view.device.ToString(),
+                                   "; all of a rank's sources must be on the CPU or on one GPU");
+    } else if (sources_ok.ok() && gpu_ && view.device.index != device_) {
+      sources_ok = InvalidArgument(me, ": source tensor ", name, " is on ", view.device.ToString(),
+                                   ", others on cuda:", device_, "; use one GPU per trainer rank");
+    }
+  }
+  if (gpu_) {
+    WS_RETURN_IF_ERROR(CudaConversionAvailable().WithContext(me));
+    WS_RETURN_IF_ERROR(SetCudaDevice(device_));
+    WS_ASSIGN_OR_RETURN(stream_, CreateCudaStream());
+    cuda_ = std::make_unique<CudaConverter>();
+  }
+  const auto pool_memory = gpu_ ? transport::PoolMemory::kCuda : transport::PoolMemory::kHost;
+  int64_t scratch_bytes = 0;
+  for (int32_t u : job_.plan.schedule[rank]) {
+    const ConvertUnit& unit = job_.plan.units[u];
+    scratch_bytes = std::max(scratch_bytes, UnitScratchBytes(job_.plan.tensors[unit.tensor], unit));
+  }
+  if (gpu_) {
+    WS_ASSIGN_OR_RETURN(scratch_, DeviceAlloc(scratch_bytes));
+  } else {
+    host_scratch_.resize(scratch_bytes);
+    scratch_ = host_scratch_.data();
+  }
+
+  const std::string backend = ResolveBackend(options.transport, gpu_);
+  WS_ASSIGN_OR_RETURN(writer_, OpenTransport(options, backend, rank, device_));
   const int64_t ring_bytes = job_.plan.trainer[rank].staging_bytes;
   const int64_t send_bytes = gathers_.SendBytes(rank);
   WS_ASSIGN_OR_RETURN(
-      staging_, transport::StagingPool::Create(*writer_, transport::PoolMemory::kHost,
+      staging_, transport::StagingPool::Create(*writer_, pool_memory,
                                                AlignUp(ring_bytes) + AlignUp(send_bytes) + 512,
-                                               StrCat(me, " staging")));
+                                               StrCat(me, " staging"), device_));
   WS_ASSIGN_OR_RETURN(ring_, staging_->Allocate(std::max<int64_t>(ring_bytes, 1), "ring"));
   WS_ASSIGN_OR_RETURN(send_, staging_->Allocate(std::max<int64_t>(send_bytes, 1), "gather sends"));
 
@@ -128,15 +173,17 @@ Status TrainerAgent::Impl::Init(const AgentOptions& options, int rank,
   mine.plan_hash = job_.plan.hash;
   mine.backend = backend;
   if (const int64_t bytes = gathers_.buffer_bytes[rank]; bytes > 0) {
-    WS_ASSIGN_OR_RETURN(receiver_, OpenTransport(options, backend, rank, 0));
+    WS_ASSIGN_OR_RETURN(receiver_, OpenTransport(options, backend, rank, device_));
     WS_ASSIGN_OR_RETURN(gather_pool_,
-                        transport::StagingPool::Create(*receiver_, transport::PoolMemory::kHost,
-                                                       bytes, StrCat(me, " gather buffer")));
+                        transport::StagingPool::Create(*receiver_, pool_memory, bytes,
+                                                       StrCat(me, " gather buffer"), device_));
     WS_ASSIGN_OR_RETURN(gather_buffer_, gather_pool_->Allocate(bytes, "gathered sources"));
     WS_ASSIGN_OR_RETURN(auto descriptor, receiver_->Export(gather_pool_->region()));
     mine.regions["gather"] = {DType::kU8, {bytes}, std::move(descriptor)};
     WS_ASSIGN_OR_RETURN(mine.address, receiver_->LocalAddress());
-    progress_ = std::make_unique<ProgressThread>(*receiver_);
+    if (receiver_->capabilities().target_progress) {
+      progress_ = std::make_unique<ProgressThread>(*receiver_);
+    }
   } else {
     WS_ASSIGN_OR_RETURN(mine.address, writer_->LocalAddress());
   }
@@ -253,7 +300,12 @@ Status TrainerAgent::Impl::Transfer(uint64_t step, PushReport& report) {
 
 Status TrainerAgent::Impl::Scan(uint64_t step) const {
   for (const auto& [name, view] : sources_) {
-    const int64_t bad = FirstNonFinite(view.data, view.dtype, view.numel());
+    int64_t bad = -1;
+    if (gpu_) {
+      WS_ASSIGN_OR_RETURN(bad, FirstNonFiniteOnDevice(view.data, view.dtype, view.numel(), stream_));
+    } else {
+      bad = FirstNonFinite(view.data, view.dtype, view.numel());
+    }
     if (bad < 0) continue;
     const SourceShard& shard = shards_.at(name);
     const int64_t per_row = view.dim() > 0 && view.shape[0] > 0 ? view.numel() / view.shape[0] : 1;
@@ -308,17 +360,22 @@ Status TrainerAgent::Impl::Gather(transport::Deadline deadline, PushReport& repo
     const ConvertUnit& unit = job_.plan.units[s.unit];
     const SourcePiece& piece = job_.plan.tensors[unit.tensor].pieces[s.part][s.piece];
     WS_ASSIGN_OR_RETURN(TensorView rows, LocalRows(piece, s.source_rows));
-    if (s.owner == rank_) {
-      std::memcpy(static_cast<char*>(gather_buffer_.data) + s.buffer_offset, rows.data, s.bytes);
-      continue;
+    // Sources are not registered memory: stage them (or, for this rank's own units, copy them
+    // straight into the gather buffer), then write.
+    char* to = s.owner == rank_ ? static_cast<char*>(gather_buffer_.data) + s.buffer_offset
+                                : static_cast<char*>(send_.data) + sent;
+    if (gpu_) {
+      WS_RETURN_IF_ERROR(CopyDevice2DAsync(to, s.bytes, rows.data, s.bytes, s.bytes, 1, stream_));
+    } else {
+      std::memcpy(to, rows.data, s.bytes);
     }
-    // Sources are not registered memory: stage them, then write.
-    std::memcpy(static_cast<char*>(send_.data) + sent, rows.data, s.bytes);
+    if (s.owner == rank_) continue;
     writes[s.owner].push_back(Write{staging_->region(), send_.offset + sent, gather_remote_[s.owner],
                                     static_cast<uint64_t>(s.buffer_offset),
                                     static_cast<uint64_t>(s.bytes)});
     sent += s.bytes;
   }
+  if (gpu_) WS_RETURN_IF_ERROR(SynchronizeCudaStream(stream_));
   for (auto& [owner, batch] : writes) {
     WS_RETURN_IF_ERROR(writer_->PostWrites(trainer_peers_[owner], batch, deadline)
                            .WithContext(StrCat("gathering rows into trainer ", owner)));
@@ -405,6 +462,15 @@ Status TrainerAgent::Impl::ConvertAndWrite(transport::Deadline deadline, PushRep
            y.staging_offset < x.staging_offset + x.staging_bytes;
   };
   std::thread converter([&] {
+    if (gpu_) {
+      if (Status s = SetCudaDevice(device_); !s.ok()) {
+        std::lock_guard lock(mu);
+        converter_status = s;
+        stop = true;
+        changed.notify_all();
+        return;
+      }
+    }
     for (size_t i = 0; i < n; ++i) {
       {
         std::unique_lock lock(mu);
@@ -426,15 +492,8 @@ Status TrainerAgent::Impl::ConvertAndWrite(transport::Deadline deadline, PushRep
         }
         if (stop) break;
       }
-      const int32_t u = schedule[i];
-      const ConvertUnit& unit = plan.units[u];
-      char* slot = static_cast<char*>(ring_.data) + unit.staging_offset;
-      const SlotTarget target{slot, reinterpret_cast<float*>(slot + AlignUp(unit.weight_bytes))};
       const auto start = control::Clock::now();
-      Status s = ConvertIntoSlot(
-          plan.tensors[unit.tensor], unit,
-          [&](int64_t part, int32_t piece, Range rows) { return UnitSource(u, part, piece, rows); },
-          target, scratch_, options_.convert_threads);
+      Status s = ConvertUnitIntoSlot(schedule[i]);
       std::lock_guard lock(mu);
       convert_seconds += SecondsSince(start);
       if (!s.ok()) {
@@ -482,9 +541,32 @@ Status TrainerAgent::Impl::ConvertAndWrite(transport::Deadline deadline, PushRep
   return status;
 }
 
+Status TrainerAgent::Impl::ConvertUnitIntoSlot(int32_t unit_id) {
+  const ConvertUnit& unit = job_.plan.units[unit_id];
+  char* slot = static_cast<char*>(ring_.data) + unit.staging_offset;
+  const SlotTarget target{slot, reinterpret_cast<float*>(slot + AlignUp(unit.weight_bytes))};
+  WS_ASSIGN_OR_RETURN(
+      UnitWork work,
+      PlanUnitWork(
+          job_.plan.tensors[unit.tensor], unit,
+          [&](int64_t part, int32_t piece, Range rows) {
+            return UnitSource(unit_id, part, piece, rows);
+          },
+          target, scratch_));
+  if (!gpu_) return RunOnCpu(work, options_.convert_threads);
+  WS_RETURN_IF_ERROR(cuda_->Enqueue(work.jobs, stream_));
+  WS_RETURN_IF_ERROR(cuda_->Finish());
+  for (const StridedCopy& c : work.copies) {
+    WS_RETURN_IF_ERROR(
+        CopyDevice2DAsync(c.dst, c.dst_pitch, c.src, c.src_pitch, c.width, c.height, stream_));
+  }
+  return SynchronizeCudaStream(stream_);
+}
+
 std::string TrainerAgent::Impl::Describe() const {
   const TrainerRankLoad& load = job_.plan.trainer[rank_];
-  return StrCat("trainer ", rank_, ": plan ", job_.plan.hash, ", ", load.units, " units, ",
+  return StrCat("trainer ", rank_, " (", gpu_ ? StrCat("cuda:", device_) : "cpu", "): plan ",
+                job_.plan.hash, ", ", load.units, " units, ",
                 load.writes, " writes, ", load.write_bytes, " bytes per push, staging ",
                 load.staging_bytes, " bytes, gather buffer ", gathers_.buffer_bytes[rank_],
                 " bytes, transport ", writer_->name());

@@ -1,0 +1,25 @@
+// device_ops.h in a build without nvcc: every call reports kUnavailable.
+#include "convert/cuda/device_ops.h"
+
+namespace weightsync {
+namespace {
+Status NoCuda() { return Unavailable("CUDA device memory: built without CUDA"); }
+}  // namespace
+
+Status SetCudaDevice(int) { return NoCuda(); }
+Result<int> CudaDeviceCount() { return NoCuda(); }
+Result<void*> DeviceAlloc(size_t) { return NoCuda(); }
+void DeviceFree(void*) {}
+Status CopyHostToDevice(void*, const void*, size_t) { return NoCuda(); }
+Status CopyDeviceToHost(void*, const void*, size_t) { return NoCuda(); }
+Status CopyDevice2DAsync(void*, size_t, const void*, size_t, size_t, size_t, CudaStream) {
+  return NoCuda();
+}
+Result<CudaStream> CreateCudaStream() { return NoCuda(); }
+void DestroyCudaStream(CudaStream) {}
+Status SynchronizeCudaStream(CudaStream) { return NoCuda(); }
+Result<int64_t> FirstNonFiniteOnDevice(const void*, DType, int64_t, CudaStream) {
+  return NoCuda();
+}
+
+}  // namespace weightsync
