@@ -8,7 +8,8 @@
 // --device and the target on --peer-device (GPU 1 when there are two, else GPU 0); one-write runs
 // also time an in-process device-to-device copy of the same size in the same run and print the
 // ratio (target >= 0.95). --count N posts N writes of --size per batch at consecutive offsets,
-// for small-write throughput.
+// for small-write throughput; cuda_ipc then also runs the same batches with per-write copies
+// (transport.cuda_small_write_bytes = 0) and prints the speed-up of the batched kernel.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,6 +43,7 @@ struct BenchArgs {
   int device = 0;
   int peer_device = -1;  // -1: GPU 1 when the host has two or more, else GPU 0
   uint64_t count = 1;    // writes per batch
+  std::string cuda_small_write_bytes;  // overrides transport.cuda_small_write_bytes when set
   int serve_fd = -1;
 };
 
@@ -74,6 +76,9 @@ Result<std::unique_ptr<Transport>> MakeTransport(const BenchArgs& args, int32_t 
   if (!args.ucx_tls.empty()) options.ucx_tls = args.ucx_tls;
   if (!args.ucx_net_devices.empty()) options.ucx_net_devices = args.ucx_net_devices;
   options.cuda_device = rank == 0 ? args.device : args.peer_device;
+  if (!args.cuda_small_write_bytes.empty()) {
+    WS_ASSIGN_OR_RETURN(options.cuda_small_write_bytes, ParseBytes(args.cuda_small_write_bytes));
+  }
   return CreateTransport(args.backend, options);
 }
 
@@ -123,7 +128,9 @@ Result<Target> SpawnTarget(const BenchArgs& args) {
                                      std::to_string(args.count), "--device",
                                      std::to_string(args.device), "--peer-device",
                                      std::to_string(args.peer_device)};
-
+    if (!args.cuda_small_write_bytes.empty()) {
+      argv.insert(argv.end(), {"--cuda-small-write-bytes", args.cuda_small_write_bytes});
+    }
     if (!args.ucx_tls.empty()) argv.insert(argv.end(), {"--ucx-tls", args.ucx_tls});
     if (!args.ucx_net_devices.empty()) {
       argv.insert(argv.end(), {"--ucx-net-devices", args.ucx_net_devices});
@@ -224,6 +231,8 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--device", args->device, "cuda_ipc: the writer's GPU")->capture_default_str();
   cmd->add_option("--peer-device", args->peer_device,
                   "cuda_ipc: the target's GPU (default: 1 when there are two GPUs, else 0)");
+  cmd->add_option("--cuda-small-write-bytes", args->cuda_small_write_bytes,
+                  "Overrides transport.cuda_small_write_bytes (0: no batched kernel)");
   cmd->add_option("--serve-fd", args->serve_fd, "(internal) run as the target on this socket")
       ->group("");
   cmd->callback([args, &exit_code] {
@@ -270,6 +279,23 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
                           args->peer_device, " of ", args->count == 1 ? "the same size" :
                           "the batch's bytes as one copy", ": ", *baseline, " GB/s; ratio ",
                           result->gbps / *baseline, args->count == 1 ? " (target >= 0.95)" : "");
+      if (args->count > 1) {
+        // The same batches with every write on a copy engine, in this run: what the kernel buys.
+        BenchArgs per_write = *args;
+        per_write.cuda_small_write_bytes = "0";
+        auto copies = RunWriter(per_write, *size);
+        if (!copies.ok()) {
+          std::cerr << "weightsync bench transport: " << copies.status().ToString() << "\n";
+          exit_code = 1;
+          return;
+        }
+        out["per_write_copies_gbps"] = copies->gbps;
+        out["per_write_copies_writes_per_s"] = copies->writes_per_s;
+        out["speedup"] = result->writes_per_s / copies->writes_per_s;
+        comparison += StrCat("\nsame batches, every write on a copy engine: ", copies->gbps,
+                             " GB/s, ", copies->writes_per_s, " writes/s; configured / per-write ",
+                             result->writes_per_s / copies->writes_per_s);
+      }
     }
     if (args->json) {
       std::cout << out.dump() << "\n";

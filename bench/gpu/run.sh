@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU-host checks in one call (device time is scarce): the cuda_ipc tests between real GPUs and
 # their throughput beside an in-process device-to-device copy, `weightsync bench transport
-# --backend cuda_ipc` (large writes against the same-run copy baseline), then the CPU conversion benchmark on the host's quiet CPU.
+# --backend cuda_ipc` (large writes against the same-run copy baseline; 100k small writes, batched
+# kernel against per-write copies), then the CPU conversion benchmark on the host's quiet CPU.
 # Expects the folder bench/gpu/stage.sh filled: the first argument, else this script's own folder
 # when it is the staged copy, else build-gpu/. Results go to $OUT.
 #
@@ -31,7 +32,12 @@ WEIGHTSYNC_TEST_GPU_BYTES=$((2 << 30)) WEIGHTSYNC_TEST_GPU_BENCH_BYTES=$((4 << 3
   for size in 64MiB 1GiB 4GiB; do
     "$b/weightsync" bench transport --backend cuda_ipc --size $size --iters 20 --warmup 2
   done
-  "$b/weightsync" bench transport --backend cuda_ipc --size 1GiB --iters 20 --json
+  for size in 4KiB 64B; do
+    "$b/weightsync" bench transport --backend cuda_ipc --size $size --count 100000 --iters 5 \
+        --warmup 1
+  done
+  "$b/weightsync" bench transport --backend cuda_ipc --size 64B --count 100000 --iters 5 \
+      --warmup 1 --json
 } 2>&1 | tee "$out/bench_cuda_ipc.txt"
 [ "${1:-}" = --no-convert ] && exit 0
 "$b/convert_bench" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \

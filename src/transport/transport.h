@@ -102,6 +102,7 @@ struct TransportOptions {
   // cuda_ipc only.
   int cuda_device = 0;
   int64_t cuda_streams = 4;           // transport.cuda_streams
+  uint64_t cuda_small_write_bytes = 256 << 10;  // transport.cuda_small_write_bytes; 0: no kernel
 };
 
 // Reads the transport.* rows of the config table into options (self identity from the process).

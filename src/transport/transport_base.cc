@@ -277,6 +277,11 @@ Status TransportBase::PostWrites(PeerId peer_id, std::span<const Write> writes,
     stats_.bytes_posted += writes[i].length;
     stats_.max_in_flight_seen = std::max(stats_.max_in_flight_seen, peer->in_flight);
   }
+  const Status issued = DoEndBatch(*peer, deadline);
+  if (!issued.ok()) {
+    return issued.WithContext(StrCat("issuing the gathered writes of a batch of ", writes.size(),
+                                     " to ", PeerName(*peer)));
+  }
   return Status::Ok();
 }
 

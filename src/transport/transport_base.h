@@ -82,6 +82,9 @@ class TransportBase : public Transport {
   // Starts the remote-completion flush; returns true when already complete. The base then
   // progresses until FlushDone(peer) is true.
   virtual Result<bool> DoStartFlush(Peer& peer) = 0;
+  // Called after the last write of a PostWrites batch was handed to DoPost: a backend that
+  // gathers writes (cuda_ipc's batched kernel) issues what it gathered.
+  virtual Status DoEndBatch(Peer& /*peer*/, Deadline /*deadline*/) { return Status::Ok(); }
   virtual bool DoFlushDone(Peer& peer) = 0;
 
   // "peer rank 1 (host h pid 42)".
