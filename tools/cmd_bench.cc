@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -49,9 +50,10 @@ struct BenchArgs {
 
 bool OnGpu(const BenchArgs& args) { return args.backend == "cuda_ipc"; }
 
-// Memory for one side of the benchmark: host bytes, or a GPU staging pool (cuMemAlloc, registered).
+// Memory for one side of the benchmark: host memory from the transport's allocator (for UCX
+// shared memory, as ucx_perftest uses, so puts over shm are one-sided copies), or a GPU staging
+// pool (cuMemAlloc, registered).
 struct BenchBuffer {
-  std::vector<uint8_t> host;
   std::unique_ptr<StagingPool> pool;
   RegionId region;
 };
@@ -65,8 +67,9 @@ Result<BenchBuffer> MakeBuffer(Transport& t, const BenchArgs& args, uint64_t byt
     b.region = b.pool->region();
     return b;
   }
-  b.host.assign(bytes, 0x5A);
-  WS_ASSIGN_OR_RETURN(b.region, t.Register(b.host.data(), bytes, MemoryKind::kHost, name));
+  WS_ASSIGN_OR_RETURN(b.region, t.AllocateAndRegister(bytes, name));
+  WS_ASSIGN_OR_RETURN(void* host, t.RegionAddress(b.region));
+  std::memset(host, 0x5A, bytes);  // touch every page before timing
   return b;
 }
 

@@ -74,18 +74,47 @@ class UcxTransport final : public TransportBase {
   std::string_view name() const override { return "ucx"; }
 
  protected:
-  Status DoRegister(LocalRegion& region) override {
+  // UCX's allocator takes shared memory on one host (posix/sysv), which a writer's puts reach with
+  // a plain copy; see Transport::AllocateAndRegister.
+  Status DoAllocate(LocalRegion& region) override {
     ucp_mem_map_params_t params{};
-    params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
-    params.address = region.address;
+    params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                        UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+    params.address = nullptr;
     params.length = region.length;
-    if (region.kind == MemoryKind::kCuda) {
-      params.field_mask |= UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
-      params.memory_type = UCS_MEMORY_TYPE_CUDA;
-    }
+    params.flags = UCP_MEM_MAP_ALLOCATE;
     ucp_mem_h memh = nullptr;
     ucs_status_t st = api_->mem_map(context_, &params, &memh);
-    if (st != UCS_OK) return Unavailable("ucp_mem_map: ", api_->StatusText(st));
+    if (st != UCS_OK) return ResourceExhausted("ucp_mem_map (allocate): ", api_->StatusText(st));
+    ucp_mem_attr_t attr{};
+    attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS;
+    st = api_->mem_query(memh, &attr);
+    if (st != UCS_OK) {
+      api_->mem_unmap(context_, memh);
+      return Unavailable("ucp_mem_query: ", api_->StatusText(st));
+    }
+    region.address = attr.address;
+    region.backend = memh;
+    return Status::Ok();
+  }
+  // ucp_mem_unmap in DoDeregister already released UCX's allocation.
+  void DoFree(LocalRegion&) override {}
+
+  Status DoRegister(LocalRegion& region) override {
+    ucp_mem_h memh = static_cast<ucp_mem_h>(region.backend);  // set when UCX allocated it
+    ucs_status_t st = UCS_OK;
+    if (memh == nullptr) {
+      ucp_mem_map_params_t params{};
+      params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+      params.address = region.address;
+      params.length = region.length;
+      if (region.kind == MemoryKind::kCuda) {
+        params.field_mask |= UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+        params.memory_type = UCS_MEMORY_TYPE_CUDA;
+      }
+      st = api_->mem_map(context_, &params, &memh);
+      if (st != UCS_OK) return Unavailable("ucp_mem_map: ", api_->StatusText(st));
+    }
     void* packed = nullptr;
     size_t packed_size = 0;
     st = api_->rkey_pack(context_, memh, &packed, &packed_size);
