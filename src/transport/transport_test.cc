@@ -346,11 +346,6 @@ TEST_P(TransportTest, PeerKilledMidBatchThenReconnect) {
 
   // Tear down and reconnect to a fresh peer: the writer is fully usable again.
   ASSERT_TRUE(writer->Disconnect(*peer).ok());
-  if (GetParam().label == "ucx_shm") {
-    // Known defect (docs/transport.md): UCX's shared-memory transports run without peer-failure
-    // handling, and writes to a new peer after one died mid-batch sometimes never complete.
-    GTEST_SKIP() << "reconnecting after a peer died over UCX shared memory is not reliable yet";
-  }
   auto second = PeerProcess::Spawn(Spec(GetParam()), size, 2);
   ASSERT_TRUE(second.ok()) << second.status().ToString();
   auto peer2 = writer->Connect((*second)->address(), DeadlineIn(10));
