@@ -73,6 +73,10 @@ constexpr auto kTable = std::to_array<ConfigOption>({
      "the GPU on the PCI topology, or leaves UCX's choice when no GPU is given."},
     {"transport.cuda_streams", "4", ConfigUnits::kCount,
      "CUDA streams the cuda_ipc transport spreads large copies over (copy engines)."},
+    {"transport.cuda_small_write_bytes", "256KiB", ConfigUnits::kBytes,
+     "cuda_ipc writes up to this size are gathered per batch and copied by one kernel launch "
+     "(a copy engine pays microseconds per write); larger ones take the copy engines. 0 copies "
+     "every write on its own; at most 32MiB."},
     {"push.orchestrator", "embedded", ConfigUnits::kString,
      "Who requests each push: embedded (trainer rank 0, as soon as the step is ready), external "
      "(`weightsync orchestrate` or another store client answers the trainer's offer) or files "

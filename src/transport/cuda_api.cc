@@ -65,6 +65,11 @@ Result<CudaApi*> Load() {
   WS_RETURN_IF_ERROR(Bind(handle, "cuMemUnmap", api->mem_unmap));
   WS_RETURN_IF_ERROR(Bind(handle, "cuMemSetAccess", api->mem_set_access));
   WS_RETURN_IF_ERROR(Bind(handle, "cuMemRelease", api->mem_release));
+  WS_RETURN_IF_ERROR(Bind(handle, "cuMemcpyHtoDAsync_v2", api->memcpy_htod_async));
+  WS_RETURN_IF_ERROR(Bind(handle, "cuModuleLoadData", api->module_load_data));
+  WS_RETURN_IF_ERROR(Bind(handle, "cuModuleGetFunction", api->module_get_function));
+  WS_RETURN_IF_ERROR(Bind(handle, "cuModuleUnload", api->module_unload));
+  WS_RETURN_IF_ERROR(Bind(handle, "cuLaunchKernel", api->launch_kernel));
   const CUresult r = api->init(0);
   if (r != CUDA_SUCCESS) return Unavailable("unavailable: cuInit: ", api->ErrorText(r));
   api->driver_get_version(&api->driver_version);

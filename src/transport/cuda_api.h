@@ -55,6 +55,12 @@ struct CudaApi {
   decltype(&::cuMemUnmap) mem_unmap;
   decltype(&::cuMemSetAccess) mem_set_access;
   decltype(&::cuMemRelease) mem_release;
+  // The batched small-copy kernel (batched_copy.h): device code loaded from embedded bytes.
+  decltype(&::cuMemcpyHtoDAsync) memcpy_htod_async;
+  decltype(&::cuModuleLoadData) module_load_data;
+  decltype(&::cuModuleGetFunction) module_get_function;
+  decltype(&::cuModuleUnload) module_unload;
+  decltype(&::cuLaunchKernel) launch_kernel;
 
   // "CUDA_ERROR_INVALID_VALUE (1): invalid argument" for messages.
   std::string ErrorText(CUresult result) const;

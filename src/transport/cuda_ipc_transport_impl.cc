@@ -4,9 +4,12 @@
 // over a Unix socket (fd_passing.h) as NCCL does; other device memory (cudaMalloc/cuMemAlloc) by
 // cuIpcGetMemHandle of its allocation. cuMem memory without an fd handle type (PyTorch expandable
 // segments) is refused with a message saying so.
-// Writes: cuMemcpyDtoDAsync round-robin over transport.cuda_streams streams, an event per write
-// bounds the window. The one batched kernel for many small writes is left for the GPU issue
-// (it needs device code loaded with cuModuleLoadData); small writes take the copy engines too.
+// Writes: large ones are cuMemcpyDtoDAsync round-robin over transport.cuda_streams streams (the
+// copy engines), an event per write bounding the window. Writes up to
+// transport.cuda_small_write_bytes are gathered per PostWrites batch and copied by one launch of
+// the batched kernel (batched_copy.h) on a stream of its own; one launch counts as one write in
+// flight. Without the kernel (no nvcc at build time, or a driver that refuses it) every write
+// takes a copy engine.
 // Built only where the CUDA toolkit headers are found (cuda.h); libcuda is loaded at run time.
 #include "transport/cuda_ipc_transport.h"
 
@@ -15,6 +18,8 @@
 #include <cstring>
 #include <deque>
 
+#include "core/log.h"
+#include "transport/batched_copy.h"
 #include "transport/cuda_api.h"
 #include "transport/fd_passing.h"
 
@@ -92,11 +97,15 @@ class CudaIpcTransport final : public TransportBase {
       CUstream s = nullptr;
       if (api_->stream_create(&s, CU_STREAM_NON_BLOCKING) == CUDA_SUCCESS) streams_.push_back(s);
     }
-    pending_.resize(streams_.size());
+    SetUpBatchedCopies();
+    pending_.resize(streams_.size() + 1);  // the last queue: launches on kernel_stream_
   }
   ~CudaIpcTransport() override {
     api_->ctx_set_current(ctx_);
     ReleaseAll();
+    if (kernel_stream_) api_->stream_synchronize(kernel_stream_);
+    copier_.reset();
+    if (kernel_stream_) api_->stream_destroy(kernel_stream_);
     for (CUstream s : streams_) {
       api_->stream_synchronize(s);
       api_->stream_destroy(s);
@@ -174,8 +183,11 @@ class CudaIpcTransport final : public TransportBase {
 
   void DoDisconnect(Peer& peer) override {
     api_->ctx_set_current(ctx_);
-    // Writes still queued target the peer's mappings: let them drain before unmapping.
+    // Writes still queued target the peer's mappings: let them drain before unmapping. Gathered
+    // writes of a batch that failed half-way are dropped.
     for (CUstream s : streams_) api_->stream_synchronize(s);
+    if (kernel_stream_) api_->stream_synchronize(kernel_stream_);
+    if (copier_ && gathered_peer_ == peer.id) copier_->Discard();
     for (auto& q : pending_) {
       for (auto& p : q) {
         if (p.peer_id == peer.id) p.in_flight = nullptr, p.failure = nullptr;
@@ -244,12 +256,27 @@ class CudaIpcTransport final : public TransportBase {
                 const Write& w) override {
     if (streams_.empty()) return Unavailable("no CUDA stream could be created");
     api_->ctx_set_current(ctx_);
-    const size_t s = next_stream_++ % streams_.size();
     const auto* m = static_cast<const Mapping*>(remote.backend);
     const CUdeviceptr src = reinterpret_cast<CUdeviceptr>(local.address) + w.local_offset;
+    if (copier_ && w.length <= small_write_bytes_) {
+      if (!copier_->HasRoom(w.length)) {
+        WS_RETURN_IF_ERROR(LaunchGathered(peer, DeadlineIn(options_.write_timeout_s)));
+      }
+      copier_->Add(m->target + w.remote_offset, src, w.length);
+      gathered_peer_ = peer.id;
+      return Status::Ok();
+    }
+    const size_t s = next_stream_++ % streams_.size();
     WS_RETURN_IF_ERROR(Check(api_->memcpy_dtod_async(m->target + w.remote_offset, src, w.length,
                                                      streams_[s]),
                              "cuMemcpyDtoDAsync"));
+    return Track(peer, s);
+  }
+
+  // Records an event after the work just queued on stream `s` (kernel_stream_ when s is
+  // streams_.size()); it completes one write in flight of `peer`.
+  Status Track(Peer& peer, size_t s) {
+    CUstream stream = s < streams_.size() ? streams_[s] : kernel_stream_;
     CUevent event = nullptr;
     if (!free_events_.empty()) {
       event = free_events_.back();
@@ -257,7 +284,7 @@ class CudaIpcTransport final : public TransportBase {
     } else {
       WS_RETURN_IF_ERROR(Check(api_->event_create(&event, CU_EVENT_DISABLE_TIMING), "cuEventCreate"));
     }
-    WS_RETURN_IF_ERROR(Check(api_->event_record(event, streams_[s]), "cuEventRecord"));
+    WS_RETURN_IF_ERROR(Check(api_->event_record(event, stream), "cuEventRecord"));
     pending_[s].push_back({event, &peer.in_flight, &peer.failure, peer.id});
     peer.in_flight++;
     return Status::Ok();
@@ -280,7 +307,24 @@ class CudaIpcTransport final : public TransportBase {
     }
   }
 
-  Result<bool> DoStartFlush(Peer& peer) override { return peer.in_flight == 0; }
+  // One launch of the batched kernel over the writes gathered for `peer`.
+  Status LaunchGathered(Peer& peer, Deadline deadline) {
+    if (!copier_ || copier_->empty()) return Status::Ok();
+    WS_RETURN_IF_ERROR(copier_->Launch(deadline));
+    return Track(peer, streams_.size());
+  }
+
+  Status DoEndBatch(Peer& peer, Deadline deadline) override {
+    api_->ctx_set_current(ctx_);
+    return LaunchGathered(peer, deadline);
+  }
+
+  Result<bool> DoStartFlush(Peer& peer) override {
+    // A full window or a flush must not wait for writes that were gathered but never launched.
+    api_->ctx_set_current(ctx_);
+    WS_RETURN_IF_ERROR(LaunchGathered(peer, DeadlineIn(options_.write_timeout_s)));
+    return peer.in_flight == 0;
+  }
   bool DoFlushDone(Peer& peer) override { return peer.in_flight == 0; }
 
  private:
@@ -292,6 +336,36 @@ class CudaIpcTransport final : public TransportBase {
   std::vector<CUevent> free_events_;
   size_t next_stream_ = 0;
   std::unique_ptr<FdServer> fd_server_;
+  // The batched kernel for small writes; null when unavailable (then every write is a copy).
+  CUstream kernel_stream_ = nullptr;
+  std::unique_ptr<BatchedCopier> copier_;
+  uint64_t small_write_bytes_ = 0;
+  uint64_t gathered_peer_ = 0;  // whose writes the copier's current list holds
+
+  void SetUpBatchedCopies() {
+    if (options_.cuda_small_write_bytes == 0) {
+      caps_.detail += ", small writes: per-write copies (transport.cuda_small_write_bytes 0)";
+      return;
+    }
+    Status status = Check(api_->stream_create(&kernel_stream_, CU_STREAM_NON_BLOCKING),
+                          "cuStreamCreate");
+    if (status.ok()) {
+      auto copier = BatchedCopier::Create(api_, kernel_stream_);
+      if (copier.ok()) {
+        copier_ = std::move(*copier);
+      } else {
+        status = copier.status();
+      }
+    }
+    if (!status.ok()) {
+      Log(LogLevel::kInfo, "cuda_ipc: small writes take the copy engines one by one: ",
+          status.message());
+      caps_.detail += StrCat(", small writes: per-write copies (", status.message(), ")");
+      return;
+    }
+    small_write_bytes_ = std::min(options_.cuda_small_write_bytes, BatchedCopier::kMaxWriteBytes);
+    caps_.detail += StrCat(", small writes (<= ", small_write_bytes_, " bytes): batched kernel");
+  }
 };
 
 }  // namespace

@@ -8,3 +8,17 @@ Result<std::unique_ptr<Transport>> CreateCudaIpcTransport(const TransportOptions
 }
 
 }  // namespace weightsync::transport
+
+namespace weightsync::transport {
+
+Result<double> MeasureDeviceCopyGbps(int, int, uint64_t, int) {
+  return Unavailable("unavailable: built without CUDA headers (cuda.h)");
+}
+
+}  // namespace weightsync::transport
+
+namespace weightsync::transport {
+
+int CudaDeviceCount() { return 0; }
+
+}  // namespace weightsync::transport

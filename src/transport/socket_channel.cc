@@ -76,9 +76,9 @@ Result<std::string> SocketChannel::ReceiveText(Deadline deadline) {
   return std::string(bytes.begin(), bytes.end());
 }
 
-bool SocketChannel::Readable() const {
+bool SocketChannel::Readable(int wait_ms) const {
   pollfd p{fd_, POLLIN, 0};
-  return poll(&p, 1, 0) > 0;
+  return poll(&p, 1, wait_ms) > 0;
 }
 
 Result<std::pair<SocketChannel, SocketChannel>> MakeChannelPair() {

@@ -34,8 +34,8 @@ class SocketChannel {
   // kDeadlineExceeded past the deadline, kAborted when the other end closed.
   Result<std::vector<uint8_t>> Receive(Deadline deadline);
   Result<std::string> ReceiveText(Deadline deadline);
-  // Whether a message (or EOF) is ready now.
-  bool Readable() const;
+  // Whether a message (or EOF) is ready now, or within `wait_ms` milliseconds.
+  bool Readable(int wait_ms = 0) const;
 
  private:
   Status ReadFull(uint8_t* out, size_t size, Deadline deadline);

@@ -19,6 +19,8 @@ Result<TransportOptions> OptionsFromConfig(const Config& config, int32_t rank) {
   WS_ASSIGN_OR_RETURN(options.ucx_tls, config.GetString("transport.ucx_tls"));
   WS_ASSIGN_OR_RETURN(options.ucx_net_devices, config.GetString("transport.ucx_net_devices"));
   WS_ASSIGN_OR_RETURN(options.cuda_streams, config.GetCount("transport.cuda_streams"));
+  WS_ASSIGN_OR_RETURN(options.cuda_small_write_bytes,
+                      config.GetBytes("transport.cuda_small_write_bytes"));
   return options;
 }
 

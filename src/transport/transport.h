@@ -102,6 +102,7 @@ struct TransportOptions {
   // cuda_ipc only.
   int cuda_device = 0;
   int64_t cuda_streams = 4;           // transport.cuda_streams
+  uint64_t cuda_small_write_bytes = 256 << 10;  // transport.cuda_small_write_bytes; 0: no kernel
 };
 
 // Reads the transport.* rows of the config table into options (self identity from the process).
@@ -120,6 +121,14 @@ class Transport {
   // Registers [address, address + length) once; `name` appears in every error about the region.
   virtual Result<RegionId> Register(void* address, uint64_t length, MemoryKind kind,
                                     std::string_view name) = 0;
+  // Allocates `length` bytes of host memory from the backend's own allocator and registers it;
+  // Deregister frees it. For UCX this is shared memory on one host, so puts into it over shared
+  // memory are one-sided copies by the writer; registered ordinary memory is reached there only by
+  // puts that UCX 1.13 emulates with messages the target must progress (docs/transport.md).
+  // kUnimplemented for backends without host memory.
+  virtual Result<RegionId> AllocateAndRegister(uint64_t length, std::string_view name) = 0;
+  // The start of a registered region (where AllocateAndRegister put it).
+  virtual Result<void*> RegionAddress(RegionId region) const = 0;
   // Deregisters; descriptors exported for it must no longer be used by peers.
   virtual Status Deregister(RegionId region) = 0;
   // The serializable descriptor of a registered region, to send to writers.

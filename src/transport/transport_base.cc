@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -51,7 +52,10 @@ void TransportBase::ReleaseAll() {
     DoDisconnect(peer);
   }
   peers_.clear();
-  for (auto& [id, region] : regions_) DoDeregister(region);
+  for (auto& [id, region] : regions_) {
+    DoDeregister(region);
+    if (region.allocated) DoFree(region);
+  }
   regions_.clear();
 }
 
@@ -87,10 +91,48 @@ Result<RegionId> TransportBase::Register(void* address, uint64_t length, MemoryK
   return RegionId{id};
 }
 
+Status TransportBase::DoAllocate(LocalRegion& region) {
+  constexpr uint64_t kPage = 4096;
+  region.address = std::aligned_alloc(kPage, (region.length + kPage - 1) / kPage * kPage);
+  if (region.address == nullptr) return ResourceExhausted("cannot allocate ", region.length, " bytes");
+  return Status::Ok();
+}
+
+void TransportBase::DoFree(LocalRegion& region) { std::free(region.address); }
+
+Result<RegionId> TransportBase::AllocateAndRegister(uint64_t length, std::string_view name) {
+  if (!caps_.available) {
+    return Unavailable(this->name(), " transport: ", caps_.unavailable_reason);
+  }
+  if (!caps_.host_memory) {
+    return Unimplemented(this->name(), " transport cannot register host memory (region '", name,
+                         "')");
+  }
+  if (length == 0) return InvalidArgument("allocate region '", name, "': zero length");
+  LocalRegion region{next_id_++, nullptr, length, MemoryKind::kHost, std::string(name), {}, nullptr};
+  region.allocated = true;
+  WS_RETURN_IF_ERROR(DoAllocate(region).WithContext(StrCat("allocate region '", name, "'")));
+  const Status registered = DoRegister(region);
+  if (!registered.ok()) {
+    DoFree(region);
+    return registered.WithContext(StrCat("register region '", name, "'"));
+  }
+  const uint64_t id = region.id;
+  regions_.emplace(id, std::move(region));
+  return RegionId{id};
+}
+
+Result<void*> TransportBase::RegionAddress(RegionId region) const {
+  auto it = regions_.find(region.value);
+  if (it == regions_.end()) return NotFound("region address: no region with id ", region.value);
+  return it->second.address;
+}
+
 Status TransportBase::Deregister(RegionId region) {
   auto it = regions_.find(region.value);
   if (it == regions_.end()) return NotFound("deregister: no region with id ", region.value);
   DoDeregister(it->second);
+  if (it->second.allocated) DoFree(it->second);
   regions_.erase(it);
   return Status::Ok();
 }
@@ -196,20 +238,21 @@ Result<RemoteRegionId> TransportBase::Import(PeerId peer_id, const RegionDescrip
   return RemoteRegionId{id};
 }
 
-Status TransportBase::WaitStep(Peer& peer, Deadline deadline, std::string_view waiting_for) {
+template <typename Describe>
+Status TransportBase::WaitStep(Peer& peer, Deadline deadline, const Describe& describe) {
   DoProgress();
   if (!peer.failure.ok()) return peer.failure;
   const auto now = Clock::now();
   if (now >= peer.next_liveness_check) {
     peer.next_liveness_check = now + kLivenessInterval;
     if (!ProcessAlive(peer.address.owner)) {
-      peer.failure = Aborted(PeerName(peer), " exited while ", waiting_for,
+      peer.failure = Aborted(PeerName(peer), " exited while ", describe(),
                              " (", peer.in_flight, " writes in flight)");
       return peer.failure;
     }
   }
   if (now >= deadline) {
-    return DeadlineExceeded(PeerName(peer), ": deadline passed while ", waiting_for, " (",
+    return DeadlineExceeded(PeerName(peer), ": deadline passed while ", describe(), " (",
                             peer.in_flight, " writes in flight)");
   }
   return Status::Ok();
@@ -263,8 +306,9 @@ Status TransportBase::PostWrites(PeerId peer_id, std::span<const Write> writes,
       WS_ASSIGN_OR_RETURN(bool drained, DoStartFlush(*peer));
       (void)drained;
       while (peer->in_flight >= window) {
-        WS_RETURN_IF_ERROR(WaitStep(*peer, deadline, StrCat("posting write ", i, " of ",
-                                                            writes.size())));
+        WS_RETURN_IF_ERROR(WaitStep(*peer, deadline, [&] {
+          return StrCat("posting write ", i, " of ", writes.size());
+        }));
       }
     }
     const Status posted = DoPost(*peer, *resolved[i].local, *resolved[i].remote, writes[i]);
@@ -277,6 +321,11 @@ Status TransportBase::PostWrites(PeerId peer_id, std::span<const Write> writes,
     stats_.bytes_posted += writes[i].length;
     stats_.max_in_flight_seen = std::max(stats_.max_in_flight_seen, peer->in_flight);
   }
+  const Status issued = DoEndBatch(*peer, deadline);
+  if (!issued.ok()) {
+    return issued.WithContext(StrCat("issuing the gathered writes of a batch of ", writes.size(),
+                                     " to ", PeerName(*peer)));
+  }
   return Status::Ok();
 }
 
@@ -285,8 +334,9 @@ Status TransportBase::Flush(PeerId peer_id, Deadline deadline) {
   if (!peer->failure.ok()) return peer->failure.WithContext("flush");
   WS_ASSIGN_OR_RETURN(bool done, DoStartFlush(*peer));
   while (!done) {
-    WS_RETURN_IF_ERROR(
-        WaitStep(*peer, deadline, "flushing (" + SecondsLeft(deadline) + " s left)"));
+    WS_RETURN_IF_ERROR(WaitStep(*peer, deadline, [&] {
+      return "flushing (" + SecondsLeft(deadline) + " s left)";
+    }));
     done = DoFlushDone(*peer);
   }
   if (!peer->failure.ok()) return peer->failure.WithContext("flush");

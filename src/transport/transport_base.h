@@ -24,6 +24,8 @@ class TransportBase : public Transport {
 
   Result<RegionId> Register(void* address, uint64_t length, MemoryKind kind,
                             std::string_view name) override;
+  Result<RegionId> AllocateAndRegister(uint64_t length, std::string_view name) override;
+  Result<void*> RegionAddress(RegionId region) const override;
   Status Deregister(RegionId region) override;
   Result<RegionDescriptor> Export(RegionId region) override;
   Result<PeerAddress> LocalAddress() override;
@@ -45,6 +47,7 @@ class TransportBase : public Transport {
     std::string name;
     std::vector<uint8_t> key;  // filled by DoRegister
     void* backend = nullptr;   // backend handle (ucp_mem_h, ...)
+    bool allocated = false;    // by DoAllocate: DoFree releases it after DoDeregister
   };
   struct Peer {
     uint64_t id = 0;
@@ -68,6 +71,11 @@ class TransportBase : public Transport {
 
   virtual Status DoRegister(LocalRegion& region) = 0;
   virtual void DoDeregister(LocalRegion& region) = 0;
+  // Sets region.address to `region.length` new host bytes (and may set region.backend, which
+  // DoRegister then finds filled). The default takes page-aligned ordinary memory.
+  virtual Status DoAllocate(LocalRegion& region);
+  // Releases what DoAllocate took; runs after DoDeregister.
+  virtual void DoFree(LocalRegion& region);
   virtual Result<std::vector<uint8_t>> DoLocalAddress() = 0;
   virtual Status DoConnect(Peer& peer, Deadline deadline) = 0;
   // Must not fail: drop what can be dropped (a dead peer cannot be flushed).
@@ -82,6 +90,9 @@ class TransportBase : public Transport {
   // Starts the remote-completion flush; returns true when already complete. The base then
   // progresses until FlushDone(peer) is true.
   virtual Result<bool> DoStartFlush(Peer& peer) = 0;
+  // Called after the last write of a PostWrites batch was handed to DoPost: a backend that
+  // gathers writes (cuda_ipc's batched kernel) issues what it gathered.
+  virtual Status DoEndBatch(Peer& /*peer*/, Deadline /*deadline*/) { return Status::Ok(); }
   virtual bool DoFlushDone(Peer& peer) = 0;
 
   // "peer rank 1 (host h pid 42)".
@@ -92,8 +103,12 @@ class TransportBase : public Transport {
 
  private:
   Result<Peer*> FindPeer(PeerId id, std::string_view op);
-  // Progresses once and checks the peer's failure, liveness and the deadline.
-  Status WaitStep(Peer& peer, Deadline deadline, std::string_view waiting_for);
+  // Progresses once and checks the peer's failure, liveness and the deadline. `describe()` says
+  // what the wait is for; it is called only to word an error, because this runs once per
+  // progress call (formatting a message each time cost the UCX benchmark a quarter of the
+  // writer's CPU).
+  template <typename Describe>
+  Status WaitStep(Peer& peer, Deadline deadline, const Describe& describe);
 
   uint64_t next_id_ = 1;
   std::map<uint64_t, LocalRegion> regions_;

@@ -57,6 +57,7 @@ Result<UcxApi*> Load() {
   WS_RETURN_IF_ERROR(Bind(handle, "ucp_ep_close_nbx", api->ep_close_nbx));
   WS_RETURN_IF_ERROR(Bind(handle, "ucp_ep_flush_nbx", api->ep_flush_nbx));
   WS_RETURN_IF_ERROR(Bind(handle, "ucp_mem_map", api->mem_map));
+  WS_RETURN_IF_ERROR(Bind(handle, "ucp_mem_query", api->mem_query));
   WS_RETURN_IF_ERROR(Bind(handle, "ucp_mem_unmap", api->mem_unmap));
   WS_RETURN_IF_ERROR(Bind(handle, "ucp_rkey_pack", api->rkey_pack));
   WS_RETURN_IF_ERROR(Bind(handle, "ucp_rkey_buffer_release", api->rkey_buffer_release));

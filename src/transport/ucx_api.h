@@ -36,6 +36,7 @@ struct UcxApi {
   decltype(&::ucp_ep_flush_nbx) ep_flush_nbx;
   decltype(&::ucp_mem_map) mem_map;
   decltype(&::ucp_mem_unmap) mem_unmap;
+  decltype(&::ucp_mem_query) mem_query;
   decltype(&::ucp_rkey_pack) rkey_pack;
   decltype(&::ucp_rkey_buffer_release) rkey_buffer_release;
   decltype(&::ucp_ep_rkey_unpack) ep_rkey_unpack;

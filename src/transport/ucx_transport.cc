@@ -25,6 +25,7 @@ struct UcxEndpoint {
   std::string peer_name;
   uint64_t outstanding = 0;       // requests UCX still owns
   uint64_t flushes_pending = 0;   // flush requests not yet complete
+  bool peer_failure_handling = true;  // created with UCP_ERR_HANDLING_MODE_PEER
 
   void Fail(ucs_status_t status, std::string_view what) {
     if (failure != nullptr && failure->ok()) {
@@ -53,6 +54,14 @@ void EndpointError(void* arg, ucp_ep_h, ucs_status_t status) {
   static_cast<UcxEndpoint*>(arg)->Fail(status, "connection failed");
 }
 
+// One thread drives a worker (the Transport threading contract).
+ucs_status_t CreateWorker(const UcxApi* api, ucp_context_h context, ucp_worker_h* worker) {
+  ucp_worker_params_t params{};
+  params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  params.thread_mode = UCS_THREAD_MODE_SINGLE;
+  return api->worker_create(context, &params, worker);
+}
+
 class UcxTransport final : public TransportBase {
  public:
   UcxTransport(TransportOptions options, Capabilities caps, const UcxApi* api,
@@ -64,28 +73,64 @@ class UcxTransport final : public TransportBase {
 
   ~UcxTransport() override {
     ReleaseAll();
-    // Give cancelled requests of closed endpoints a moment to complete before the worker goes.
+    // Give cancelled requests of closed endpoints a moment to complete before the worker goes
+    // (abandoned endpoints never complete theirs; the worker's destruction releases them).
     const Deadline deadline = DeadlineIn(1.0);
-    while (!closed_.empty() && Clock::now() < deadline) DoProgress();
-    api_->worker_destroy(worker_);
+    auto settled = [this] {
+      for (const Closed& c : closed_) {
+        if (!c.abandoned) return false;
+      }
+      return true;
+    };
+    while (!settled() && Clock::now() < deadline) DoProgress();
+    if (worker_) api_->worker_destroy(worker_);
     api_->cleanup(context_);
   }
 
   std::string_view name() const override { return "ucx"; }
 
  protected:
-  Status DoRegister(LocalRegion& region) override {
+  // UCX's allocator takes shared memory on one host (posix/sysv), which a writer's puts reach with
+  // a plain copy; see Transport::AllocateAndRegister.
+  Status DoAllocate(LocalRegion& region) override {
     ucp_mem_map_params_t params{};
-    params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
-    params.address = region.address;
+    params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                        UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+    params.address = nullptr;
     params.length = region.length;
-    if (region.kind == MemoryKind::kCuda) {
-      params.field_mask |= UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
-      params.memory_type = UCS_MEMORY_TYPE_CUDA;
-    }
+    params.flags = UCP_MEM_MAP_ALLOCATE;
     ucp_mem_h memh = nullptr;
     ucs_status_t st = api_->mem_map(context_, &params, &memh);
-    if (st != UCS_OK) return Unavailable("ucp_mem_map: ", api_->StatusText(st));
+    if (st != UCS_OK) return ResourceExhausted("ucp_mem_map (allocate): ", api_->StatusText(st));
+    ucp_mem_attr_t attr{};
+    attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS;
+    st = api_->mem_query(memh, &attr);
+    if (st != UCS_OK) {
+      api_->mem_unmap(context_, memh);
+      return Unavailable("ucp_mem_query: ", api_->StatusText(st));
+    }
+    region.address = attr.address;
+    region.backend = memh;
+    return Status::Ok();
+  }
+  // ucp_mem_unmap in DoDeregister already released UCX's allocation.
+  void DoFree(LocalRegion&) override {}
+
+  Status DoRegister(LocalRegion& region) override {
+    ucp_mem_h memh = static_cast<ucp_mem_h>(region.backend);  // set when UCX allocated it
+    ucs_status_t st = UCS_OK;
+    if (memh == nullptr) {
+      ucp_mem_map_params_t params{};
+      params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+      params.address = region.address;
+      params.length = region.length;
+      if (region.kind == MemoryKind::kCuda) {
+        params.field_mask |= UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+        params.memory_type = UCS_MEMORY_TYPE_CUDA;
+      }
+      st = api_->mem_map(context_, &params, &memh);
+      if (st != UCS_OK) return Unavailable("ucp_mem_map: ", api_->StatusText(st));
+    }
     void* packed = nullptr;
     size_t packed_size = 0;
     st = api_->rkey_pack(context_, memh, &packed, &packed_size);
@@ -105,6 +150,7 @@ class UcxTransport final : public TransportBase {
   }
 
   Result<std::vector<uint8_t>> DoLocalAddress() override {
+    address_published_ = true;
     ucp_address_t* address = nullptr;
     size_t length = 0;
     const ucs_status_t st = api_->worker_get_address(worker_, &address, &length);
@@ -116,6 +162,13 @@ class UcxTransport final : public TransportBase {
   }
 
   Status DoConnect(Peer& peer, Deadline) override {
+    if (tainted_ && live_endpoints_ == 0 && !address_published_) {
+      WS_RETURN_IF_ERROR(RecreateWorker());
+    } else if (tainted_ && live_endpoints_ == 0) {
+      Log(LogLevel::kWarning, "ucx: an endpoint to a dead peer without peer-failure handling may "
+          "stall shared-memory puts to ", PeerName(peer), "; the worker is kept because its "
+          "address was given to writers");
+    }
     auto e = std::make_unique<UcxEndpoint>();
     e->api = api_;
     e->owner = this;
@@ -138,10 +191,42 @@ class UcxTransport final : public TransportBase {
       if (st != UCS_OK) return Unavailable("ucp_ep_create: ", api_->StatusText(st));
       Log(LogLevel::kDebug, "ucx: ", e->peer_name, ": no transport handles peer failure; "
           "relying on the liveness check");
+      e->peer_failure_handling = false;
     }
     e->in_flight = &peer.in_flight;
     e->failure = &peer.failure;
     peer.backend = e.release();
+    live_endpoints_++;
+    return Status::Ok();
+  }
+
+  // A fresh worker in place of one that holds abandoned endpoints. Why: the shared-memory
+  // transports queue sends that found a peer's FIFO full on one arbiter per interface, and a dead
+  // peer's queue, which nothing can purge safely without peer-failure handling, stays at its head
+  // and stops every other peer's queued sends: puts to the next peer never complete. Only done
+  // with no endpoint left and no address handed out, so no peer sees the change; registrations
+  // belong to the context and stay valid.
+  Status RecreateWorker() {
+    const Deadline deadline = DeadlineIn(1.0);
+    auto settled = [this] {
+      for (const Closed& c : closed_) {
+        if (!c.abandoned) return false;
+      }
+      return true;
+    };
+    while (!settled() && Clock::now() < deadline) DoProgress();
+    api_->worker_destroy(worker_);  // releases the abandoned endpoints and their requests
+    closed_.clear();
+    tainted_ = false;
+    worker_ = nullptr;
+    const ucs_status_t st = CreateWorker(api_, context_, &worker_);
+    if (st != UCS_OK) {
+      caps_.available = false;
+      caps_.unavailable_reason = StrCat("unavailable: ucp_worker_create: ", api_->StatusText(st));
+      return Unavailable(caps_.unavailable_reason);
+    }
+    Log(LogLevel::kInfo, "ucx: new worker after a peer died on an endpoint without peer-failure "
+        "handling");
     return Status::Ok();
   }
 
@@ -150,12 +235,29 @@ class UcxTransport final : public TransportBase {
     peer.backend = nullptr;
     e->in_flight = nullptr;
     e->failure = nullptr;
+    live_endpoints_--;
+    const bool peer_gone = !peer.failure.ok() || !ProcessAlive(peer.address.owner);
+    if (!e->peer_failure_handling && peer_gone) {
+      // A force close is only defined for endpoints with peer-failure handling on both sides
+      // (ucp_ep_close_nbx docs): on UCX 1.13's shared memory it cancels through transports that
+      // cannot cancel, and left the worker unable to complete puts to the *next* peer (the
+      // reconnect hang of docs/transport.md). A flushing close never completes either, the dead
+      // peer draining nothing. So the endpoint is abandoned: never used or closed again, its
+      // completion state kept until ucp_worker_destroy releases it with the worker, which the
+      // next Connect replaces when it can (RecreateWorker).
+      Log(LogLevel::kDebug, "ucx: ", e->peer_name, " is gone and its endpoint has no peer-failure "
+          "handling: abandoning the endpoint");
+      closed_.push_back({std::unique_ptr<UcxEndpoint>(e), nullptr, /*abandoned=*/true});
+      tainted_ = true;
+      return;
+    }
     ucp_request_param_t param{};
     param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    // Force: the peer may be dead, and a graceful close would wait for it.
-    param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    // With peer-failure handling: force, since the peer may be dead and a flushing close would
+    // wait for it. Without it (peer alive): a flushing close, the only defined one.
+    param.flags = e->peer_failure_handling ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     void* request = api_->ep_close_nbx(e->ep, &param);
-    closed_.push_back({std::unique_ptr<UcxEndpoint>(e), request});
+    closed_.push_back({std::unique_ptr<UcxEndpoint>(e), request, /*abandoned=*/false});
     DoProgress();
   }
 
@@ -201,9 +303,16 @@ class UcxTransport final : public TransportBase {
   }
 
   void DoProgress() override {
-    while (api_->worker_progress(worker_) != 0) {
+    if (worker_ == nullptr) return;  // RecreateWorker failed; the transport is unavailable
+    // Bounded: a worker that keeps reporting events (retrying sends that cannot leave) must not
+    // hold the caller past its deadline, which only the caller's wait loop checks.
+    for (int i = 0; i < 64 && api_->worker_progress(worker_) != 0; ++i) {
     }
     for (auto it = closed_.begin(); it != closed_.end();) {
+      if (it->abandoned) {
+        ++it;
+        continue;
+      }
       if (it->close_request != nullptr && !UCS_PTR_IS_ERR(it->close_request) &&
           api_->request_check_status(it->close_request) != UCS_INPROGRESS) {
         api_->request_free(it->close_request);
@@ -243,11 +352,15 @@ class UcxTransport final : public TransportBase {
   struct Closed {
     std::unique_ptr<UcxEndpoint> endpoint;
     void* close_request;
+    bool abandoned;  // closed by ucp_worker_destroy, not by us (see DoDisconnect)
   };
   const UcxApi* api_;
   ucp_context_h context_;
   ucp_worker_h worker_;
   std::list<Closed> closed_;
+  uint64_t live_endpoints_ = 0;
+  bool tainted_ = false;            // holds an abandoned endpoint
+  bool address_published_ = false;  // LocalAddress() was asked: peers may know this worker
 };
 
 // The UCX_NET_DEVICES value to force, or "" for UCX's own choice; logs the decision.
@@ -306,11 +419,8 @@ Result<std::unique_ptr<Transport>> CreateUcxTransport(const TransportOptions& op
   const bool cuda = api->context_query(context, &attr) == UCS_OK &&
                     (attr.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
 
-  ucp_worker_params_t worker_params{};
-  worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  worker_params.thread_mode = UCS_THREAD_MODE_SINGLE;
   ucp_worker_h worker = nullptr;
-  st = api->worker_create(context, &worker_params, &worker);
+  st = CreateWorker(api, context, &worker);
   if (st != UCS_OK) {
     api->cleanup(context);
     return Unavailable("unavailable: ucp_worker_create: ", api->StatusText(st));
