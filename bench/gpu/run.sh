@@ -48,7 +48,8 @@ fi
   done
 } 2>&1 | tee "$out/bench_cuda_ipc.txt"
 {
-  for args in "" "--trainers 3 --inference 3 --expert-parallel" "--trainers 1 --inference 4" \
+  for args in "" "--trainers 1 --inference 1" "--trainers 3 --inference 3 --expert-parallel" \
+              "--trainers 1 --inference 4" \
               "--trainers 2 --inference 2 --kill-inference 1 --kill-at-step 2 --pushes 3"; do
     echo "== weightsync demo --device cuda $args"
     timeout 300 "$b/weightsync" demo --device cuda $args --trace "$out/demo_trace.json"
