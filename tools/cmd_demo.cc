@@ -72,6 +72,7 @@ struct PushRow {
   double seconds = 0;
   std::map<std::string, double> phase_s;  // slowest trainer's time in each phase
   int verified = 0;
+  int unchecked = 0;  // inference ranks that did not verify this push (--verify last)
   int reports = 0;
   int failed_trainers = 0;
   int torn_inference = 0;  // inference ranks that reported the push failed and themselves torn
@@ -101,6 +102,7 @@ std::string Outcome(const PushRow& row, int inference_ranks) {
     return StrCat("failed (", row.failed_trainers, " trainers; ", row.torn_inference,
                   " inference ranks torn)");
   }
+  if (row.unchecked == inference_ranks) return "not checked";
   return StrCat(row.verified, "/", inference_ranks);
 }
 
@@ -169,6 +171,7 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
                                 ")"));
   }
   std::map<int, PushRow> rows;
+  json speed_of_light;  // GPU runs: trainer 0's peer-copy measurement
   json trace_events = json::array();
   const control::Deadline deadline =
       control::DeadlineIn(flags.timeout_s * (3.0 * flags.pushes + 2));
@@ -213,7 +216,12 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
         const std::string line = w.pending.substr(0, eol);
         w.pending.erase(0, eol + 1);
         json report = json::parse(line, nullptr, false);
-        if (report.is_discarded() || !report.contains("step")) continue;
+        if (report.is_discarded()) continue;
+        if (report.contains("speed_of_light_seconds")) {
+          speed_of_light = report;
+          continue;
+        }
+        if (!report.contains("step")) continue;
         PushRow& row = rows[report["step"].get<int>()];
         row.reports += 1;
         const bool is_trainer = w.role == "trainer";
@@ -231,7 +239,9 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
           row.seconds = std::max(row.seconds, report["seconds"].get<double>());
         } else {
           row.bytes += report["bytes"].get<int64_t>();
-          if (report["verified"].get<bool>()) {
+          if (!report.value("checked", true)) {
+            row.unchecked += 1;
+          } else if (report["verified"].get<bool>()) {
             row.verified += 1;
           } else {
             row.errors.push_back(report["error"].get<std::string>());
@@ -303,7 +313,8 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
                   << row.torn_inference << "\n";
         ok = false;
       }
-    } else if (row.failed_trainers > 0 || row.verified != inference) {
+    } else if (row.failed_trainers > 0 || row.verified + row.unchecked != inference ||
+               (step == flags.pushes && row.verified != inference)) {
       for (const std::string& e : row.trainer_errors) {
         std::cerr << "push " << step << ": " << e << "\n";
       }
@@ -318,12 +329,33 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
                             {"args", {{"name", "inference"}}}});
     std::ofstream(trace_path) << json{{"traceEvents", trace_events}}.dump() << "\n";
   }
+  if (!speed_of_light.is_null()) {
+    const double sol = speed_of_light["speed_of_light_seconds"].get<double>();
+    double best = 0;
+    for (const auto& [step, row] : rows) {
+      if (row.failed_trainers == 0 && row.seconds > 0 && (best == 0 || row.seconds < best)) {
+        best = row.seconds;
+      }
+    }
+    if (as_json) {
+      std::cout << json{{"speed_of_light_seconds", sol}, {"best_push_seconds", best},
+                        {"push_over_speed_of_light", sol > 0 ? best / sol : 0}}
+                       .dump()
+                << std::endl;
+    } else {
+      std::cout << "\nspeed of light (peer copies of every inference GPU's bytes, all at once): "
+                << Fixed(sol, 4) << " s; best push " << Fixed(best, 4) << " s = "
+                << Fixed(sol > 0 ? best / sol : 0, 2) << "x\n";
+    }
+  }
   if (!as_json) {
     std::cout << "\n"
               << (!ok       ? "FAILED"
                   : killing ? StrCat("push ", flags.kill_at_step, " failed naming inference ",
                                      flags.kill_inference, " as the drill expects; every other "
                                      "push committed and verified")
+                  : flags.verify == "last"
+                            ? std::string("all pushes committed; the last one verified")
                             : std::string("all pushes committed and verified"))
               << "\n";
   }

@@ -105,26 +105,35 @@ Result<int> DeviceOf(const WorkerFlags& flags, const agent::JobPlan& job) {
 
 Status RunTrainer(const WorkerFlags& flags, const agent::AgentOptions& options) {
   WS_ASSIGN_OR_RETURN(agent::JobPlan job, agent::BuildJobPlan(options));
-  demo::DemoWeights weights(job, flags.demo.seed);
-  weights.Fill(1);
-  WS_ASSIGN_OR_RETURN(auto shards, weights.ShardViews(flags.rank));
+  // CPU: the full weights in host memory, this rank's shards viewed in them. GPU: only this
+  // rank's shards, generated on its GPU (real model sizes do not fit a host copy per process).
   const bool gpu = flags.demo.device == "cuda";
-  DeviceMirror mirror;
+  std::unique_ptr<demo::DemoWeights> host;
+  std::unique_ptr<demo::DeviceDemoWeights> device;
+  std::map<std::string, TensorView> shards;
   if (gpu) {
-    WS_ASSIGN_OR_RETURN(int device, DeviceOf(flags, job));
-    WS_RETURN_IF_ERROR(mirror.Create(shards, device));
+    WS_ASSIGN_OR_RETURN(int index, DeviceOf(flags, job));
+    WS_ASSIGN_OR_RETURN(device,
+                        demo::DeviceDemoWeights::Create(job, flags.demo.seed, index, flags.rank));
+    WS_RETURN_IF_ERROR(device->Fill(1));
+    shards = device->views();
+  } else {
+    host = std::make_unique<demo::DemoWeights>(job, flags.demo.seed);
+    host->Fill(1);
+    WS_ASSIGN_OR_RETURN(shards, host->ShardViews(flags.rank));
   }
-  WS_ASSIGN_OR_RETURN(auto trainer, agent::TrainerAgent::Create(options, flags.rank,
-                                                                gpu ? mirror.views() : shards));
+  WS_ASSIGN_OR_RETURN(auto trainer, agent::TrainerAgent::Create(options, flags.rank, shards));
   for (int step = 1; step <= flags.demo.pushes; ++step) {
-    if (step > 1) {
-      weights.Fill(step);  // the shard views see the new values in place
-      if (gpu) WS_RETURN_IF_ERROR(mirror.Upload());
+    if (step > 1) {  // the shard views see the new values in place
+      if (gpu) WS_RETURN_IF_ERROR(device->Fill(step));
+      if (!gpu) host->Fill(step);
     }
     if (!flags.demo.dump.empty() && flags.rank == 0) {
+      demo::DemoWeights full(job, flags.demo.seed);  // the dump is always the host's generator
+      full.Fill(step);
       WS_RETURN_IF_ERROR(DumpTensors(std::filesystem::path(flags.demo.dump) / "source" /
                                          StrCat("step_", step, ".safetensors"),
-                                     weights.full(), {{"format", "pt"}}));
+                                     full.full(), {{"format", "pt"}}));
     }
     Result<agent::PushReport> pushed = trainer->Push(step);
     if (!pushed.ok()) {  // the push failed everywhere; the next one repairs it
@@ -138,7 +147,47 @@ Status RunTrainer(const WorkerFlags& flags, const agent::AgentOptions& options) 
           {"seconds", report.seconds}, {"convert_seconds", report.convert_seconds},
           {"spans", SpansJson(report.spans)}});
   }
+  if (gpu && flags.rank == 0) {
+    // The hardware's limit for the same bytes: one peer copy of what each inference GPU receives
+    // from this rank's GPU, all at once, measured here after the pushes.
+    WS_ASSIGN_OR_RETURN(int source, DeviceOf(flags, job));
+    std::map<int, size_t> per_gpu;
+    for (int r = 0; r < job.inference_world(); ++r) {
+      WorkerFlags inference = flags;
+      inference.role = "inference";
+      inference.rank = r;
+      WS_ASSIGN_OR_RETURN(int target, DeviceOf(inference, job));
+      per_gpu[target] += static_cast<size_t>(job.plan.inference_bytes[r]);
+    }
+    WS_ASSIGN_OR_RETURN(double seconds, TimePeerCopies(source, {per_gpu.begin(), per_gpu.end()}, 5));
+    Emit({{"role", "trainer"}, {"rank", flags.rank}, {"speed_of_light_seconds", seconds},
+          {"speed_of_light_bytes", job.plan.inference_bytes.empty() ? 0 : [&] {
+             int64_t total = 0;
+             for (int64_t b : job.plan.inference_bytes) total += b;
+             return total;
+           }()}});
+  }
   return Status::Ok();
+}
+
+// Every byte of this rank's `memory` (host copies of its tensors) against the reference
+// conversion of step `step`'s full weights: on the CPU, or generated and converted on the rank's
+// GPU with --device cuda.
+Status Verify(const WorkerFlags& flags, const agent::JobPlan& job, uint64_t step,
+              const std::map<std::string, TensorView>& memory) {
+  Result<demo::ReferenceDestinations> reference = Internal("no reference");
+  if (flags.demo.device == "cuda") {
+    WS_ASSIGN_OR_RETURN(int index, DeviceOf(flags, job));
+    WS_ASSIGN_OR_RETURN(auto full, demo::DeviceDemoWeights::Create(job, flags.demo.seed, index, -1));
+    WS_RETURN_IF_ERROR(full->Fill(step));
+    reference = demo::ReferenceDestinations::ComputeOnDevice(job, full->views());
+  } else {
+    demo::DemoWeights full(job, flags.demo.seed);
+    full.Fill(step);
+    reference = demo::ReferenceDestinations::Compute(job, full.full(), 1);
+  }
+  WS_RETURN_IF_ERROR(reference.status());
+  return reference->Verify(job, flags.rank, memory);
 }
 
 Status RunInference(const WorkerFlags& flags, const agent::AgentOptions& options) {
@@ -160,7 +209,6 @@ Status RunInference(const WorkerFlags& flags, const agent::AgentOptions& options
   }
   WS_ASSIGN_OR_RETURN(auto engine, agent::InferenceAgent::Create(options, flags.rank,
                                                                  gpu ? mirror.views() : views));
-  demo::DemoWeights weights(job, flags.demo.seed);
   json expert_map = json::object();
   for (const auto& [layer, experts] : engine->ExpertMap()) expert_map[layer] = experts;
   // --kill-inference: this rank dies (SIGKILL) the moment step --kill-at-step starts receiving.
@@ -205,11 +253,9 @@ Status RunInference(const WorkerFlags& flags, const agent::AgentOptions& options
       status = mirror.Download();
       if (!status.ok()) break;
     }
-    weights.Fill(report.step);
-    Result<demo::ReferenceDestinations> reference =
-        demo::ReferenceDestinations::Compute(job, weights.full(), 1);
-    const Status verified =
-        reference.ok() ? reference->Verify(job, flags.rank, views) : reference.status();
+    const bool check = flags.demo.verify == "every" || report.step == static_cast<uint64_t>(flags.demo.pushes);
+    Status verified;
+    if (check) verified = Verify(flags, job, report.step, views);
     report.spans.push_back({"verify", verify_start, agent::WallMicros() - verify_start});
     if (!flags.demo.dump.empty()) {
       status = DumpTensors(std::filesystem::path(flags.demo.dump) /
@@ -219,7 +265,8 @@ Status RunInference(const WorkerFlags& flags, const agent::AgentOptions& options
       if (!status.ok()) break;
     }
     Emit({{"role", "inference"}, {"rank", flags.rank}, {"step", report.step},
-          {"bytes", report.bytes}, {"seconds", report.seconds}, {"verified", verified.ok()},
+          {"bytes", report.bytes}, {"seconds", report.seconds}, {"checked", check},
+          {"verified", verified.ok()},
           {"error", verified.ok() ? "" : verified.ToString()}, {"spans", SpansJson(report.spans)}});
     if (!verified.ok()) {
       status = verified;

@@ -21,6 +21,11 @@ void AddDemoFlags(CLI::App& cmd, DemoFlags& f) {
   cmd.add_option("--device", f.device, "Where the tensors live: cpu, or cuda (one GPU per rank, "
                  "shared round-robin when there are fewer GPUs than ranks)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd.add_option("--verify", f.verify, "Verify after every push, or only after the last")
+      ->check(CLI::IsMember({"every", "last"}));
+  cmd.add_option("--layers", f.layers, "Layers of the model (default: the preset's)");
+  cmd.add_option("--dense-layers", f.dense_layers,
+                 "Leading dense layers (default: the preset's), with --layers");
   cmd.add_option("--dump", f.dump, "Write source and destination tensors of every push here");
   cmd.add_option("--kill-inference", f.kill_inference,
                  "Fault drill: kill this inference rank while it receives push --kill-at-step, "
@@ -34,7 +39,8 @@ std::vector<std::string> DemoFlagArgs(const DemoFlags& f) {
       "--trainers", std::to_string(f.trainers), "--inference", std::to_string(f.inference),
       "--replicas", std::to_string(f.replicas), "--pushes", std::to_string(f.pushes),
       "--seed", std::to_string(f.seed), "--transport", f.transport,
-      "--timeout", std::to_string(f.timeout_s), "--device", f.device};
+      "--timeout", std::to_string(f.timeout_s), "--device", f.device, "--verify", f.verify,
+      "--layers", std::to_string(f.layers), "--dense-layers", std::to_string(f.dense_layers)};
   if (f.expert_parallel) args.push_back("--expert-parallel");
   if (!f.dump.empty()) args.insert(args.end(), {"--dump", f.dump});
   if (f.kill_inference >= 0) {
@@ -54,6 +60,8 @@ Result<agent::AgentOptions> DemoAgentOptions(const DemoFlags& f, const std::stri
   options.store.token = token;
   options.model = f.model;
   WS_ASSIGN_OR_RETURN(options.dims, PresetDims(f.preset));
+  if (f.layers > 0) options.dims.layers = f.layers;
+  if (f.dense_layers >= 0) options.dims.first_k_dense = f.dense_layers;
   options.plan.source_format = f.source_format;
   options.plan.target_format = "vllm";
   options.plan.trainer.fsdp = f.trainers;

@@ -27,6 +27,12 @@ struct DemoFlags {
   // (rank i of all trainers then all inference ranks on GPU i % GPUs), converted by the CUDA
   // kernels, written with cuda_ipc.
   std::string device = "cpu";
+  // Verify after every push, or only after the last (timed runs of large models).
+  std::string verify = "every";
+  // Override the preset's layer count and its dense layers (0: keep), e.g. GLM-5 at its real
+  // width with one dense and three MoE layers.
+  int layers = 0;
+  int dense_layers = -1;
   // Fault drill: inference rank `kill_inference` is killed (SIGKILL) while receiving push
   // `kill_at_step`, then restarted; -1: none.
   int kill_inference = -1;

@@ -299,23 +299,32 @@ Status TrainerAgent::Impl::Transfer(uint64_t step, PushReport& report) {
 }
 
 Status TrainerAgent::Impl::Scan(uint64_t step) const {
-  for (const auto& [name, view] : sources_) {
-    int64_t bad = -1;
-    if (gpu_) {
-      WS_ASSIGN_OR_RETURN(bad, FirstNonFiniteOnDevice(view.data, view.dtype, view.numel(), stream_));
-    } else {
-      bad = FirstNonFinite(view.data, view.dtype, view.numel());
+  std::vector<std::pair<const std::string*, int64_t>> bad;  // tensor, first bad element
+  if (gpu_) {
+    std::vector<DeviceElements> tensors;
+    for (const auto& [name, view] : sources_) tensors.push_back({view.data, view.dtype, view.numel()});
+    WS_ASSIGN_OR_RETURN(std::vector<int64_t> first, FirstNonFiniteOnDevice(tensors, stream_));
+    size_t i = 0;
+    for (const auto& [name, view] : sources_) {
+      if (first[i] >= 0) bad.push_back({&name, first[i]});
+      ++i;
     }
-    if (bad < 0) continue;
-    const SourceShard& shard = shards_.at(name);
-    const int64_t per_row = view.dim() > 0 && view.shape[0] > 0 ? view.numel() / view.shape[0] : 1;
-    return InvalidArgument("step ", step, ": source tensor ", name,
-                           " holds a NaN or Inf at element ", bad % per_row, " of ",
-                           shard.stacked ? "expert " : "row ",
-                           shard.first_dim.begin + bad / per_row,
-                           "; nothing of this step was written to any inference rank");
+  } else {
+    for (const auto& [name, view] : sources_) {
+      const int64_t first = FirstNonFinite(view.data, view.dtype, view.numel());
+      if (first >= 0) bad.push_back({&name, first});
+    }
   }
-  return Status::Ok();
+  if (bad.empty()) return Status::Ok();
+  const std::string& name = *bad.front().first;
+  const TensorView& view = sources_.at(name);
+  const SourceShard& shard = shards_.at(name);
+  const int64_t per_row = view.dim() > 0 && view.shape[0] > 0 ? view.numel() / view.shape[0] : 1;
+  const int64_t element = bad.front().second;
+  return InvalidArgument("step ", step, ": source tensor ", name, " holds a NaN or Inf at element ",
+                         element % per_row, " of ", shard.stacked ? "expert " : "row ",
+                         shard.first_dim.begin + element / per_row,
+                         "; nothing of this step was written to any inference rank");
 }
 
 Result<TensorView> TrainerAgent::Impl::LocalRows(const SourcePiece& piece, Range rows) const {

@@ -45,9 +45,6 @@ Result<ConversionPiece> ResolvePiece(const ConversionSpec& spec, const SourceRef
   Result<TensorView> found = lookup(ref.tensor);
   if (!found.ok()) return found.status().WithContext(context);
   TensorView view = *found;
-  if (view.device.kind != DeviceKind::kCpu) {
-    return Unimplemented(context, ": conversion on ", view.device.ToString(), " is not built yet");
-  }
   if (!IsSupportedSource(view.dtype)) {
     return InvalidArgument(context, ": source dtype ", DTypeTorchName(view.dtype),
                            " unsupported (bfloat16, float16, float32)");
@@ -167,6 +164,39 @@ Result<ResolvedConversion> ResolveConversion(const ConversionSpec& spec,
   return out;
 }
 
+std::vector<ConvertJob> ConversionJobs(const ResolvedConversion& resolved, void* destination,
+                                       float* scale) {
+  const DType dst_dtype = resolved.spec.quantization.destination_dtype;
+  const int64_t dst_size = static_cast<int64_t>(DTypeSize(dst_dtype));
+  const int64_t block_rows = CeilDiv(resolved.rows, kFp8BlockSize);
+  const int64_t block_cols = CeilDiv(resolved.cols, kFp8BlockSize);
+  std::vector<ConvertJob> jobs;
+  for (const ConversionPiece& piece : resolved.pieces) {
+    const TensorView& src = piece.source;
+    ConvertJob job;
+    job.src = src.data;
+    job.src_dtype = src.dtype;
+    job.rows = src.shape[0];
+    job.cols = src.shape[1];
+    job.src_row_stride = src.stride(0);
+    const int64_t dst_offset =
+        (piece.part * resolved.rows + piece.dst_row) * resolved.cols + piece.dst_col;
+    job.dst = static_cast<char*>(destination) + dst_offset * dst_size;
+    job.dst_dtype = dst_dtype;
+    job.dst_row_stride = resolved.cols;
+    if (resolved.spec.quantization.quantized()) {
+      job.scales = scale + piece.part * block_rows * block_cols +
+                   (piece.dst_row / kFp8BlockSize) * block_cols + piece.dst_col / kFp8BlockSize;
+      job.scale_row_stride = block_cols;
+    }
+    job.name = piece.tensor;
+    job.context = piece.context;
+    job.row_origin = piece.src_row_origin;
+    jobs.push_back(job);
+  }
+  return jobs;
+}
+
 Status ExecuteConversion(const ResolvedConversion& resolved, const TensorView& destination,
                          const TensorView& scale, int threads) {
   const auto& spec = resolved.spec;
@@ -184,34 +214,18 @@ Status ExecuteConversion(const ResolvedConversion& resolved, const TensorView& d
                            ShapeToString(resolved.scale_shape), " on the CPU, got ",
                            scale.ToString());
   }
-  const int64_t dst_size = static_cast<int64_t>(DTypeSize(dst_dtype));
-  const int64_t block_rows = CeilDiv(resolved.rows, kFp8BlockSize);
-  const int64_t block_cols = CeilDiv(resolved.cols, kFp8BlockSize);
+  for (const ConversionPiece& piece : resolved.pieces) {
+    if (piece.source.device.kind != DeviceKind::kCpu) {
+      return InvalidArgument("destination ", spec.destination, ", source ", piece.source_name,
+                             " is on ", piece.source.device.ToString(),
+                             ": ExecuteConversion converts on the CPU (CudaConverter on a GPU)");
+    }
+  }
   // Small pieces are not worth starting threads for.
   constexpr int64_t kMinBytesPerThread = 1 << 20;
-  for (const ConversionPiece& piece : resolved.pieces) {
-    const TensorView& src = piece.source;
-    ConvertJob job;
-    job.src = src.data;
-    job.src_dtype = src.dtype;
-    job.rows = src.shape[0];
-    job.cols = src.shape[1];
-    job.src_row_stride = src.stride(0);
-    const int64_t dst_offset =
-        (piece.part * resolved.rows + piece.dst_row) * resolved.cols + piece.dst_col;
-    job.dst = static_cast<char*>(destination.data) + dst_offset * dst_size;
-    job.dst_dtype = dst_dtype;
-    job.dst_row_stride = resolved.cols;
-    if (fp8) {
-      job.scales = static_cast<float*>(scale.data) + piece.part * block_rows * block_cols +
-                   (piece.dst_row / kFp8BlockSize) * block_cols + piece.dst_col / kFp8BlockSize;
-      job.scale_row_stride = block_cols;
-    }
-    job.name = piece.tensor;
-    job.context = piece.context;
-    job.row_origin = piece.src_row_origin;
-    int piece_threads = src.nbytes() < kMinBytesPerThread ? 1 : threads;
-    WS_RETURN_IF_ERROR(ConvertFast(job, piece_threads)
+  for (const ConvertJob& job : ConversionJobs(resolved, destination.data, scale.data_as<float>())) {
+    const int64_t bytes = job.rows * job.cols * static_cast<int64_t>(DTypeSize(job.src_dtype));
+    WS_RETURN_IF_ERROR(ConvertFast(job, bytes < kMinBytesPerThread ? 1 : threads)
                            .WithContext(StrCat("destination ", spec.destination)));
   }
   return Status::Ok();

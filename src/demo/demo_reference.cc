@@ -2,13 +2,15 @@
 
 #include <cstring>
 
+#include "convert/cuda/convert_cuda.h"
+#include "convert/cuda/device_ops.h"
 #include "model/conversion_plan.h"
 #include "plan/layout.h"
 
 namespace weightsync::demo {
 
-Result<ReferenceDestinations> ReferenceDestinations::Compute(
-    const agent::JobPlan& job, const std::map<std::string, TensorView>& sources, int threads) {
+Result<std::vector<ResolvedConversion>> ReferenceDestinations::Resolve(
+    const agent::JobPlan& job, const std::map<std::string, TensorView>& sources) {
   std::vector<SourceTensorInfo> infos;
   for (const SourceTensor& s : job.sources) infos.push_back({s.name, s.shape});
   ConversionPlanOptions options;
@@ -20,29 +22,79 @@ Result<ReferenceDestinations> ReferenceDestinations::Compute(
     if (it == sources.end()) return NotFound("source ", name, " was not generated");
     return it->second;
   };
-  ReferenceDestinations out;
+  std::vector<ResolvedConversion> out;
   for (const ConversionSpec& spec : conversion.specs) {
     WS_ASSIGN_OR_RETURN(ResolvedConversion resolved, ResolveConversion(spec, lookup));
-    const DType dtype = spec.quantization.destination_dtype;
-    Full& weight = out.full_[spec.destination];
-    weight.parts = spec.stacked ? resolved.shape[0] : 1;
-    weight.rows = resolved.rows;
-    weight.cols = resolved.cols;
-    weight.element = static_cast<int64_t>(DTypeSize(dtype));
-    weight.bytes.resize(resolved.destination_bytes());
+    out.push_back(std::move(resolved));
+  }
+  return out;
+}
+
+std::pair<ReferenceDestinations::Full*, ReferenceDestinations::Full*>
+ReferenceDestinations::Prepare(const ResolvedConversion& resolved) {
+  const ConversionSpec& spec = resolved.spec;
+  Full& weight = full_[spec.destination];
+  weight.parts = spec.stacked ? resolved.shape[0] : 1;
+  weight.rows = resolved.rows;
+  weight.cols = resolved.cols;
+  weight.element = static_cast<int64_t>(DTypeSize(spec.quantization.destination_dtype));
+  weight.bytes.resize(resolved.destination_bytes());
+  if (!spec.quantization.quantized()) return {&weight, nullptr};
+  Full& scale = full_[spec.scale_name()];
+  scale.parts = weight.parts;
+  scale.rows = resolved.scale_shape[resolved.scale_shape.size() - 2];
+  scale.cols = resolved.scale_shape.back();
+  scale.element = 4;
+  scale.bytes.resize(resolved.scale_bytes());
+  return {&weight, &scale};
+}
+
+Result<ReferenceDestinations> ReferenceDestinations::Compute(
+    const agent::JobPlan& job, const std::map<std::string, TensorView>& sources, int threads) {
+  ReferenceDestinations out;
+  WS_ASSIGN_OR_RETURN(auto resolved_all, Resolve(job, sources));
+  for (const ResolvedConversion& resolved : resolved_all) {
+    auto [weight, scale] = out.Prepare(resolved);
+    const DType dtype = resolved.spec.quantization.destination_dtype;
     TensorView scale_view;
-    if (spec.quantization.quantized()) {
-      Full& scale = out.full_[spec.scale_name()];
-      scale.parts = weight.parts;
-      scale.rows = resolved.scale_shape[resolved.scale_shape.size() - 2];
-      scale.cols = resolved.scale_shape.back();
-      scale.element = 4;
-      scale.bytes.resize(resolved.scale_bytes());
-      scale_view = TensorView::Contiguous(scale.bytes.data(), resolved.scale_shape, DType::kF32);
+    if (scale) {
+      scale_view = TensorView::Contiguous(scale->bytes.data(), resolved.scale_shape, DType::kF32);
     }
     WS_RETURN_IF_ERROR(ExecuteConversion(
-        resolved, TensorView::Contiguous(weight.bytes.data(), resolved.shape, dtype), scale_view,
+        resolved, TensorView::Contiguous(weight->bytes.data(), resolved.shape, dtype), scale_view,
         threads));
+  }
+  return out;
+}
+
+Result<ReferenceDestinations> ReferenceDestinations::ComputeOnDevice(
+    const agent::JobPlan& job, const std::map<std::string, TensorView>& device_sources) {
+  ReferenceDestinations out;
+  WS_ASSIGN_OR_RETURN(auto resolved_all, Resolve(job, device_sources));
+  for (const ResolvedConversion& resolved : resolved_all) {
+    auto [weight, scale] = out.Prepare(resolved);
+    // One destination at a time on the device: a GLM-5 expert stack is gigabytes.
+    WS_ASSIGN_OR_RETURN(void* device_weight, DeviceAlloc(weight->bytes.size()));
+    void* device_scale = nullptr;
+    Status status;
+    if (scale) {
+      Result<void*> allocated = DeviceAlloc(scale->bytes.size());
+      status = allocated.status();
+      if (status.ok()) device_scale = *allocated;
+    }
+    if (status.ok()) {
+      status = ConvertOnDevice(
+          ConversionJobs(resolved, device_weight, static_cast<float*>(device_scale)), nullptr);
+    }
+    if (status.ok()) {
+      status = CopyDeviceToHost(weight->bytes.data(), device_weight, weight->bytes.size());
+    }
+    if (status.ok() && scale) {
+      status = CopyDeviceToHost(scale->bytes.data(), device_scale, scale->bytes.size());
+    }
+    DeviceFree(device_weight);
+    DeviceFree(device_scale);
+    WS_RETURN_IF_ERROR(status.WithContext(StrCat("reference of ", resolved.spec.destination)));
   }
   return out;
 }

@@ -2,25 +2,13 @@
 
 #include <xxhash.h>
 
-#include <cmath>
 
-#include "core/float_bits.h"
+#include "convert/cuda/device_ops.h"
 #include "core/parallel_for.h"
+#include "demo/demo_pattern.h"
+#include "demo/demo_pattern_cuda.h"
 
 namespace weightsync::demo {
-namespace {
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-// Uniform in [-1, 1).
-float Uniform(uint64_t bits) { return static_cast<float>(bits >> 40) / 8388608.0f - 1.0f; }
-
-}  // namespace
 
 DemoWeights::DemoWeights(const agent::JobPlan& job, uint64_t seed) : job_(job), seed_(seed) {
   for (const SourceTensor& source : job.sources) {
@@ -40,17 +28,9 @@ void DemoWeights::Fill(uint64_t step) {
     const int threads = count < (1 << 18) ? 1 : 0;
     (void)ParallelFor(count, threads, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const int64_t row = i / cols, col = i % cols;
-        const uint64_t block = static_cast<uint64_t>((row / 128) * 3 + (col / 128) * 5);
-        const int exponent = static_cast<int>((block + tensor_hash) % 12);
-        float value = 0;
-        if (exponent != 11) {  // one block in twelve is all zeros
-          const uint64_t h = SplitMix64(tensor_hash ^ static_cast<uint64_t>(i));
-          const float update = 0.01f * static_cast<float>(step) * Uniform(SplitMix64(h));
-          value = std::ldexp(Uniform(h) + update, -(exponent + 2));
-        }
+        const float value = pattern::Value(tensor_hash, step, i, cols);
         if (bf16) {
-          static_cast<uint16_t*>(data)[i] = FloatToBF16(value);
+          static_cast<uint16_t*>(data)[i] = pattern::ToBF16(value);
         } else {
           static_cast<float*>(data)[i] = value;
         }
@@ -68,6 +48,46 @@ Result<std::map<std::string, TensorView>> DemoWeights::ShardViews(int rank) cons
     out[shard.name] = view;
   }
   return out;
+}
+
+Result<std::unique_ptr<DeviceDemoWeights>> DeviceDemoWeights::Create(const agent::JobPlan& job,
+                                                                     uint64_t seed, int device,
+                                                                     int trainer_rank) {
+  std::unique_ptr<DeviceDemoWeights> out(new DeviceDemoWeights());
+  out->device_ = device;
+  WS_RETURN_IF_ERROR(SetCudaDevice(device));
+  for (const SourceTensor& source : job.sources) {
+    Entry entry;
+    Shape shape = source.shape;
+    const int64_t inner = shape.empty() || shape[0] == 0 ? 1 : NumElements(shape) / shape[0];
+    if (trainer_rank >= 0) {
+      const agent::SourceShard shard =
+          job.ShardOf(source, trainer_rank % job.plan.options.trainer.fsdp);
+      shape = shard.local_shape();
+      entry.first_element = shard.first_dim.begin * inner;
+    }
+    entry.hash = XXH64(source.name.data(), source.name.size(), seed);
+    entry.cols = source.shape.size() >= 2 ? source.shape.back() : 1;
+    const int64_t bytes = NumElements(shape) * static_cast<int64_t>(DTypeSize(source.dtype));
+    WS_ASSIGN_OR_RETURN(void* data, DeviceAlloc(bytes));
+    entry.view = TensorView::Contiguous(data, shape, source.dtype, Device{DeviceKind::kCuda, device});
+    out->views_[source.name] = entry.view;
+    out->entries_.push_back(entry);
+  }
+  return out;
+}
+
+DeviceDemoWeights::~DeviceDemoWeights() {
+  for (const Entry& e : entries_) DeviceFree(e.view.data);
+}
+
+Status DeviceDemoWeights::Fill(uint64_t step) {
+  WS_RETURN_IF_ERROR(SetCudaDevice(device_));
+  for (const Entry& e : entries_) {
+    WS_RETURN_IF_ERROR(FillPatternOnDevice(e.view.data, e.view.dtype, e.view.numel(),
+                                           e.first_element, e.cols, e.hash, step));
+  }
+  return Status::Ok();
 }
 
 }  // namespace weightsync::demo

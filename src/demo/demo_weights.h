@@ -10,6 +10,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,34 @@ class DemoWeights {
   uint64_t seed_;
   std::map<std::string, std::vector<uint8_t>> buffers_;
   std::map<std::string, TensorView> views_;
+};
+
+// The same weights generated on a GPU (too large to generate on the host and copy at real model
+// sizes): the shards of one trainer rank, or every full source tensor (for verification).
+class DeviceDemoWeights {
+ public:
+  // `trainer_rank` >= 0: that rank's shards; -1: the full tensors. On CUDA device `device`.
+  static Result<std::unique_ptr<DeviceDemoWeights>> Create(const agent::JobPlan& job,
+                                                           uint64_t seed, int device,
+                                                           int trainer_rank);
+  ~DeviceDemoWeights();
+  DeviceDemoWeights(const DeviceDemoWeights&) = delete;
+  DeviceDemoWeights& operator=(const DeviceDemoWeights&) = delete;
+
+  Status Fill(uint64_t step);
+  const std::map<std::string, TensorView>& views() const { return views_; }
+
+ private:
+  DeviceDemoWeights() = default;
+  struct Entry {
+    TensorView view;
+    uint64_t hash = 0;
+    int64_t first_element = 0;  // of the shard, in the full tensor
+    int64_t cols = 1;
+  };
+  std::vector<Entry> entries_;
+  std::map<std::string, TensorView> views_;
+  int device_ = 0;
 };
 
 }  // namespace weightsync::demo

@@ -78,43 +78,109 @@ Status SynchronizeCudaStream(CudaStream stream) {
                "cudaStreamSynchronize");
 }
 
-Result<int64_t> FirstNonFiniteOnDevice(const void* data, DType dtype, int64_t count,
-                                       CudaStream stream) {
-  if (count <= 0) return int64_t{-1};
+Result<double> TimePeerCopies(int source, const std::vector<std::pair<int, size_t>>& targets,
+                              int iterations) {
+  struct Copy {
+    int device;
+    size_t bytes;
+    void* src = nullptr;
+    void* dst = nullptr;
+    cudaStream_t stream = nullptr;
+    cudaEvent_t start = nullptr, stop = nullptr;
+  };
+  std::vector<Copy> copies;
+  for (const auto& [device, bytes] : targets) copies.push_back({device, bytes});
+  Status status;
+  const auto check = [&](cudaError_t e, const char* what) {
+    if (status.ok() && e != cudaSuccess) status = Check(e, what);
+  };
+  for (Copy& c : copies) {
+    check(cudaSetDevice(c.device), "cudaSetDevice");
+    check(cudaMalloc(&c.dst, c.bytes), "cudaMalloc (peer copy target)");
+    check(cudaSetDevice(source), "cudaSetDevice");
+    if (c.device != source) {
+      const cudaError_t peer = cudaDeviceEnablePeerAccess(c.device, 0);
+      if (peer != cudaErrorPeerAccessAlreadyEnabled) check(peer, "cudaDeviceEnablePeerAccess");
+      cudaGetLastError();  // clear "already enabled"
+    }
+    check(cudaMalloc(&c.src, c.bytes), "cudaMalloc (peer copy source)");
+    check(cudaStreamCreateWithFlags(&c.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cudaEventCreate(&c.start), "cudaEventCreate");
+    check(cudaEventCreate(&c.stop), "cudaEventCreate");
+  }
+  double total = 0;
+  for (int i = 0; status.ok() && i <= iterations; ++i) {
+    for (Copy& c : copies) {
+      check(cudaEventRecord(c.start, c.stream), "cudaEventRecord");
+      check(cudaMemcpyPeerAsync(c.dst, c.device, c.src, source, c.bytes, c.stream),
+            "cudaMemcpyPeerAsync");
+      check(cudaEventRecord(c.stop, c.stream), "cudaEventRecord");
+    }
+    float slowest = 0;
+    for (Copy& c : copies) {
+      check(cudaEventSynchronize(c.stop), "cudaEventSynchronize");
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, c.start, c.stop), "cudaEventElapsedTime");
+      slowest = std::max(slowest, ms);
+    }
+    if (i > 0) total += slowest / 1e3;  // the first round warms up
+  }
+  for (Copy& c : copies) {
+    cudaFree(c.src);
+    cudaFree(c.dst);
+    if (c.stream) cudaStreamDestroy(c.stream);
+    if (c.start) cudaEventDestroy(c.start);
+    if (c.stop) cudaEventDestroy(c.stop);
+  }
+  WS_RETURN_IF_ERROR(status);
+  return total / std::max(iterations, 1);
+}
+
+Result<std::vector<int64_t>> FirstNonFiniteOnDevice(const std::vector<DeviceElements>& tensors,
+                                                    CudaStream stream) {
+  std::vector<int64_t> out(tensors.size(), -1);
+  if (tensors.empty()) return out;
   const auto s = reinterpret_cast<cudaStream_t>(stream);
   unsigned long long* first = nullptr;
-  WS_RETURN_IF_ERROR(Check(cudaMallocAsync(reinterpret_cast<void**>(&first), sizeof *first, s),
-                           "cudaMallocAsync"));
-  WS_RETURN_IF_ERROR(Check(cudaMemsetAsync(first, 0xff, sizeof *first, s), "cudaMemsetAsync"));
-  const int threads = 256;
-  const int blocks = static_cast<int>(std::min<int64_t>((count + threads - 1) / threads, 4096));
-  switch (dtype) {
-    case DType::kBF16:
-      FirstNonFiniteKernel<<<blocks, threads, 0, s>>>(static_cast<const uint16_t*>(data), count,
-                                                      uint16_t{0x7f80}, first);
-      break;
-    case DType::kF16:
-      FirstNonFiniteKernel<<<blocks, threads, 0, s>>>(static_cast<const uint16_t*>(data), count,
-                                                      uint16_t{0x7c00}, first);
-      break;
-    case DType::kF32:
-      FirstNonFiniteKernel<<<blocks, threads, 0, s>>>(static_cast<const uint32_t*>(data), count,
-                                                      0x7f800000u, first);
-      break;
-    default:
-      cudaFreeAsync(first, s);
-      return int64_t{-1};
+  const size_t bytes = tensors.size() * sizeof *first;
+  WS_RETURN_IF_ERROR(
+      Check(cudaMallocAsync(reinterpret_cast<void**>(&first), bytes, s), "cudaMallocAsync"));
+  Status status = Check(cudaMemsetAsync(first, 0xff, bytes, s), "cudaMemsetAsync");
+  for (size_t t = 0; status.ok() && t < tensors.size(); ++t) {
+    const DeviceElements& e = tensors[t];
+    if (e.count <= 0) continue;
+    const int threads = 256;
+    const int blocks = static_cast<int>(std::min<int64_t>((e.count + threads - 1) / threads, 4096));
+    switch (e.dtype) {
+      case DType::kBF16:
+        FirstNonFiniteKernel<<<blocks, threads, 0, s>>>(static_cast<const uint16_t*>(e.data),
+                                                        e.count, uint16_t{0x7f80}, first + t);
+        break;
+      case DType::kF16:
+        FirstNonFiniteKernel<<<blocks, threads, 0, s>>>(static_cast<const uint16_t*>(e.data),
+                                                        e.count, uint16_t{0x7c00}, first + t);
+        break;
+      case DType::kF32:
+        FirstNonFiniteKernel<<<blocks, threads, 0, s>>>(static_cast<const uint32_t*>(e.data),
+                                                        e.count, 0x7f800000u, first + t);
+        break;
+      default:
+        break;  // no NaN to find
+    }
+    status = Check(cudaGetLastError(), "the NaN/Inf scan kernel");
   }
-  unsigned long long host = 0;
-  Status status = Check(cudaGetLastError(), "the NaN/Inf scan kernel");
+  std::vector<unsigned long long> host(tensors.size());
   if (status.ok()) {
-    status = Check(cudaMemcpyAsync(&host, first, sizeof host, cudaMemcpyDeviceToHost, s),
+    status = Check(cudaMemcpyAsync(host.data(), first, bytes, cudaMemcpyDeviceToHost, s),
                    "cudaMemcpyAsync");
   }
   cudaFreeAsync(first, s);
   if (status.ok()) status = Check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   WS_RETURN_IF_ERROR(status);
-  return host == ~0ull ? int64_t{-1} : static_cast<int64_t>(host);
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    out[t] = host[t] == ~0ull ? -1 : static_cast<int64_t>(host[t]);
+  }
+  return out;
 }
 
 }  // namespace weightsync

@@ -11,6 +11,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "convert/cuda/convert_cuda.h"
 #include "weightsync/dtype.h"
@@ -32,9 +34,20 @@ Result<CudaStream> CreateCudaStream();
 void DestroyCudaStream(CudaStream stream);
 Status SynchronizeCudaStream(CudaStream stream);
 
-// FirstNonFinite (convert/finite_check.h) for `count` contiguous device elements: the index of
-// the first NaN/Inf, or -1. Waits for the answer.
-Result<int64_t> FirstNonFiniteOnDevice(const void* data, DType dtype, int64_t count,
-                                       CudaStream stream);
+// The speed-of-light reference of a push: copies of `bytes` from GPU `source` to each target
+// GPU, all started together (one stream each, peer access enabled), timed with events; seconds
+// of the slowest, averaged over `iterations` after one warm-up. Buffers are allocated and freed.
+Result<double> TimePeerCopies(int source, const std::vector<std::pair<int, size_t>>& targets,
+                              int iterations);
+
+// FirstNonFinite (convert/finite_check.h) for many tensors of contiguous device elements at
+// once (one small kernel each, one wait): per tensor, the index of its first NaN/Inf, or -1.
+struct DeviceElements {
+  const void* data = nullptr;
+  DType dtype = DType::kBF16;
+  int64_t count = 0;
+};
+Result<std::vector<int64_t>> FirstNonFiniteOnDevice(const std::vector<DeviceElements>& tensors,
+                                                    CudaStream stream);
 
 }  // namespace weightsync

@@ -18,7 +18,11 @@ Status CopyDevice2DAsync(void*, size_t, const void*, size_t, size_t, size_t, Cud
 Result<CudaStream> CreateCudaStream() { return NoCuda(); }
 void DestroyCudaStream(CudaStream) {}
 Status SynchronizeCudaStream(CudaStream) { return NoCuda(); }
-Result<int64_t> FirstNonFiniteOnDevice(const void*, DType, int64_t, CudaStream) {
+Result<double> TimePeerCopies(int, const std::vector<std::pair<int, size_t>>&, int) {
+  return NoCuda();
+}
+Result<std::vector<int64_t>> FirstNonFiniteOnDevice(const std::vector<DeviceElements>&,
+                                                    CudaStream) {
   return NoCuda();
 }
 
