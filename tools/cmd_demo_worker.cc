@@ -249,13 +249,11 @@ Status RunInference(const WorkerFlags& flags, const agent::AgentOptions& options
     agent::PushReport& report = **served;
     last = report.step;
     const int64_t verify_start = agent::WallMicros();
-    if (gpu) {
-      status = mirror.Download();
-      if (!status.ok()) break;
-    }
-    const bool check = flags.demo.verify == "every" || report.step == static_cast<uint64_t>(flags.demo.pushes);
+    const bool check = flags.demo.verify == "every" ||
+                       report.step == static_cast<uint64_t>(flags.demo.pushes);
     Status verified;
-    if (check) verified = Verify(flags, job, report.step, views);
+    if (gpu && (check || !flags.demo.dump.empty())) verified = mirror.Download();
+    if (check && verified.ok()) verified = Verify(flags, job, report.step, views);
     report.spans.push_back({"verify", verify_start, agent::WallMicros() - verify_start});
     if (!flags.demo.dump.empty()) {
       status = DumpTensors(std::filesystem::path(flags.demo.dump) /

@@ -50,7 +50,11 @@ class TrainerAgent::Impl {
   Status Scan(uint64_t step) const;
   Status Gather(transport::Deadline deadline, PushReport& report);
   Status GatherBarrier(uint64_t step, control::Deadline deadline);
-  Status ConvertAndWrite(transport::Deadline deadline, PushReport& report);
+  // Scan, gathers and the gather barrier: what must happen before the first write.
+  Status Prepare(uint64_t step, transport::Deadline deadline, PushReport& report);
+  // Converts units on a converter thread from the start (into staging only) while this thread
+  // runs Prepare; then posts each converted unit's writes. Gathered units wait for Prepare.
+  Status ConvertAndWrite(uint64_t step, transport::Deadline deadline, PushReport& report);
   Status PostUnitWrites(int32_t unit_id, transport::Deadline deadline, PushReport& report);
   Status FlushAll(transport::Deadline deadline);
   // Rows `rows` of `piece` from this rank's own shard, as a 2D view.
@@ -89,7 +93,8 @@ class TrainerAgent::Impl {
   // (converted with the CUDA kernels into GPU staging, written with cuda_ipc).
   bool gpu_ = false;
   int device_ = 0;
-  CudaStream stream_ = nullptr;  // GPU: scans and gathers, then the converter thread's
+  CudaStream stream_ = nullptr;          // GPU: scans and gathers (the push thread's)
+  CudaStream convert_stream_ = nullptr;  // GPU: the converter thread's
   std::unique_ptr<CudaConverter> cuda_;
   void* scratch_ = nullptr;  // the converter thread's: host or device, UnitScratchBytes at most
   std::vector<uint8_t> host_scratch_;
@@ -99,6 +104,7 @@ class TrainerAgent::Impl {
     if (gpu_) {
       DeviceFree(scratch_);
       DestroyCudaStream(stream_);
+      DestroyCudaStream(convert_stream_);
     }
   }
 
@@ -142,6 +148,7 @@ Status TrainerAgent::Impl::Init(const AgentOptions& options, int rank,
     WS_RETURN_IF_ERROR(CudaConversionAvailable().WithContext(me));
     WS_RETURN_IF_ERROR(SetCudaDevice(device_));
     WS_ASSIGN_OR_RETURN(stream_, CreateCudaStream());
+    WS_ASSIGN_OR_RETURN(convert_stream_, CreateCudaStream());
     cuda_ = std::make_unique<CudaConverter>();
   }
   const auto pool_memory = gpu_ ? transport::PoolMemory::kCuda : transport::PoolMemory::kHost;
@@ -280,6 +287,11 @@ Status TrainerAgent::Impl::Transfer(uint64_t step, PushReport& report) {
     WS_ASSIGN_OR_RETURN(std::vector<SetupInfo> changed, session_->ChangedSetups());
     for (const SetupInfo& info : changed) WS_RETURN_IF_ERROR(ConnectTo(info));
   }
+  return ConvertAndWrite(step, deadline, report);
+}
+
+Status TrainerAgent::Impl::Prepare(uint64_t step, transport::Deadline deadline,
+                                   PushReport& report) {
   {
     SpanTimer span(report.spans, "scan");
     WS_RETURN_IF_ERROR(Scan(step));
@@ -288,14 +300,10 @@ Status TrainerAgent::Impl::Transfer(uint64_t step, PushReport& report) {
     SpanTimer span(report.spans, "gather");
     WS_RETURN_IF_ERROR(Gather(deadline, report));
   }
-  {
-    // Every trainer rank's sources passed the scan and its gathers landed: only now may any
-    // byte go to an inference rank.
-    SpanTimer span(report.spans, "gather-barrier");
-    WS_RETURN_IF_ERROR(GatherBarrier(step, deadline));
-  }
-  SpanTimer span(report.spans, "convert+write");
-  return ConvertAndWrite(deadline, report);
+  // Every trainer rank's sources passed the scan and its gathers landed: only now may any byte
+  // go to an inference rank.
+  SpanTimer span(report.spans, "gather-barrier");
+  return GatherBarrier(step, deadline);
 }
 
 Status TrainerAgent::Impl::Scan(uint64_t step) const {
@@ -450,7 +458,8 @@ Status TrainerAgent::Impl::FlushAll(transport::Deadline deadline) {
   return Status::Ok();
 }
 
-Status TrainerAgent::Impl::ConvertAndWrite(transport::Deadline deadline, PushReport& report) {
+Status TrainerAgent::Impl::ConvertAndWrite(uint64_t step, transport::Deadline deadline,
+                                           PushReport& report) {
   const TransferPlan& plan = job_.plan;
   const std::vector<int32_t>& schedule = plan.schedule[rank_];
   const size_t n = schedule.size();
@@ -460,6 +469,7 @@ Status TrainerAgent::Impl::ConvertAndWrite(transport::Deadline deadline, PushRep
   size_t converted = 0;  // units [0, converted) of the schedule are in their slots
   size_t flushed = 0;    // units [0, flushed) have been written and flushed: their ring is free
   bool flush_wanted = false;
+  bool prepared = false;  // Prepare succeeded: gathered sources are in place, writes may go
   bool stop = false;
   Status converter_status;
   double convert_seconds = 0;
@@ -490,7 +500,15 @@ Status TrainerAgent::Impl::ConvertAndWrite(transport::Deadline deadline, PushRep
           }
           return true;
         };
-        while (!stop && !ring_free()) {
+        const bool gathered = plan.units[schedule[i]].gathered;
+        while (!stop && (!ring_free() || (gathered && !prepared))) {
+          if (gathered && !prepared && ring_free()) {
+            if (changed.wait_until(lock, deadline) == std::cv_status::timeout) {
+              converter_status = DeadlineExceeded("trainer ", rank_, ": waiting for gathers");
+              stop = true;
+            }
+            continue;
+          }
           flush_wanted = true;
           changed.notify_all();
           if (changed.wait_until(lock, deadline) == std::cv_status::timeout) {
@@ -516,7 +534,14 @@ Status TrainerAgent::Impl::ConvertAndWrite(transport::Deadline deadline, PushRep
     }
   });
 
-  Status status;
+  const Status prepare_status = Prepare(step, deadline, report);
+  Status status = prepare_status;
+  {
+    std::lock_guard lock(mu);
+    prepared = status.ok();
+    changed.notify_all();
+  }
+  SpanTimer span(report.spans, "convert+write");
   size_t posted = 0;
   while (status.ok() && posted < n) {
     std::unique_lock lock(mu);
@@ -546,6 +571,8 @@ Status TrainerAgent::Impl::ConvertAndWrite(transport::Deadline deadline, PushRep
   converter.join();
   report.units = static_cast<int64_t>(converted);
   report.convert_seconds = convert_seconds;
+  // A refused source is reported by the scan with its row, whatever the converter hit first.
+  if (!prepare_status.ok()) return prepare_status;
   if (!converter_status.ok()) return converter_status;
   return status;
 }
@@ -563,13 +590,13 @@ Status TrainerAgent::Impl::ConvertUnitIntoSlot(int32_t unit_id) {
           },
           target, scratch_));
   if (!gpu_) return RunOnCpu(work, options_.convert_threads);
-  WS_RETURN_IF_ERROR(cuda_->Enqueue(work.jobs, stream_));
+  WS_RETURN_IF_ERROR(cuda_->Enqueue(work.jobs, convert_stream_));
   WS_RETURN_IF_ERROR(cuda_->Finish());
   for (const StridedCopy& c : work.copies) {
-    WS_RETURN_IF_ERROR(
-        CopyDevice2DAsync(c.dst, c.dst_pitch, c.src, c.src_pitch, c.width, c.height, stream_));
+    WS_RETURN_IF_ERROR(CopyDevice2DAsync(c.dst, c.dst_pitch, c.src, c.src_pitch, c.width, c.height,
+                                         convert_stream_));
   }
-  return SynchronizeCudaStream(stream_);
+  return SynchronizeCudaStream(convert_stream_);
 }
 
 std::string TrainerAgent::Impl::Describe() const {

@@ -10,20 +10,51 @@ Status Check(cudaError_t error, const char* what) {
   return Unavailable(what, ": ", cudaGetErrorString(error));
 }
 
-// Lowest index whose exponent bits are all ones; grid-stride, one atomicMin per thread.
-template <typename Bits>
-__global__ void FirstNonFiniteKernel(const Bits* data, int64_t count, Bits exponent,
-                                     unsigned long long* first) {
+// The NaN/Inf scan runs as one launch over a work list of chunks (thousands of expert tensors
+// would otherwise cost a launch each): block b scans chunk b with 16-byte loads when the chunk is
+// aligned, and records the lowest bad index of its tensor with atomicMin.
+struct ScanChunk {
+  const void* data;       // the chunk's first element
+  int64_t first_element;  // its index in the tensor
+  int64_t count;          // elements in the chunk
+  uint32_t exponent;      // the all-ones exponent mask of the dtype
+  uint32_t element_bytes;  // 2 or 4
+  uint32_t tensor;
+};
+constexpr int64_t kScanChunkElements = int64_t{1} << 18;
+
+__device__ __forceinline__ bool IsNonFinite(uint32_t bits, uint32_t exponent) {
+  return (bits & exponent) == exponent;
+}
+
+__global__ void ScanKernel(const ScanChunk* chunks, unsigned long long* first) {
+  const ScanChunk c = chunks[blockIdx.x];
   unsigned long long mine = ~0ull;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
-       i += stride) {
-    if ((data[i] & exponent) == exponent) {
-      mine = static_cast<unsigned long long>(i);
-      break;  // later indices of this thread are larger
+  const int per_vector = 16 / static_cast<int>(c.element_bytes);
+  const bool aligned = (reinterpret_cast<uintptr_t>(c.data) & 15) == 0;
+  const int64_t vectors = aligned ? c.count / per_vector : 0;
+  const uint4* v = static_cast<const uint4*>(c.data);
+  for (int64_t i = threadIdx.x; i < vectors && mine == ~0ull; i += blockDim.x) {
+    const uint4 x = v[i];
+    const uint32_t words[4] = {x.x, x.y, x.z, x.w};
+    for (int w = 0; w < 4 && mine == ~0ull; ++w) {
+      if (c.element_bytes == 4) {
+        if (IsNonFinite(words[w], c.exponent)) mine = i * per_vector + w;
+      } else if (IsNonFinite(words[w] & 0xffffu, c.exponent)) {
+        mine = i * per_vector + 2 * w;
+      } else if (IsNonFinite(words[w] >> 16, c.exponent)) {
+        mine = i * per_vector + 2 * w + 1;
+      }
     }
   }
-  if (mine != ~0ull) atomicMin(first, mine);
+  // The tail (or an unaligned chunk), element by element.
+  for (int64_t i = vectors * per_vector + threadIdx.x; i < c.count && mine == ~0ull;
+       i += blockDim.x) {
+    const uint32_t bits = c.element_bytes == 4 ? static_cast<const uint32_t*>(c.data)[i]
+                                               : static_cast<const uint16_t*>(c.data)[i];
+    if (IsNonFinite(bits, c.exponent)) mine = i;
+  }
+  if (mine != ~0ull) atomicMin(first + c.tensor, c.first_element + mine);
 }
 
 }  // namespace
@@ -139,42 +170,48 @@ Result<double> TimePeerCopies(int source, const std::vector<std::pair<int, size_
 Result<std::vector<int64_t>> FirstNonFiniteOnDevice(const std::vector<DeviceElements>& tensors,
                                                     CudaStream stream) {
   std::vector<int64_t> out(tensors.size(), -1);
-  if (tensors.empty()) return out;
-  const auto s = reinterpret_cast<cudaStream_t>(stream);
-  unsigned long long* first = nullptr;
-  const size_t bytes = tensors.size() * sizeof *first;
-  WS_RETURN_IF_ERROR(
-      Check(cudaMallocAsync(reinterpret_cast<void**>(&first), bytes, s), "cudaMallocAsync"));
-  Status status = Check(cudaMemsetAsync(first, 0xff, bytes, s), "cudaMemsetAsync");
-  for (size_t t = 0; status.ok() && t < tensors.size(); ++t) {
+  std::vector<ScanChunk> chunks;
+  for (size_t t = 0; t < tensors.size(); ++t) {
     const DeviceElements& e = tensors[t];
-    if (e.count <= 0) continue;
-    const int threads = 256;
-    const int blocks = static_cast<int>(std::min<int64_t>((e.count + threads - 1) / threads, 4096));
+    uint32_t exponent = 0, bytes = 0;
     switch (e.dtype) {
-      case DType::kBF16:
-        FirstNonFiniteKernel<<<blocks, threads, 0, s>>>(static_cast<const uint16_t*>(e.data),
-                                                        e.count, uint16_t{0x7f80}, first + t);
-        break;
-      case DType::kF16:
-        FirstNonFiniteKernel<<<blocks, threads, 0, s>>>(static_cast<const uint16_t*>(e.data),
-                                                        e.count, uint16_t{0x7c00}, first + t);
-        break;
-      case DType::kF32:
-        FirstNonFiniteKernel<<<blocks, threads, 0, s>>>(static_cast<const uint32_t*>(e.data),
-                                                        e.count, 0x7f800000u, first + t);
-        break;
-      default:
-        break;  // no NaN to find
+      case DType::kBF16: exponent = 0x7f80, bytes = 2; break;
+      case DType::kF16: exponent = 0x7c00, bytes = 2; break;
+      case DType::kF32: exponent = 0x7f800000u, bytes = 4; break;
+      default: continue;  // no NaN to find
     }
+    for (int64_t first = 0; first < e.count; first += kScanChunkElements) {
+      chunks.push_back({static_cast<const char*>(e.data) + first * bytes, first,
+                        std::min(kScanChunkElements, e.count - first), exponent, bytes,
+                        static_cast<uint32_t>(t)});
+    }
+  }
+  if (chunks.empty()) return out;
+  const auto s = reinterpret_cast<cudaStream_t>(stream);
+  const size_t result_bytes = tensors.size() * sizeof(unsigned long long);
+  const size_t chunk_bytes = chunks.size() * sizeof(ScanChunk);
+  char* device = nullptr;  // results, then the work list
+  WS_RETURN_IF_ERROR(Check(cudaMallocAsync(reinterpret_cast<void**>(&device),
+                                           result_bytes + chunk_bytes, s),
+                           "cudaMallocAsync"));
+  auto* first = reinterpret_cast<unsigned long long*>(device);
+  auto* list = reinterpret_cast<ScanChunk*>(device + result_bytes);
+  Status status = Check(cudaMemsetAsync(first, 0xff, result_bytes, s), "cudaMemsetAsync");
+  if (status.ok()) {
+    status = Check(cudaMemcpyAsync(list, chunks.data(), chunk_bytes, cudaMemcpyHostToDevice, s),
+                   "cudaMemcpyAsync");
+  }
+  // One block per chunk; the grid's x dimension takes 2^31 - 1 blocks.
+  if (status.ok()) {
+    ScanKernel<<<static_cast<unsigned>(chunks.size()), 256, 0, s>>>(list, first);
     status = Check(cudaGetLastError(), "the NaN/Inf scan kernel");
   }
   std::vector<unsigned long long> host(tensors.size());
   if (status.ok()) {
-    status = Check(cudaMemcpyAsync(host.data(), first, bytes, cudaMemcpyDeviceToHost, s),
+    status = Check(cudaMemcpyAsync(host.data(), first, result_bytes, cudaMemcpyDeviceToHost, s),
                    "cudaMemcpyAsync");
   }
-  cudaFreeAsync(first, s);
+  cudaFreeAsync(device, s);
   if (status.ok()) status = Check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   WS_RETURN_IF_ERROR(status);
   for (size_t t = 0; t < tensors.size(); ++t) {
