@@ -14,6 +14,6 @@ export LD_LIBRARY_PATH=$b/lib:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv
 echo "== weightsync demo --device cuda --preset glm5 --layers 4 --dense-layers 1" \
      "--trainers $trainers --inference $inference"
-timeout 540 "$b/weightsync" demo --device cuda --preset glm5 --layers 4 --dense-layers 1 \
+timeout 270 "$b/weightsync" demo --device cuda --preset glm5 --layers 4 --dense-layers 1 \
     --trainers "$trainers" --inference "$inference" --pushes 4 --verify last --timeout 300
 echo "exit code $?"

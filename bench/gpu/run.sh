@@ -37,6 +37,7 @@ WEIGHTSYNC_TEST_GPU_BYTES=$((2 << 30)) WEIGHTSYNC_TEST_GPU_BENCH_BYTES=$((4 << 3
 if [ -x "$b/convert_gpu_test" ]; then
   "$b/convert_gpu_test" 2>&1 | tee "$out/convert_gpu_test.txt" | tail -20
   "$b/convert_gpu_bench" 2>&1 | tee "$out/convert_gpu_bench.txt"
+  "$b/demo_gpu_test" 2>&1 | tail -3 | tee -a "$out/convert_gpu_test.txt"
 fi
 {
   for size in 64MiB 1GiB 4GiB; do

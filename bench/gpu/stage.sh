@@ -14,8 +14,9 @@ programs=("$build/src/transport/transport_gpu_test" "$build/src/transport/transp
           "$build/bench/convert_bench" "$build/tools/weightsync")
 targets=(transport_gpu_test transport_test_peer convert_bench weightsync)
 if grep -Eq "^CMAKE_CUDA_COMPILER:(FILEPATH|STRING)=/" "$build/CMakeCache.txt" 2>/dev/null; then
-  targets+=(convert_gpu_test convert_gpu_bench)
-  programs+=("$build/src/convert/cuda/convert_gpu_test" "$build/bench/convert_gpu_bench")
+  targets+=(convert_gpu_test convert_gpu_bench demo_gpu_test)
+  programs+=("$build/src/convert/cuda/convert_gpu_test" "$build/bench/convert_gpu_bench"
+             "$build/src/demo/demo_gpu_test")
 fi
 cmake --build "$build" --target "${targets[@]}"
 rm -rf "$dest" && mkdir -p "$dest/lib"
