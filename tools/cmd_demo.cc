@@ -97,6 +97,10 @@ void PrintHeader() {
   std::cout << "---|\n";
 }
 
+double Gbps(const PushRow& row) {
+  return row.seconds > 0 ? static_cast<double>(row.bytes) / row.seconds / 1e9 : 0;
+}
+
 std::string Outcome(const PushRow& row, int inference_ranks) {
   if (row.failed_trainers > 0) {
     return StrCat("failed (", row.failed_trainers, " trainers; ", row.torn_inference,
@@ -108,7 +112,7 @@ std::string Outcome(const PushRow& row, int inference_ranks) {
 
 void PrintRow(int step, const PushRow& row, int inference_ranks) {
   std::cout << "| " << step << " | " << row.bytes << " | " << Fixed(row.seconds) << " | "
-            << Fixed(row.seconds > 0 ? row.bytes / row.seconds / 1e9 : 0, 2) << " |";
+            << Fixed(Gbps(row), 2) << " |";
   for (const char* p : kPhases) {
     auto it = row.phase_s.find(p);
     std::cout << " " << Fixed(it == row.phase_s.end() ? 0 : it->second) << " |";
@@ -176,6 +180,8 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
   const control::Deadline deadline =
       control::DeadlineIn(flags.timeout_s * (3.0 * flags.pushes + 2));
   int open = static_cast<int>(workers.size());
+  const bool progress = !as_json && ::isatty(STDERR_FILENO);
+  const auto started = control::Clock::now();
   int next_row = 1;
   while (open > 0 && control::Clock::now() < deadline) {
     std::vector<pollfd> fds;
@@ -250,7 +256,7 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
         for (const json& span : report["spans"]) {
           if (is_trainer) {
             double& slowest = row.phase_s[span["name"].get<std::string>()];
-            slowest = std::max(slowest, span["dur"].get<int64_t>() / 1e6);
+            slowest = std::max(slowest, static_cast<double>(span["dur"].get<int64_t>()) / 1e6);
           }
           trace_events.push_back({{"name", span["name"]}, {"ph", "X"}, {"ts", span["ts"]},
                                   {"dur", span["dur"]}, {"pid", is_trainer ? 1 : 2},
@@ -258,15 +264,26 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
         }
       }
     }
+    if (progress) {
+      // A bar on the terminal between rows: pushes reported so far, and how long this run took.
+      const int done = next_row - 1;
+      const int width = 24;
+      const int filled = flags.pushes > 0 ? done * width / flags.pushes : width;
+      std::fprintf(stderr, "\r[%s%s] push %d/%d, %.1f s", std::string(filled, '#').c_str(),
+                   std::string(width - filled, ' ').c_str(), std::min(done + 1, flags.pushes),
+                   flags.pushes,
+                   std::chrono::duration<double>(control::Clock::now() - started).count());
+    }
     // Rows print in order, once every rank has reported (the killed rank never reports its push).
     const auto expected_reports = [&](int step) {
       return trainers + inference - (killing && step == flags.kill_at_step ? 1 : 0);
     };
     while (rows.count(next_row) && rows[next_row].reports == expected_reports(next_row)) {
       const PushRow& row = rows[next_row];
+      if (progress) std::fprintf(stderr, "\r\033[K");  // the row replaces the bar
       if (as_json) {
         std::cout << json{{"step", next_row}, {"bytes", row.bytes}, {"seconds", row.seconds},
-                          {"gbps", row.seconds > 0 ? row.bytes / row.seconds / 1e9 : 0},
+                          {"gbps", Gbps(row)},
                           {"phases", row.phase_s}, {"verified", row.verified == inference},
                           {"committed", row.failed_trainers == 0},
                           {"failure", row.trainer_errors.empty() ? "" : row.trainer_errors[0]}}
@@ -278,6 +295,7 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
       ++next_row;
     }
   }
+  if (progress) std::fprintf(stderr, "\r\033[K");
   bool ok = open == 0;
   if (!ok) std::cerr << "weightsync demo: workers still running at the deadline; stopping them\n";
   for (Worker& w : workers) {

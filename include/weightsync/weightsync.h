@@ -130,6 +130,11 @@ WS_API const char* ws_status_name(ws_status status); /* "INVALID_ARGUMENT"; neve
 /* The message of this thread's last failing call ("" if none). */
 WS_API const char* ws_last_error(void);
 WS_API size_t ws_dtype_size(ws_dtype dtype); /* bytes per element; 0 for an unknown value */
+/* This process's rank, world size and local rank as its launcher set them: torchrun (RANK,
+ * WORLD_SIZE, LOCAL_RANK), Open MPI (OMPI_COMM_WORLD_*), SLURM (SLURM_PROCID, SLURM_NTASKS,
+ * SLURM_LOCALID) or PMI, the first one present. WS_NOT_FOUND when none is; any pointer may be
+ * NULL. */
+WS_API ws_status ws_launcher_rank(int32_t* rank, int32_t* world_size, int32_t* local_rank);
 
 /* ---- configuration (core/config.h: the table `weightsync info` prints) ------------------- */
 /* A process-wide configuration every later create starts from: the defaults, WEIGHTSYNC_*

@@ -1,6 +1,7 @@
 #include "agent/trainer_agent.h"
 
 #include <condition_variable>
+#include <future>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -111,6 +112,8 @@ class TrainerAgent::Impl {
  private:
   Status ConvertUnitIntoSlot(int32_t unit_id);
   std::optional<uint64_t> gather_step_to_forget_;
+  std::future<Status> scan_;  // the push's NaN/Inf scan, started before the pause
+  PhaseSpan scan_span_;       // set by the scan
 };
 
 Status TrainerAgent::Impl::Init(const AgentOptions& options, int rank,
@@ -258,11 +261,31 @@ Result<PushReport> TrainerAgent::Impl::Push(uint64_t step) {
   PushReport report;
   report.step = step;
   const auto start = control::Clock::now();
+  // The NaN/Inf scan only reads the sources, so it runs while the inference ranks pause; the
+  // transfer waits for its verdict before any write (Prepare).
+  const int64_t scan_start = WallMicros();
+  scan_ = std::async(std::launch::async, [this, step, scan_start] {
+    if (gpu_) WS_RETURN_IF_ERROR(SetCudaDevice(device_));
+    Status scanned = Scan(step);
+    scan_span_ = {"scan", scan_start, WallMicros() - scan_start};
+    return scanned;
+  });
+  const auto finish_scan = [this, &report] {
+    Status scanned = scan_.valid() ? scan_.get() : Status::Ok();
+    report.spans.push_back(scan_span_);
+    return scanned;
+  };
   {
     SpanTimer span(report.spans, "pause");
-    WS_RETURN_IF_ERROR(push_->BeginPush(step));
+    if (Status begun = push_->BeginPush(step); !begun.ok()) {
+      (void)finish_scan();
+      return begun;
+    }
   }
-  WS_RETURN_IF_ERROR(push_->StartTransfer());
+  if (Status started = push_->StartTransfer(); !started.ok()) {
+    (void)finish_scan();
+    return started;
+  }
   if (progress_) progress_->SetActive(true);
   Status transfer = Transfer(step, report);
   if (progress_) progress_->SetActive(false);
@@ -293,8 +316,10 @@ Status TrainerAgent::Impl::Transfer(uint64_t step, PushReport& report) {
 Status TrainerAgent::Impl::Prepare(uint64_t step, transport::Deadline deadline,
                                    PushReport& report) {
   {
-    SpanTimer span(report.spans, "scan");
-    WS_RETURN_IF_ERROR(Scan(step));
+    SpanTimer span(report.spans, "scan-wait");
+    Status scanned = scan_.get();
+    report.spans.push_back(scan_span_);
+    WS_RETURN_IF_ERROR(scanned);
   }
   {
     SpanTimer span(report.spans, "gather");

@@ -1,6 +1,7 @@
 /* The C API from C11: version, errors, configuration, the embedded store, job plan info and an
  * in-memory conversion, plus the error paths (bad options, bad rank, wrong dtype, NULL). Exits 0
  * only if every check passed; each failure prints what differed. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,18 @@ static void test_library(void) {
   CHECK(strcmp(ws_status_name((ws_status)99), "UNKNOWN") == 0);
   CHECK(ws_dtype_size(WS_DTYPE_BF16) == 2 && ws_dtype_size(WS_DTYPE_F8E4M3) == 1);
   CHECK(ws_dtype_size((ws_dtype)77) == 0);
+  /* Ranks from a launcher's environment (torchrun's variables here). */
+  setenv("RANK", "1", 1);
+  setenv("WORLD_SIZE", "4", 1);
+  setenv("LOCAL_RANK", "1", 1);
+  int32_t rank = -1, world = -1, local = -1;
+  CHECK(ws_launcher_rank(&rank, &world, &local) == WS_OK && rank == 1 && world == 4 && local == 1);
+  setenv("RANK", "9", 1);
+  CHECK(ws_launcher_rank(&rank, NULL, NULL) == WS_INVALID_ARGUMENT);
+  CHECK(strstr(ws_last_error(), "RANK=9") != NULL);
+  unsetenv("RANK");
+  unsetenv("WORLD_SIZE");
+  unsetenv("LOCAL_RANK");
 }
 
 static void test_config(void) {

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "agent/cluster_env.h"
 #include "capi/capi_internal.h"
 
 namespace weightsync::capi {
@@ -128,6 +129,16 @@ WS_API const char* ws_last_error(void) { return capi::thread_error.c_str(); }
 WS_API size_t ws_dtype_size(ws_dtype dtype) {
   if (dtype < WS_DTYPE_BOOL || dtype > WS_DTYPE_F8E8M0) return 0;
   return DTypeSize(static_cast<DType>(dtype));
+}
+
+WS_API ws_status ws_launcher_rank(int32_t* rank, int32_t* world_size, int32_t* local_rank) {
+  return Guard(nullptr, [&]() -> Status {
+    WS_ASSIGN_OR_RETURN(agent::LauncherRank launcher, agent::RankFromEnvironment());
+    if (rank) *rank = launcher.rank;
+    if (world_size) *world_size = launcher.world_size;
+    if (local_rank) *local_rank = launcher.local_rank;
+    return Status::Ok();
+  });
 }
 
 WS_API ws_status ws_config_set(const char* key, const char* value) {
