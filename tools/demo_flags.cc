@@ -17,6 +17,9 @@ void AddDemoFlags(CLI::App& cmd, DemoFlags& f) {
   cmd.add_option("--pushes", f.pushes, "Pushes (training steps)")->check(CLI::Range(1, 1000));
   cmd.add_option("--seed", f.seed, "Seed of the generated weights");
   cmd.add_option("--transport", f.transport, "auto, ucx, cuda_ipc");
+  cmd.add_option("--mode", f.mode, "write (trainers write converted weights) or nccl (rank 0 "
+                 "broadcasts full tensors, inference ranks convert)")
+      ->check(CLI::IsMember({"write", "nccl"}));
   cmd.add_option("--timeout", f.timeout_s, "Deadline of each push phase and of joining (seconds)");
   cmd.add_option("--device", f.device, "Where the tensors live: cpu, or cuda (one GPU per rank, "
                  "shared round-robin when there are fewer GPUs than ranks)")
@@ -38,7 +41,7 @@ std::vector<std::string> DemoFlagArgs(const DemoFlags& f) {
       "--model", f.model, "--preset", f.preset, "--source-format", f.source_format,
       "--trainers", std::to_string(f.trainers), "--inference", std::to_string(f.inference),
       "--replicas", std::to_string(f.replicas), "--pushes", std::to_string(f.pushes),
-      "--seed", std::to_string(f.seed), "--transport", f.transport,
+      "--seed", std::to_string(f.seed), "--transport", f.transport, "--mode", f.mode,
       "--timeout", std::to_string(f.timeout_s), "--device", f.device, "--verify", f.verify,
       "--layers", std::to_string(f.layers), "--dense-layers", std::to_string(f.dense_layers)};
   if (f.expert_parallel) args.push_back("--expert-parallel");
@@ -74,6 +77,7 @@ Result<agent::AgentOptions> DemoAgentOptions(const DemoFlags& f, const std::stri
     inference.tp = f.inference;
   }
   if (f.transport != "auto") options.transport = f.transport;
+  options.mode = f.mode;
   options.push.pause_timeout_s = f.timeout_s;
   options.push.transfer_timeout_s = f.timeout_s;
   options.push.commit_timeout_s = f.timeout_s;

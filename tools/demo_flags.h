@@ -21,6 +21,7 @@ struct DemoFlags {
   int pushes = 3;
   uint64_t seed = 1;
   std::string transport = "auto";
+  std::string mode = "write";  // agent.mode: write (the product) or nccl (the baseline)
   double timeout_s = 60;  // every push phase's deadline, and joining
   std::string dump;
   // "cpu": every tensor in host memory; "cuda": trainer shards and inference tensors on GPUs

@@ -4,7 +4,8 @@
 # generated on the trainer GPUs, vLLM-layout FP8 destinations on the inference GPUs, pushed with
 # the CUDA conversion kernels and cuda_ipc; beside it, in the same run, the speed of light (peer
 # copies of exactly the bytes each inference GPU receives, all at once). Every byte is verified
-# after the last timed push. The NCCL-mode baseline is not built yet.
+# after the last timed push. Then the same workload in the NCCL mode (trainer rank 0 broadcasts
+# full bf16 tensors, the inference GPU converts): the baseline.
 #
 #   bash bench/gpu/push_bench.sh STAGED_DIR [TRAINERS INFERENCE]
 set -uo pipefail
@@ -16,4 +17,9 @@ echo "== weightsync demo --device cuda --preset glm5 --layers 4 --dense-layers 1
      "--trainers $trainers --inference $inference"
 timeout 270 "$b/weightsync" demo --device cuda --preset glm5 --layers 4 --dense-layers 1 \
     --trainers "$trainers" --inference "$inference" --pushes 4 --verify last --timeout 300
+echo "exit code $?"
+echo "== the same in the NCCL mode (--mode nccl)"
+timeout 270 "$b/weightsync" demo --device cuda --preset glm5 --layers 4 --dense-layers 1 \
+    --trainers "$trainers" --inference "$inference" --pushes 4 --verify last --timeout 300 \
+    --mode nccl
 echo "exit code $?"

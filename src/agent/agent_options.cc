@@ -6,6 +6,10 @@ Result<AgentOptions> AgentOptions::FromConfig(const Config& config) {
   AgentOptions options;
   WS_ASSIGN_OR_RETURN(options.store, control::StoreClientOptions::FromConfig(config));
   WS_ASSIGN_OR_RETURN(options.transport, config.GetString("agent.transport"));
+  WS_ASSIGN_OR_RETURN(options.mode, config.GetString("agent.mode"));
+  if (options.mode != "write" && options.mode != "nccl") {
+    return InvalidArgument("agent.mode must be write or nccl, not '", options.mode, "'");
+  }
   WS_ASSIGN_OR_RETURN(options.transport_options, transport::OptionsFromConfig(config));
   WS_ASSIGN_OR_RETURN(options.push, push::PushOptions::FromConfig(config));
   WS_ASSIGN_OR_RETURN(options.liveness, control::LivenessOptions::FromConfig(config));

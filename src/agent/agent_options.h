@@ -35,6 +35,11 @@ struct AgentOptions {
   std::string transport = "auto";
   transport::TransportOptions transport_options;
 
+  // "write": every trainer rank converts its units and writes them into the inference ranks'
+  // memory (the product); "nccl": trainer rank 0 broadcasts full tensors and inference ranks
+  // convert (the baseline, agent/nccl_mode.h).
+  std::string mode = "write";
+
   push::PushOptions push;
   control::LivenessOptions liveness;
   double join_timeout_s = 120;  // agent.join_timeout: joining and the setup exchange

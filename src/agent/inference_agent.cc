@@ -3,6 +3,7 @@
 #include "agent/agent_session.h"
 #include "agent/agent_transport.h"
 #include "agent/job_plan.h"
+#include "agent/nccl_mode.h"
 #include "push/admin_http.h"
 
 namespace weightsync::agent {
@@ -23,6 +24,10 @@ class InferenceAgent::Impl {
   std::unique_ptr<AgentSession> session_;
   std::unique_ptr<push::InferencePush> push_;
   std::unique_ptr<push::AdminServer> admin_;
+  // agent.mode=nccl: receive buffers + conversion jobs, and the broadcast communicator.
+  std::unique_ptr<NcclReceiver> nccl_receiver_;
+  std::unique_ptr<NcclBroadcaster> nccl_;
+  double transfer_timeout_s_ = 300;
 };
 
 Status InferenceAgent::Impl::Init(const AgentOptions& options, int rank,
@@ -44,13 +49,32 @@ Status InferenceAgent::Impl::Init(const AgentOptions& options, int rank,
   for (const auto& [name, view] : destinations) {
     if (view.device.kind == DeviceKind::kCuda) gpu = true, cuda_device = view.device.index;
   }
-  const std::string backend = ResolveBackend(options.transport, gpu);
-  WS_ASSIGN_OR_RETURN(transport_, OpenTransport(options, backend, rank, cuda_device));
+  transfer_timeout_s_ = options.push.transfer_timeout_s;
+  const bool nccl = options.mode == "nccl";
+  if (nccl && tensors_ok.ok()) tensors_ok = CheckNcclModeSupports(job_);
+  if (nccl && tensors_ok.ok() && !gpu) {
+    tensors_ok = Unimplemented("agent.mode=nccl converts on a GPU; inference ", rank,
+                               "'s tensors are in host memory");
+  }
+  const std::string backend = nccl ? "nccl" : ResolveBackend(options.transport, gpu);
   SetupInfo mine;
   mine.id = {control::Role::kInference, rank};
   mine.plan_hash = job_.plan.hash;
   mine.backend = backend;
-  if (tensors_ok.ok()) {
+  if (nccl) {
+    // Nothing is registered: published shapes let the trainers check them all the same.
+    for (const auto& [name, view] : destinations) {
+      transport::RegionDescriptor descriptor;
+      descriptor.backend = "nccl";
+      descriptor.name = name;
+      descriptor.length = static_cast<uint64_t>(view.nbytes());
+      mine.regions[name] = {view.dtype, view.shape, descriptor};
+    }
+    mine.address = {"nccl", transport::CurrentProcessIdentity(rank), {}};
+  } else {
+    WS_ASSIGN_OR_RETURN(transport_, OpenTransport(options, backend, rank, cuda_device));
+  }
+  if (!nccl && tensors_ok.ok()) {
     for (const DestinationTensor& d : expected) {
       const TensorView& view = destinations.at(d.name);
       const auto kind = view.device.kind == DeviceKind::kCuda ? transport::MemoryKind::kCuda
@@ -62,14 +86,24 @@ Status InferenceAgent::Impl::Init(const AgentOptions& options, int rank,
       mine.regions[d.name] = {view.dtype, view.shape, std::move(descriptor)};
     }
   }
-  WS_ASSIGN_OR_RETURN(mine.address, transport_->LocalAddress());
-  if (transport_->capabilities().target_progress) {
-    progress_ = std::make_unique<ProgressThread>(*transport_);
+  if (!nccl) {
+    WS_ASSIGN_OR_RETURN(mine.address, transport_->LocalAddress());
+    if (transport_->capabilities().target_progress) {
+      progress_ = std::make_unique<ProgressThread>(*transport_);
+    }
   }
   WS_ASSIGN_OR_RETURN(session_, AgentSession::Join(options, job_, mine.id));
   // A bad destination fails every rank of the job (it is aborted), naming the tensor.
   if (!tensors_ok.ok()) return session_->AbortJob(tensors_ok);
   WS_RETURN_IF_ERROR(session_->Exchange(mine).status());
+  if (nccl) {
+    WS_ASSIGN_OR_RETURN(nccl_receiver_,
+                        NcclReceiver::Create(job_, rank, destinations, cuda_device));
+    WS_ASSIGN_OR_RETURN(nccl_, NcclBroadcaster::Create(
+                                   *session_->rendezvous().context().client, options.job_id,
+                                   1 + rank, 1 + job_.inference_world(), cuda_device,
+                                   control::DeadlineIn(options.join_timeout_s)));
+  }
   push_ = std::make_unique<push::InferencePush>(session_->rendezvous(), options.push,
                                                 std::move(agent_options.hooks));
   if (session_->rejoined()) {
@@ -120,7 +154,21 @@ Result<std::optional<PushReport>> InferenceAgent::Impl::ServeOnePush(double awai
   const auto start = control::Clock::now();
   if (progress_) progress_->SetActive(true);
   Status s = push_->StartTransfer();
-  {
+  if (s.ok() && nccl_) {
+    // Receive every full source tensor, then convert into the registered tensors.
+    Status received;
+    {
+      SpanTimer span(report.spans, "broadcast");
+      received = nccl_->Broadcast(nccl_receiver_->buffers(),
+                                  control::DeadlineIn(transfer_timeout_s_));
+    }
+    if (received.ok()) {
+      SpanTimer span(report.spans, "convert");
+      received = nccl_receiver_->Convert();
+    }
+    SpanTimer span(report.spans, "receive");
+    s = push_->FinishTransfer(received);
+  } else {
     SpanTimer span(report.spans, "receive");
     if (s.ok()) s = push_->FinishTransfer();
   }

@@ -55,6 +55,7 @@ Status TrainerAgent::Impl::Init(const AgentOptions& options, int rank,
     scratch_ = host_scratch_.data();
   }
 
+  if (options.mode == "nccl") return InitNccl(sources_ok);
   const std::string backend = ResolveBackend(options.transport, gpu_);
   WS_ASSIGN_OR_RETURN(writer_, OpenTransport(options, backend, rank, device_));
   const int64_t ring_bytes = job_.plan.trainer[rank].staging_bytes;
@@ -92,6 +93,28 @@ Status TrainerAgent::Impl::Init(const AgentOptions& options, int rank,
   WS_ASSIGN_OR_RETURN(std::vector<SetupInfo> everyone, session_->Exchange(mine));
   if (Status s = Connect(everyone); !s.ok()) return session_->AbortJob(s);
   push_ = std::make_unique<push::TrainerPush>(session_->rendezvous(), options.push);
+  return Status::Ok();
+}
+
+Status TrainerAgent::Impl::InitNccl(Status sources_ok) {
+  if (sources_ok.ok()) sources_ok = CheckNcclModeSupports(job_);
+  if (sources_ok.ok() && !gpu_) {
+    sources_ok = Unimplemented("agent.mode=nccl broadcasts GPU tensors; trainer ", rank_,
+                               "'s sources are in host memory");
+  }
+  SetupInfo mine;
+  mine.id = {control::Role::kTrainer, rank_};
+  mine.plan_hash = job_.plan.hash;
+  mine.backend = "nccl";
+  mine.address = {"nccl", transport::CurrentProcessIdentity(rank_), {}};
+  WS_ASSIGN_OR_RETURN(session_, AgentSession::Join(options_, job_, mine.id));
+  if (!sources_ok.ok()) return session_->AbortJob(sources_ok);
+  WS_RETURN_IF_ERROR(session_->Exchange(mine).status());
+  WS_ASSIGN_OR_RETURN(nccl_, NcclBroadcaster::Create(*session_->rendezvous().context().client,
+                                                     options_.job_id, 0,
+                                                     1 + job_.inference_world(), device_,
+                                                     control::DeadlineIn(options_.join_timeout_s)));
+  push_ = std::make_unique<push::TrainerPush>(session_->rendezvous(), options_.push);
   return Status::Ok();
 }
 
@@ -196,7 +219,7 @@ std::string TrainerAgent::Impl::Describe() const {
                 job_.plan.hash, ", ", load.units, " units, ",
                 load.writes, " writes, ", load.write_bytes, " bytes per push, staging ",
                 load.staging_bytes, " bytes, gather buffer ", gathers_.buffer_bytes[rank_],
-                " bytes, transport ", writer_->name());
+                " bytes, transport ", writer_ ? writer_->name() : "nccl (broadcast)");
 }
 
 Result<std::unique_ptr<TrainerAgent>> TrainerAgent::Create(

@@ -13,6 +13,21 @@ namespace weightsync::agent {
 
 Status TrainerAgent::Impl::Transfer(uint64_t step, PushReport& report) {
   const auto deadline = transport::DeadlineIn(options_.push.transfer_timeout_s);
+  if (nccl_) {
+    {
+      SpanTimer span(report.spans, "scan-wait");
+      Status scanned = scan_.get();
+      report.spans.push_back(scan_span_);
+      WS_RETURN_IF_ERROR(scanned);
+    }
+    SpanTimer span(report.spans, "broadcast");
+    std::vector<TensorView> buffers;
+    for (const SourceTensor& source : job_.sources) {
+      buffers.push_back(sources_.at(source.name));
+      report.bytes += buffers.back().nbytes();
+    }
+    return nccl_->Broadcast(buffers, deadline);
+  }
   {
     // Every rank has paused, so a restarted rank has published its new regions by now.
     SpanTimer span(report.spans, "reconnect");

@@ -100,6 +100,9 @@ constexpr auto kTable = std::to_array<ConfigOption>({
     {"agent.transport", "auto", ConfigUnits::kString,
      "Transport of the push agents: auto (cuda_ipc between GPU tensors, ucx otherwise), ucx, "
      "cuda_ipc. Every rank of a job must end up with the same one."},
+    {"agent.mode", "write", ConfigUnits::kString,
+     "write: trainers convert and write straight into inference memory; nccl: trainer rank 0 "
+     "broadcasts full tensors and inference ranks convert (the usual baseline)."},
     {"agent.join_timeout", "120s", ConfigUnits::kSeconds,
      "How long an agent waits for every rank to join the job and exchange its regions."},
     {"agent.convert_threads", "0", ConfigUnits::kCount,

@@ -109,6 +109,13 @@ Status SynchronizeCudaStream(CudaStream stream) {
                "cudaStreamSynchronize");
 }
 
+Result<bool> CudaStreamDone(CudaStream stream) {
+  const cudaError_t e = cudaStreamQuery(reinterpret_cast<cudaStream_t>(stream));
+  if (e == cudaErrorNotReady) return false;
+  WS_RETURN_IF_ERROR(Check(e, "cudaStreamQuery"));
+  return true;
+}
+
 Result<double> TimePeerCopies(int source, const std::vector<std::pair<int, size_t>>& targets,
                               int iterations) {
   struct Copy {

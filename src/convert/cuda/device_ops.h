@@ -33,6 +33,8 @@ Status CopyDevice2DAsync(void* dst, size_t dst_pitch, const void* src, size_t sr
 Result<CudaStream> CreateCudaStream();
 void DestroyCudaStream(CudaStream stream);
 Status SynchronizeCudaStream(CudaStream stream);
+// True once everything queued on `stream` finished (never waits); an error the stream hit.
+Result<bool> CudaStreamDone(CudaStream stream);
 
 // The speed-of-light reference of a push: copies of `bytes` from GPU `source` to each target
 // GPU, all started together (one stream each, peer access enabled), timed with events; seconds

@@ -18,6 +18,7 @@ Status CopyDevice2DAsync(void*, size_t, const void*, size_t, size_t, size_t, Cud
 Result<CudaStream> CreateCudaStream() { return NoCuda(); }
 void DestroyCudaStream(CudaStream) {}
 Status SynchronizeCudaStream(CudaStream) { return NoCuda(); }
+Result<bool> CudaStreamDone(CudaStream) { return NoCuda(); }
 Result<double> TimePeerCopies(int, const std::vector<std::pair<int, size_t>>&, int) {
   return NoCuda();
 }
