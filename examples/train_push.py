@@ -7,6 +7,9 @@ receiver can check every byte. Start the receiver first (examples/serve_receive.
 command line), then one of these per trainer rank:
 
     python examples/train_push.py --store HOST:PORT --token TOKEN --rank 0 --trainers 2
+
+--fsdp2 tcp://HOST:PORT shards the model with FSDP2's fully_shard over the trainers first
+(torch.distributed: gloo on CPU, nccl on CUDA), so each rank passes its DTensor shards.
 """
 import argparse
 import json
@@ -48,6 +51,30 @@ def build_model(specs, device):
     return root
 
 
+def set_weights(model, values, rank, world):
+    """The "optimizer step": writes `values` (full tensors) into the parameters in place, since
+    the agent holds their memory; an FSDP2 parameter takes its rank's torch.chunk rows."""
+    with torch.no_grad():
+        for name, value in values.items():
+            param = model.get_parameter(name)
+            if hasattr(param, "to_local"):  # a DTensor
+                chunks = torch.chunk(value, world)
+                if rank < len(chunks):
+                    param.to_local().copy_(chunks[rank])
+            else:
+                param.copy_(value)
+
+
+def fsdp2_shard(model, rank, world, init_method, device):
+    """Shards every parameter of `model` over the trainers, as an FSDP2 training script does."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend, rank=rank, world_size=world, init_method=init_method)
+    fully_shard(model, mesh=init_device_mesh(device.split(":")[0], (world,)))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", required=True, help="the store's HOST:PORT")
@@ -58,7 +85,10 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--options", default="{}", help="JSON overriding the job options")
+    p.add_argument("--fsdp2", metavar="INIT_METHOD", help="fully_shard the model first")
     args = p.parse_args()
+    if args.device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(args.device))
     options = dict(OPTIONS, trainer=f"fsdp={args.trainers}", store_address=args.store,
                    store_token=args.token, **json.loads(args.options))
 
@@ -67,11 +97,15 @@ def main():
     full_specs = weightsync.JobPlan({k: v for k, v in options.items() if "store" not in k},
                                     trainer="fsdp=1").trainer_sources(0)
     model = build_model(full_specs, args.device)
+    if args.fsdp2:
+        fsdp2_shard(model, args.rank, args.trainers, args.fsdp2, args.device)
+        sharded = sum(hasattr(p, "to_local") for p in model.parameters())
+        print(f"trainer {args.rank}: {sharded} parameters are FSDP2 DTensors", flush=True)
     with wst.trainer_agent(model, options, args.rank) as agent:
         for step in range(1, args.steps + 1):
-            with torch.no_grad():  # the "optimizer step": in place, the agent holds the memory
-                for name, value in weights_at(full_specs, args.seed, step).items():
-                    model.get_parameter(name).copy_(value)
+            values = weights_at(full_specs, args.seed, step)
+            set_weights(model, {n: v.to(args.device) for n, v in values.items()}, args.rank,
+                        args.trainers)
             report = agent.push(step)
             print(f"trainer {args.rank}: pushed step {report.step}, {report.bytes} bytes in "
                   f"{report.seconds:.3f} s", flush=True)

@@ -4,6 +4,8 @@ rank's FSDP chunk, DTensor shards as they are), and a push of torch CPU tensors 
 ctest runs this file only where torch imports (run_pytest.py --needs torch)."""
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 
@@ -126,8 +128,15 @@ DEVICES = os.environ.get("WEIGHTSYNC_TEST_TORCH_DEVICES", "cpu,cpu").split(",")
 TRANSPORT = os.environ.get("WEIGHTSYNC_TEST_TORCH_TRANSPORT", "ucx")
 
 
-@pytest.mark.parametrize("trainers", [1, 2])
-def test_push_of_torch_tensors_matches_convert_tensors(tmp_path, trainers):
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("trainers,fsdp2", [(1, False), (2, False), (2, True)],
+                         ids=["1-plain", "2-plain", "2-fsdp2"])
+def test_push_of_torch_tensors_matches_convert_tensors(tmp_path, trainers, fsdp2):
     steps, seed = 2, 11
     with weightsync.Store() as store:
         common = ["--store", store.address, "--token", store.token, "--trainers", str(trainers),
@@ -138,6 +147,9 @@ def test_push_of_torch_tensors_matches_convert_tensors(tmp_path, trainers):
                      "--device", DEVICES[1]]]
         commands += [[os.path.join(EXAMPLES, "train_push.py"), "--rank", str(r), "--seed",
                       str(seed), "--device", DEVICES[0]] for r in range(trainers)]
+        if fsdp2:  # the trainers' parameters become FSDP2 DTensors (fully_shard)
+            init = f"tcp://127.0.0.1:{free_port()}"
+            commands = commands[:1] + [c + ["--fsdp2", init] for c in commands[1:]]
         procs = [subprocess.Popen([sys.executable, *c, *common, "--options", overrides],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                  for c in commands]
@@ -151,6 +163,8 @@ def test_push_of_torch_tensors_matches_convert_tensors(tmp_path, trainers):
                 pytest.fail("a rank did not finish in 240 s")
         for proc, out in zip(procs, outputs):
             assert proc.returncode == 0, out
+    if fsdp2:
+        assert all(re.search(r"[1-9]\d* parameters are FSDP2 DTensors", o) for o in outputs[1:])
 
     specs = plan_for(1).trainer_sources(0)
     for step in range(1, steps + 1):
