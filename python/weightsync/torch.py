@@ -1,0 +1,156 @@
+"""A trainer rank's source tensors from a PyTorch model, and a TrainerAgent over them.
+
+``sources_from_module(model, plan, rank)`` returns, for every tensor the plan says trainer `rank`
+passes, a view of the model's own memory: a plain (unsharded) parameter is cut to the rank's dim-0
+chunk (torch.chunk semantics, as FSDP2 shards), an FSDP2 DTensor gives its local shard. Nothing is
+ever copied or cast: the agent reads these tensors at every push, so a copy would push the weights
+of the moment it was made. Hence a wrong dtype or a non-contiguous tensor is an error, not a fix.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import torch
+
+from .agents import TrainerAgent
+from .plan import JobPlan
+
+Rename = Callable[[str], Optional[str]]
+
+
+def _named_tensors(model: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(parameters, buffers) of a module, or (the mapping, {}) for a dict of tensors."""
+    if isinstance(model, torch.nn.Module):
+        return dict(model.named_parameters()), dict(model.named_buffers())
+    if isinstance(model, Mapping):
+        return dict(model), {}
+    raise TypeError(f"expected a torch.nn.Module or a mapping of name to tensor, "
+                    f"not {type(model).__name__}")
+
+
+def _dtensor_type():
+    try:
+        from torch.distributed.tensor import DTensor
+        return DTensor
+    except ImportError:  # torch built without distributed: no DTensors can exist
+        return None
+
+
+def _row_offsets(plan: JobPlan, rank: int) -> Dict[str, Tuple[int, int]]:
+    """name -> (first row of `rank`'s chunk, rows over all ranks), from the plan's shards: the
+    ranks holding a tensor split it in rank order. Rows over all ranks is a multiple of the
+    global rows when HSDP replicas each hold the whole tensor, so offsets are taken modulo it."""
+    before: Dict[str, int] = {}
+    total: Dict[str, int] = {}
+    for r in range(plan.trainer_world):
+        for s in plan.trainer_sources(r):
+            rows = s.shape[0] if s.shape else 1
+            if r < rank:
+                before[s.name] = before.get(s.name, 0) + rows
+            total[s.name] = total.get(s.name, 0) + rows
+    return {name: (before.get(name, 0), t) for name, t in total.items()}
+
+
+def _local_shard(name: str, tensor: Any, spec, first: int, total: int, rank: int, dtensor):
+    """The part of `tensor` trainer `rank` passes for `spec`, checked against it."""
+    where = f"trainer rank {rank}: tensor {name}"
+    if dtensor is not None and isinstance(tensor, dtensor):
+        from torch.distributed.tensor import Replicate, Shard
+        bad = [p for p in tensor.placements if not isinstance(p, (Shard, Replicate))
+               or (isinstance(p, Shard) and p.dim != 0)]
+        if bad:
+            raise ValueError(f"{where}: DTensor placements {tensor.placements} are not "
+                             "Shard(0)/Replicate (FSDP2's layout, the one the plan assumes)")
+        local = tensor.to_local()
+        if tuple(local.shape) != spec.shape:
+            raise ValueError(f"{where}: the DTensor's local shard has shape {list(local.shape)}, "
+                             f"the plan expects {list(spec.shape)} (global {list(tensor.shape)}); "
+                             "the plan's trainer parallelism must match the FSDP2 mesh")
+    elif isinstance(tensor, torch.Tensor):
+        full = tuple(tensor.shape)
+        if full[1:] != spec.shape[1:] or not full or total % full[0]:
+            raise ValueError(f"{where}: shape {list(full)} does not fit the plan, whose shard "
+                             f"for this rank is {list(spec.shape)}")
+        start = first % full[0]
+        local = tensor.detach()[start:start + spec.shape[0]]
+    else:
+        raise TypeError(f"{where}: expected a torch tensor, not {type(tensor).__name__}")
+    local = local.detach()
+    if str(local.dtype).replace("torch.", "") != spec.dtype:
+        raise TypeError(f"{where}: dtype {local.dtype}, the plan expects {spec.dtype} "
+                        "(not cast here: a cast copy would not follow training)")
+    if not local.is_contiguous():
+        raise ValueError(f"{where}: not contiguous (strides {list(local.stride())}); not copied "
+                         "here since a copy would not follow training")
+    return local
+
+
+def sources_from_module(model: Any, plan: JobPlan, rank: int,
+                        rename: Optional[Rename] = None) -> Dict[str, "torch.Tensor"]:
+    """Trainer `rank`'s sources as the plan names and shapes them, as views of `model`'s memory.
+
+    `model`: an nn.Module (its parameters, and those of its buffers the plan names) or a mapping
+    of name to tensor. Names must be the plan's source format's (Hugging Face names for "hf").
+    `rename(name)` maps a model name to the plan's, or returns None to leave the tensor out
+    (e.g. strip torch.compile's "_orig_mod." or drop an MTP layer the plan does not carry).
+    Every parameter must be used and every planned tensor found; errors name rank and tensor."""
+    params, buffers = _named_tensors(model)
+    rename = rename or (lambda n: n)
+    by_name: Dict[str, Tuple[str, Any]] = {}
+    for group in (params, buffers):
+        for original, tensor in group.items():
+            name = rename(original)
+            if name is None:
+                continue
+            if name in by_name:
+                raise ValueError(f"trainer rank {rank}: {by_name[name][0]} and {original} are both "
+                                 f"named {name}")
+            by_name[name] = (original, tensor)
+    specs = plan.trainer_sources(rank)
+    # Every rank's plan knows the whole model: a parameter no rank holds is unknown to the plan,
+    # while one only other ranks hold (an expert of another EP rank) is just not this rank's.
+    everywhere = _row_offsets(plan, rank)
+    extra = sorted(by_name[n][0] for n in by_name
+                   if n not in everywhere and by_name[n][0] in params)
+    if extra:
+        raise ValueError(f"trainer rank {rank}: {len(extra)} parameter(s) the plan does not know, "
+                         f"e.g. {', '.join(extra[:5])}; pass rename= to map or drop them")
+    missing = [s.name for s in specs if s.name not in by_name]
+    if missing:
+        raise ValueError(f"trainer rank {rank}: {len(missing)} planned tensor(s) not in the model, "
+                         f"e.g. {', '.join(missing[:5])}")
+    dtensor = _dtensor_type()
+    out = {}
+    for spec in specs:
+        original, tensor = by_name[spec.name]
+        first, total = everywhere[spec.name]
+        out[spec.name] = _local_shard(spec.name, tensor, spec, first, total, rank, dtensor)
+    return out
+
+
+def _plan_options(options: Mapping[str, Any]) -> Dict[str, Any]:
+    # The store is the job's meeting point, not part of what the plan computes.
+    return {k: v for k, v in options.items() if k not in ("store_address", "store_token")}
+
+
+def default_rank() -> int:
+    """This process's rank in torch.distributed, or 0 when it is not initialised."""
+    import torch.distributed as dist
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def trainer_agent(model: Any, options: Mapping[str, Any], rank: Optional[int] = None,
+                  rename: Optional[Rename] = None) -> TrainerAgent:
+    """A TrainerAgent over `model`'s own memory (sources_from_module): after each optimizer step,
+    ``agent.push(step)`` sends what the model holds. The model's parameters must not be
+    reallocated while the agent lives (no .to(), no load_state_dict(assign=True)).
+    `rank` defaults to torch.distributed's. The sources are kept as ``agent.sources``."""
+    rank = default_rank() if rank is None else rank
+    with JobPlan(_plan_options(options)) as plan:
+        sources = sources_from_module(model, plan, rank, rename)
+    agent = TrainerAgent(options, rank, sources)
+    agent.sources = sources
+    return agent
+
+
+__all__ = ["default_rank", "sources_from_module", "trainer_agent"]
