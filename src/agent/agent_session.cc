@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "control/collective.h"
 #include "core/log.h"
 
 namespace weightsync::agent {
@@ -108,6 +109,15 @@ Result<std::unique_ptr<AgentSession>> AgentSession::Join(const AgentOptions& opt
 
 AgentSession::~AgentSession() {
   if (heartbeat_) heartbeat_->Stop();
+}
+
+Status AgentSession::CheckJob() const {
+  WS_RETURN_IF_ERROR(watcher_->CheckAlive(rendezvous_->participants()));
+  Result<std::string> aborted =
+      client_->Get(control::AbortKey(options_.job_id), control::DeadlineIn(5));
+  if (aborted.ok()) return Aborted("job ", options_.job_id, " was aborted: ", *aborted);
+  if (aborted.status().code() == StatusCode::kNotFound) return Status::Ok();
+  return aborted.status();
 }
 
 Status AgentSession::AbortJob(const Status& reason) {

@@ -69,6 +69,10 @@ class AgentSession {
 
   bool rejoined() const { return rendezvous_->rejoined(); }
 
+  // OK while every rank is alive and the job was not aborted; otherwise why (kAborted). For
+  // waits outside the store (NCCL) that must end early when a peer is gone.
+  Status CheckJob() const;
+
   // Aborts the job with `reason` (every waiting rank fails with it) and returns it as an error.
   Status AbortJob(const Status& reason);
 

@@ -97,12 +97,15 @@ Status InferenceAgent::Impl::Init(const AgentOptions& options, int rank,
   if (!tensors_ok.ok()) return session_->AbortJob(tensors_ok);
   WS_RETURN_IF_ERROR(session_->Exchange(mine).status());
   if (nccl) {
-    WS_ASSIGN_OR_RETURN(nccl_receiver_,
-                        NcclReceiver::Create(job_, rank, destinations, cuda_device));
+    Result<std::unique_ptr<NcclReceiver>> receiver =
+        NcclReceiver::Create(job_, rank, destinations, cuda_device);
+    if (!receiver.ok()) return session_->AbortJob(receiver.status());
+    nccl_receiver_ = std::move(*receiver);
     WS_ASSIGN_OR_RETURN(nccl_, NcclBroadcaster::Create(
                                    *session_->rendezvous().context().client, options.job_id,
                                    1 + rank, 1 + job_.inference_world(), cuda_device,
-                                   control::DeadlineIn(options.join_timeout_s)));
+                                   control::DeadlineIn(options.join_timeout_s),
+                                   [this] { return session_->CheckJob(); }));
   }
   push_ = std::make_unique<push::InferencePush>(session_->rendezvous(), options.push,
                                                 std::move(agent_options.hooks));

@@ -1,6 +1,7 @@
 #include "agent/nccl_mode.h"
 
 #include <algorithm>
+#include <functional>
 #include <thread>
 
 #include "control/participant.h"
@@ -77,8 +78,14 @@ Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
     const LocalLayout& layout = job.plan.tensors[it->second].layouts[local];
     if (layout.empty()) continue;  // another rank's experts only
     WS_ASSIGN_OR_RETURN(ResolvedConversion resolved, ResolveConversion(spec, lookup));
-    if (layout.cols.size() != resolved.cols || layout.rows.size() != 1 ||
-        layout.rows[0].begin != 0 || layout.rows[0].end < resolved.rows) {
+    // Whole on this rank (padding rows after the end allowed): the plan sees a 1D tensor as
+    // [n, 1], a conversion as one row of n.
+    const bool whole =
+        layout.rows.size() == 1 && layout.rows[0].begin == 0 && layout.cols.begin == 0 &&
+        (resolved.rows == 1 ? layout.local_rows() * layout.cols.size() >= resolved.cols
+                            : layout.cols.size() == resolved.cols &&
+                                  layout.rows[0].end >= resolved.rows);
+    if (!whole) {
       return Unimplemented("agent.mode=nccl: ", spec.destination, " is split on this rank");
     }
     // Keep this rank's parts (experts), numbered in its local order.
@@ -129,8 +136,15 @@ struct NcclBroadcaster::State {
 
   // Polls the communicator (and, with `stream`, its queued work) until done or `deadline`;
   // aborts the communicator on an error or at the deadline.
+  std::function<Status()> alive;  // the job's liveness and abort checks, polled while waiting
+
   Status Wait(control::Deadline deadline, bool stream_too, std::string_view what) {
+    auto next_check = control::Clock::now();
     while (true) {
+      if (alive && control::Clock::now() >= next_check) {
+        if (Status ok = alive(); !ok.ok()) return Abort(StrCat(what, ": ", ok.message()));
+        next_check = control::Clock::now() + std::chrono::milliseconds(100);
+      }
       ncclResult_t state = ncclSuccess;
       api->comm_get_async_error(comm, &state);
       if (state != ncclSuccess && state != ncclInProgress) {
@@ -157,8 +171,9 @@ struct NcclBroadcaster::State {
 
 Result<std::unique_ptr<NcclBroadcaster>> NcclBroadcaster::Create(
     control::StoreClient& client, const std::string& job_id, int nccl_rank, int world,
-    int device, control::Deadline deadline) {
+    int device, control::Deadline deadline, std::function<Status()> alive) {
   auto state = std::make_unique<State>();
+  state->alive = std::move(alive);
   WS_ASSIGN_OR_RETURN(state->api, LoadNccl());
   state->rank = nccl_rank;
   WS_RETURN_IF_ERROR(SetCudaDevice(device));
@@ -220,7 +235,8 @@ struct NcclBroadcaster::State {};
 
 Result<std::unique_ptr<NcclBroadcaster>> NcclBroadcaster::Create(control::StoreClient&,
                                                                  const std::string&, int, int,
-                                                                 int, control::Deadline) {
+                                                                 int, control::Deadline,
+                                                                 std::function<Status()>) {
   return Unavailable("agent.mode=nccl: built without NCCL headers (nccl.h)");
 }
 NcclBroadcaster::NcclBroadcaster(std::unique_ptr<State> state) : state_(std::move(state)) {}

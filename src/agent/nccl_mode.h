@@ -17,6 +17,7 @@
 // Threading: one thread (the agent's push thread) per object.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,11 +36,13 @@ Status CheckNcclModeSupports(const JobPlan& job);
 class NcclBroadcaster {
  public:
   // Trainer 0 is NCCL rank 0, inference rank r is NCCL rank 1 + r; rank 0 publishes the unique
-  // id under the job's keys, the others wait for it.
+  // id under the job's keys, the others wait for it. `alive` (optional) is polled while waiting,
+  // so a dead peer or an aborted job fails the wait at once instead of at the deadline.
   static Result<std::unique_ptr<NcclBroadcaster>> Create(control::StoreClient& client,
                                                          const std::string& job_id, int nccl_rank,
                                                          int world, int device,
-                                                         control::Deadline deadline);
+                                                         control::Deadline deadline,
+                                                         std::function<Status()> alive = {});
   ~NcclBroadcaster();
   NcclBroadcaster(const NcclBroadcaster&) = delete;
   NcclBroadcaster& operator=(const NcclBroadcaster&) = delete;

@@ -113,7 +113,8 @@ Status TrainerAgent::Impl::InitNccl(Status sources_ok) {
   WS_ASSIGN_OR_RETURN(nccl_, NcclBroadcaster::Create(*session_->rendezvous().context().client,
                                                      options_.job_id, 0,
                                                      1 + job_.inference_world(), device_,
-                                                     control::DeadlineIn(options_.join_timeout_s)));
+                                                     control::DeadlineIn(options_.join_timeout_s),
+                                                     [this] { return session_->CheckJob(); }));
   push_ = std::make_unique<push::TrainerPush>(session_->rendezvous(), options_.push);
   return Status::Ok();
 }
