@@ -18,8 +18,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${WEIGHTSYNC_BENCH_NETNS:-}" ]; then
-  exec unshare --net -- env WEIGHTSYNC_BENCH_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' \
+  exec unshare --net -- env WEIGHTSYNC_BENCH_NETNS=1 bash -c '"$0" --lo-up && exec "$0" "$@"' \
     "$0" "$@" || { echo "bench/transport.sh: cannot create a network namespace (run as root)"; exit 1; }
+fi
+if [ "${1:-}" = --lo-up ]; then
+  # Loopback up in the new namespace: `ip` where it exists, else the SIOCSIFFLAGS ioctl.
+  command -v ip >/dev/null && exec ip link set lo up
+  exec python3 -c 'import fcntl, socket, struct
+s = socket.socket()
+flags = struct.unpack("16sH22x", fcntl.ioctl(s, 0x8913, struct.pack("16sH22x", b"lo", 0)))[1]
+fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))'
 fi
 build=build sizes="64KiB 16MiB" iters="" repeat=3 warmup=5 tls_list="sm tcp" port=13444
 while [ $# -gt 0 ]; do
