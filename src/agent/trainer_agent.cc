@@ -182,20 +182,15 @@ Result<PushReport> TrainerAgent::Impl::Push(uint64_t step) {
     scan_span_ = {"scan", scan_start, WallMicros() - scan_start};
     return scanned;
   });
-  const auto finish_scan = [this, &report] {
-    Status scanned = scan_.valid() ? scan_.get() : Status::Ok();
-    report.spans.push_back(scan_span_);
-    return scanned;
-  };
   {
     SpanTimer span(report.spans, "pause");
     if (Status begun = push_->BeginPush(step); !begun.ok()) {
-      (void)finish_scan();
+      (void)AwaitScan(report);
       return begun;
     }
   }
   if (Status started = push_->StartTransfer(); !started.ok()) {
-    (void)finish_scan();
+    (void)AwaitScan(report);
     return started;
   }
   if (progress_) progress_->SetActive(true);

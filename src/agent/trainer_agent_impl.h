@@ -56,6 +56,8 @@ class TrainerAgent::Impl {
   Status ConnectTo(const SetupInfo& info);
   Status Transfer(uint64_t step, PushReport& report);
   Status Scan(uint64_t step) const;
+  // The scan's verdict (started with the push), once; records its span.
+  Status AwaitScan(PushReport& report);
   Status Gather(transport::Deadline deadline, PushReport& report);
   Status GatherBarrier(uint64_t step, control::Deadline deadline);
   // Scan, gathers and the gather barrier: what must happen before the first write.

@@ -14,12 +14,7 @@ namespace weightsync::agent {
 Status TrainerAgent::Impl::Transfer(uint64_t step, PushReport& report) {
   const auto deadline = transport::DeadlineIn(options_.push.transfer_timeout_s);
   if (nccl_) {
-    {
-      SpanTimer span(report.spans, "scan-wait");
-      Status scanned = scan_.get();
-      report.spans.push_back(scan_span_);
-      WS_RETURN_IF_ERROR(scanned);
-    }
+    WS_RETURN_IF_ERROR(AwaitScan(report));
     SpanTimer span(report.spans, "broadcast");
     std::vector<TensorView> buffers;
     for (const SourceTensor& source : job_.sources) {
@@ -39,12 +34,7 @@ Status TrainerAgent::Impl::Transfer(uint64_t step, PushReport& report) {
 
 Status TrainerAgent::Impl::Prepare(uint64_t step, transport::Deadline deadline,
                                    PushReport& report) {
-  {
-    SpanTimer span(report.spans, "scan-wait");
-    Status scanned = scan_.get();
-    report.spans.push_back(scan_span_);
-    WS_RETURN_IF_ERROR(scanned);
-  }
+  WS_RETURN_IF_ERROR(AwaitScan(report));
   {
     SpanTimer span(report.spans, "gather");
     WS_RETURN_IF_ERROR(Gather(deadline, report));
@@ -53,6 +43,14 @@ Status TrainerAgent::Impl::Prepare(uint64_t step, transport::Deadline deadline,
   // go to an inference rank.
   SpanTimer span(report.spans, "gather-barrier");
   return GatherBarrier(step, deadline);
+}
+
+Status TrainerAgent::Impl::AwaitScan(PushReport& report) {
+  if (!scan_.valid()) return Status::Ok();  // already awaited
+  SpanTimer span(report.spans, "scan-wait");
+  Status scanned = scan_.get();
+  report.spans.push_back(scan_span_);
+  return scanned;
 }
 
 Status TrainerAgent::Impl::Scan(uint64_t step) const {
