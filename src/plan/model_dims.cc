@@ -60,12 +60,31 @@ ModelDims Qwen3_235B() {
   return d;
 }
 
+// DeepSeek-V3's structure at laptop size: glm5_tiny without the DSA indexer.
+ModelDims DeepSeekV3Tiny() {
+  ModelDims d = Glm5Tiny();
+  d.model_type = "deepseek_v3";
+  d.index_heads = 0, d.index_head_dim = 0;
+  return d;
+}
+
+// Qwen3-MoE's structure at laptop size (GQA with q/k norms, MoE in every layer), for the demo and
+// the end-to-end tests; every split a tensor-parallel degree of 1 or 2 makes is on 128-blocks.
+ModelDims Qwen3MoeTiny() {
+  ModelDims d = Qwen3_235B();
+  d.hidden = 320, d.vocab = 1000, d.layers = 2, d.intermediate = 512;
+  d.moe_intermediate = 256, d.experts = 8, d.heads = 8, d.kv_heads = 4, d.head_dim = 128;
+  return d;
+}
+
 const std::vector<Preset>& Presets() {
   static const std::vector<Preset> presets = {{"glm5", Glm5()},
                                               {"glm5_tiny", Glm5Tiny()},
                                               {"deepseek_v3", DeepSeekV3()},
                                               {"kimi_k2", KimiK2()},
-                                              {"qwen3_235b", Qwen3_235B()}};
+                                              {"qwen3_235b", Qwen3_235B()},
+                                              {"qwen3_moe_tiny", Qwen3MoeTiny()},
+                                              {"deepseek_v3_tiny", DeepSeekV3Tiny()}};
   return presets;
 }
 
