@@ -80,11 +80,17 @@ Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
     WS_ASSIGN_OR_RETURN(ResolvedConversion resolved, ResolveConversion(spec, lookup));
     // Whole on this rank (padding rows after the end allowed): the plan sees a 1D tensor as
     // [n, 1], a conversion as one row of n.
+    // Row ranges one after the other from 0 (a fused [gate; up] comes as two) hold the rows in
+    // order, as the full tensor has them.
+    bool in_order = !layout.rows.empty() && layout.rows.front().begin == 0;
+    for (size_t r = 1; r < layout.rows.size(); ++r) {
+      in_order = in_order && layout.rows[r].begin == layout.rows[r - 1].end;
+    }
     const bool whole =
-        layout.rows.size() == 1 && layout.rows[0].begin == 0 && layout.cols.begin == 0 &&
+        in_order && layout.cols.begin == 0 &&
         (resolved.rows == 1 ? layout.local_rows() * layout.cols.size() >= resolved.cols
                             : layout.cols.size() == resolved.cols &&
-                                  layout.rows[0].end >= resolved.rows);
+                                  layout.rows.back().end >= resolved.rows);
     if (!whole) {
       return Unimplemented("agent.mode=nccl: ", spec.destination, " is split on this rank");
     }
