@@ -226,9 +226,7 @@ void AddPlanCommand(CLI::App& app, int& exit_code) {
       "plan", "Compute and validate the transfer plan for a model and cluster, and predict a push");
   cmd->add_option("--model", flags->model,
                   "Model spec name or .json file (default: from the preset / config model_type)");
-  std::string presets;
-  for (const std::string& name : PresetNames()) presets += (presets.empty() ? "" : ", ") + name;
-  cmd->add_option("--preset", flags->preset, "Dimensions: " + presets);
+  cmd->add_option("--preset", flags->preset, "Dimensions: " + PresetNamesText());
   cmd->add_option("--config", flags->config, "Dimensions: a Hugging Face config.json");
   cmd->add_option("--source-format", flags->source_format,
                   "Trainer tensor names (spec source format)")

@@ -6,9 +6,7 @@ namespace weightsync::cli {
 
 void AddDemoFlags(CLI::App& cmd, DemoFlags& f) {
   cmd.add_option("--model", f.model, "Model spec name or .json file");
-  std::string presets;
-  for (const std::string& name : PresetNames()) presets += (presets.empty() ? "" : ", ") + name;
-  cmd.add_option("--preset", f.preset, "Model dimensions: " + presets);
+  cmd.add_option("--preset", f.preset, "Model dimensions: " + PresetNamesText());
   cmd.add_option("--source-format", f.source_format, "The trainers' tensor names (spec format)");
   cmd.add_option("--trainers", f.trainers, "Trainer processes (FSDP ranks)")->check(CLI::Range(1, 64));
   cmd.add_option("--inference", f.inference, "Inference processes per engine")

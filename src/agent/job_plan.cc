@@ -67,6 +67,15 @@ const SourceTensor* JobPlan::FindSource(const std::string& name) const {
   return it == source_index.end() ? nullptr : &sources[it->second];
 }
 
+Result<ConversionPlan> JobPlan::Conversions() const {
+  std::vector<SourceTensorInfo> infos;
+  for (const SourceTensor& s : sources) infos.push_back({s.name, s.shape});
+  ConversionPlanOptions options;
+  options.source_format = plan.options.source_format;
+  options.target_format = plan.options.target_format;
+  return PlanConversion(spec, infos, options);
+}
+
 Result<JobPlan> BuildJobPlan(const AgentOptions& options) {
   JobPlan job;
   WS_ASSIGN_OR_RETURN(ModelSpecLibrary library, ModelSpecLibrary::FromEnvironment());

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/agent_options.h"
+#include "model/conversion_plan.h"
 #include "model/model_spec.h"
 #include "plan/transfer_plan.h"
 #include "weightsync/tensor.h"
@@ -52,6 +53,9 @@ struct JobPlan {
   // The tensors inference rank `rank` (global: replica * ranks + local) must register.
   std::vector<DestinationTensor> DestinationsOf(int rank) const;
   const SourceTensor* FindSource(const std::string& name) const;
+  // The conversion specs of the job's formats over its sources: what a direct (unplanned)
+  // conversion of whole tensors runs, as `weightsync convert` does.
+  Result<ConversionPlan> Conversions() const;
 
   int trainer_world() const { return plan.options.trainer.world(); }
   int inference_world() const {

@@ -8,7 +8,6 @@
 #include "convert/conversion_spec.h"
 #include "convert/cuda/convert_cuda.h"
 #include "convert/cuda/device_ops.h"
-#include "model/conversion_plan.h"
 
 #ifdef WEIGHTSYNC_HAVE_NCCL_HEADERS
 #include "agent/nccl_api.h"
@@ -60,12 +59,7 @@ Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
                                                    Device{DeviceKind::kCuda, device}));
     by_name[source.name] = out->buffers_.back();
   }
-  std::vector<SourceTensorInfo> infos;
-  for (const SourceTensor& s : job.sources) infos.push_back({s.name, s.shape});
-  ConversionPlanOptions options;
-  options.source_format = job.plan.options.source_format;
-  options.target_format = job.plan.options.target_format;
-  WS_ASSIGN_OR_RETURN(ConversionPlan conversion, PlanConversion(job.spec, infos, options));
+  WS_ASSIGN_OR_RETURN(ConversionPlan conversion, job.Conversions());
   std::map<std::string, size_t> planned;  // destination name -> plan tensor index
   for (size_t i = 0; i < job.plan.tensors.size(); ++i) planned[job.plan.tensors[i].shape.name] = i;
   const int local = rank % job.plan.options.inference.ranks();

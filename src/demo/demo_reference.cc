@@ -4,19 +4,13 @@
 
 #include "convert/cuda/convert_cuda.h"
 #include "convert/cuda/device_ops.h"
-#include "model/conversion_plan.h"
 #include "plan/layout.h"
 
 namespace weightsync::demo {
 
 Result<std::vector<ResolvedConversion>> ReferenceDestinations::Resolve(
     const agent::JobPlan& job, const std::map<std::string, TensorView>& sources) {
-  std::vector<SourceTensorInfo> infos;
-  for (const SourceTensor& s : job.sources) infos.push_back({s.name, s.shape});
-  ConversionPlanOptions options;
-  options.source_format = job.plan.options.source_format;
-  options.target_format = job.plan.options.target_format;
-  WS_ASSIGN_OR_RETURN(ConversionPlan conversion, PlanConversion(job.spec, infos, options));
+  WS_ASSIGN_OR_RETURN(ConversionPlan conversion, job.Conversions());
   const SourceLookup lookup = [&](const std::string& name) -> Result<TensorView> {
     auto it = sources.find(name);
     if (it == sources.end()) return NotFound("source ", name, " was not generated");

@@ -96,15 +96,19 @@ Result<ModelDims> PresetDims(std::string_view preset) {
   for (const Preset& p : Presets()) {
     if (p.name == preset) return p.dims;
   }
-  std::string known;
-  for (const auto& n : PresetNames()) known += (known.empty() ? "" : ", ") + n;
-  return NotFound("no model preset named '", preset, "' (known: ", known, ")");
+  return NotFound("no model preset named '", preset, "' (known: ", PresetNamesText(), ")");
 }
 
 std::vector<std::string> PresetNames() {
   std::vector<std::string> names;
   for (const Preset& p : Presets()) names.emplace_back(p.name);
   return names;
+}
+
+std::string PresetNamesText() {
+  std::string text;
+  for (const std::string& n : PresetNames()) text += (text.empty() ? "" : ", ") + n;
+  return text;
 }
 
 Result<std::string> ModelSpecForType(std::string_view model_type) {

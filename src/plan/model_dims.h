@@ -50,6 +50,8 @@ struct ModelDims {
 // glm5, deepseek_v3, kimi_k2, qwen3_235b.
 Result<ModelDims> PresetDims(std::string_view preset);
 std::vector<std::string> PresetNames();
+// "glm5, glm5_tiny, ...": for help texts and errors.
+std::string PresetNamesText();
 
 // Reads the dimensions out of a Hugging Face config.json's text; `origin` names it in errors.
 Result<ModelDims> DimsFromHfConfig(const std::string& json_text, const std::string& origin);
