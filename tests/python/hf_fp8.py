@@ -5,8 +5,10 @@ makes of them, for tests/python/test_transformers.py (CPU) and tests/gpu/hf_fp8_
 FineGrainedFP8Config(weight_block_size=(128, 128))) does with a bf16 checkpoint, with transformers'
 own pieces: the quantizer's module replacement (FP8Linear, FP8Experts; lm_head and
 _keep_in_fp32_modules skipped) on the meta device, then its Fp8Quantize op on every tensor the
-quantizer says needs quantizing, and the plain value for the others. from_pretrained itself
-refuses this on a machine without a GPU; the GPU script uses it for real and compares the two.
+quantizer says needs quantizing, and the plain value for the others. It is what transformers'
+quantizer makes of the bf16 weights. from_pretrained itself differs in one step: it first casts
+each checkpoint tensor to the FP8 parameter's dtype (a plain cast without scale) and quantizes
+that (test_transformers.py's last test shows it); the GPU script measures both.
 """
 import torch
 from transformers import GlmMoeDsaConfig, GlmMoeDsaForCausalLM

@@ -244,3 +244,33 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_from_pretrained_casts_a_bf16_weight_to_fp8_before_quantizing(aligned, tmp_path,
+                                                                      monkeypatch):
+    """Found here, in transformers 5.17 (core_model_loading.py, "Handle dtype casting"): with
+    FineGrainedFP8Config on a bf16 checkpoint, the loader materializes each tensor in the dtype
+    of the empty parameter, float8_e4m3fn for an FP8Linear, i.e. a plain cast with no scale
+    (values under 2^-10 become 0, the rest keep 3 mantissa bits of their own binade), and only
+    then runs Fp8Quantize on that. So transformers' own on-the-fly FP8 model is quantized twice,
+    and is not what its quantizer op makes of the bf16 weights (hf_fp8, the CPU test above).
+    This test fails when transformers changes that, which would change what the GPU comparison
+    (tests/gpu/hf_fp8_push.py) measures. from_pretrained refuses FP8 without a GPU, so its
+    environment check is skipped here."""
+    from transformers.integrations.finegrained_fp8 import Fp8Quantize
+    from transformers.quantizers.quantizer_finegrained_fp8 import FineGrainedFP8HfQuantizer
+    source, _, _ = aligned
+    source.save_pretrained(tmp_path)
+    monkeypatch.setattr(FineGrainedFP8HfQuantizer, "validate_environment",
+                        lambda self, *args, **kwargs: None)
+    loaded = type(source).from_pretrained(tmp_path, dtype=torch.bfloat16,
+                                          quantization_config=hf_fp8.fp8_quantizer()
+                                          .quantization_config)
+    weight = source.get_parameter(Q_A).detach()
+    quantize = Fp8Quantize(hf_fp8.fp8_quantizer())
+    twice = quantize.convert({Q_A: weight.to(torch.float8_e4m3fn).float()})
+    once = quantize.convert({Q_A: weight})
+    held = loaded.get_parameter(Q_A).detach().view(torch.uint8)
+    assert torch.equal(held, twice[Q_A].view(torch.uint8))
+    assert torch.equal(loaded.get_parameter(Q_A + "_scale_inv").detach(), twice[Q_A + "_scale_inv"])
+    assert not torch.equal(held, once[Q_A].view(torch.uint8))
