@@ -139,22 +139,21 @@ def test_a_weight_transformers_left_in_bf16_is_named_then_quantized(partial):
     assert torch.equal(dst[KV_A + "_scale_inv"], expected[KV_A + "_scale_inv"])
 
 
-def errors_for(model, options, **kwargs):
+def errors_for(model, options, rename=None):
     with weightsync.JobPlan(options) as plan:
         with pytest.raises((TypeError, ValueError)) as e:
-            wsh.destinations_from_model(model, plan, 3 if "rank" in kwargs else 0,
-                                        kwargs.get("rename"))
+            wsh.destinations_from_model(model, plan, 0, rename)
     return str(e.value)
 
 
 def swapped(model, name, value):
-    """`model` with parameter `name` replaced by `value` (restored by the caller's copy)."""
+    """Replaces parameter `name` of `model` by `value`."""
     module_name, _, attr = name.rpartition(".")
     setattr(model.get_submodule(module_name), attr, torch.nn.Parameter(value, requires_grad=False))
 
 
 def test_errors_name_the_rank_and_tensor(partial):
-    source, model, options = partial
+    _, model, options = partial
     wsh.quantize_skipped_linears(model, "glm_moe_dsa")
     message = errors_for(model, options, rename=lambda n: None if n == Q_A else n)
     assert "inference rank 0" in message and Q_A in message and "not in the model" in message
@@ -187,7 +186,7 @@ def test_push_into_the_transformers_model_matches_convert_tensors(partial, train
     """Trainer processes (examples/train_push.py: 1 plain, or 2 whose model is fully_shard-ed
     over a gloo group, each passing its DTensor shards) push over UCX into this process's
     transformers FP8 model; every tensor then holds convert_tensors' bytes of the same weights."""
-    source, model, options = partial
+    _, model, options = partial
     wsh.quantize_skipped_linears(model, "glm_moe_dsa")
     steps, seed = 2, 5
     with weightsync.Store() as store:
