@@ -4,10 +4,10 @@
 // and descriptor over a socketpair, then times `iters` writes of `size` bytes followed by one
 // flush, like `ucx_perftest -t ucp_put_bw` (bench/transport.sh runs both and prints the ratio).
 // The local backend cannot cross processes and runs writer and target in one process.
-// cuda_ipc: both buffers are GPU memory (a staging pool each: plain cuMemAlloc), the writer on
-// --device and the target on --peer-device (GPU 1 when there are two, else GPU 0); one-write runs
-// also time an in-process device-to-device copy of the same size in the same run and print the
-// ratio (target >= 0.95). --count N posts N writes of --size per batch at consecutive offsets,
+// --memory cuda (always for cuda_ipc; ucx with a CUDA-enabled UCX): both buffers are GPU memory (a
+// staging pool each: plain cuMemAlloc), the writer on --device and the target on --peer-device
+// (GPU 1 when there are two, else GPU 0); one-write runs also time an in-process device-to-device
+// copy of the same size in the same run and print the ratio (target >= 0.95 for cuda_ipc). --count N posts N writes of --size per batch at consecutive offsets,
 // for small-write throughput; cuda_ipc then also runs the same batches with per-write copies
 // (transport.cuda_small_write_bytes = 0) and prints the speed-up of the batched kernel.
 #include <fcntl.h>
@@ -39,6 +39,7 @@ struct BenchArgs {
   int iters = 100;
   int warmup = 5;
   bool json = false;
+  std::string memory;  // "host" or "cuda"; "" = the backend's kind (cuda for cuda_ipc)
   std::string ucx_tls;
   std::string ucx_net_devices;
   int device = 0;
@@ -48,7 +49,7 @@ struct BenchArgs {
   int serve_fd = -1;
 };
 
-bool OnGpu(const BenchArgs& args) { return args.backend == "cuda_ipc"; }
+bool OnGpu(const BenchArgs& args) { return args.memory == "cuda"; }
 
 // Memory for one side of the benchmark: host memory from the transport's allocator (for UCX
 // shared memory, as ucx_perftest uses, so puts over shm are one-sided copies), or a GPU staging
@@ -128,7 +129,8 @@ Result<Target> SpawnTarget(const BenchArgs& args) {
     std::vector<std::string> argv = {"weightsync", "bench", "transport", "--serve-fd",
                                      std::to_string(child_fd), "--backend", args.backend,
                                      "--size", args.size_text, "--count",
-                                     std::to_string(args.count), "--device",
+                                     std::to_string(args.count), "--memory", args.memory,
+                                     "--device",
                                      std::to_string(args.device), "--peer-device",
                                      std::to_string(args.peer_device)};
     if (!args.cuda_small_write_bytes.empty()) {
@@ -225,15 +227,20 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--iters", args->iters, "Timed writes")->capture_default_str();
   cmd->add_option("--warmup", args->warmup, "Untimed writes first")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print one JSON object; `gbps` is bytes/s / 1e9");
-  cmd->add_option("--ucx-tls", args->ucx_tls, "Overrides transport.ucx_tls (e.g. tcp, sm)");
+  cmd->add_option("--memory", args->memory,
+                  "host or cuda: what both buffers are (default: cuda for cuda_ipc, else host)")
+      ->check(CLI::IsMember({"host", "cuda"}));
+  cmd->add_option("--ucx-tls", args->ucx_tls,
+                  "Overrides transport.ucx_tls (e.g. tcp, sm, sm,cuda_copy,cuda_ipc)");
   cmd->add_option("--ucx-net-devices", args->ucx_net_devices,
                   "Overrides transport.ucx_net_devices (e.g. lo)");
   cmd->add_option("--count", args->count, "Writes of --size per batch, at consecutive offsets")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--device", args->device, "cuda_ipc: the writer's GPU")->capture_default_str();
+  cmd->add_option("--device", args->device, "--memory cuda: the writer's GPU")
+      ->capture_default_str();
   cmd->add_option("--peer-device", args->peer_device,
-                  "cuda_ipc: the target's GPU (default: 1 when there are two GPUs, else 0)");
+                  "--memory cuda: the target's GPU (default: 1 when there are two GPUs, else 0)");
   cmd->add_option("--cuda-small-write-bytes", args->cuda_small_write_bytes,
                   "Overrides transport.cuda_small_write_bytes (0: no batched kernel)");
   cmd->add_option("--serve-fd", args->serve_fd, "(internal) run as the target on this socket")
@@ -251,6 +258,12 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
       exit_code = s.ok() ? 0 : 1;
       return;
     }
+    if (args->memory.empty()) args->memory = args->backend == "cuda_ipc" ? "cuda" : "host";
+    if (args->backend == "cuda_ipc" && args->memory != "cuda") {
+      std::cerr << "weightsync bench transport: cuda_ipc writes GPU memory only (--memory cuda)\n";
+      exit_code = 2;
+      return;
+    }
     if (OnGpu(*args) && args->peer_device < 0) {
       args->peer_device = CudaDeviceCount() > 1 ? 1 : 0;
     }
@@ -260,7 +273,7 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
       exit_code = 1;
       return;
     }
-    nlohmann::json out = {{"backend", args->backend}, {"size", *size},
+    nlohmann::json out = {{"backend", args->backend}, {"memory", args->memory}, {"size", *size},
                           {"count", args->count},     {"iters", args->iters},
                           {"seconds", result->seconds}, {"gbps", result->gbps},
                           {"writes_per_s", result->writes_per_s}, {"detail", result->detail}};
@@ -281,8 +294,10 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
       comparison = StrCat("in-process device-to-device copy GPU ", args->device, " -> GPU ",
                           args->peer_device, " of ", args->count == 1 ? "the same size" :
                           "the batch's bytes as one copy", ": ", *baseline, " GB/s; ratio ",
-                          result->gbps / *baseline, args->count == 1 ? " (target >= 0.95)" : "");
-      if (args->count > 1) {
+                          result->gbps / *baseline,
+                          args->count == 1 && args->backend == "cuda_ipc" ? " (target >= 0.95)"
+                                                                          : "");
+      if (args->count > 1 && args->backend == "cuda_ipc") {
         // The same batches with every write on a copy engine, in this run: what the kernel buys.
         BenchArgs per_write = *args;
         per_write.cuda_small_write_bytes = "0";
