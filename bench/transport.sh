@@ -70,7 +70,8 @@ PY
 }
 median() { python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "$@"; }
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(hostname) $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)," \
-     "UCX $(ucx_tool ucx_info -v | sed -n 's/^# Version //p') ($(command -v ucx_perftest)), memory $memory," \
+     "UCX $(ucx_tool ucx_info -v | sed -nE 's/^# (Library version: |Version )//p' | head -1)" \
+     "($(command -v ucx_perftest)), memory $memory," \
      "repeats $repeat, warm-up $warmup"
 for size in $sizes; do
   bytes=$(to_bytes "$size")
