@@ -5,7 +5,12 @@
 # the repeats and the ratio (target: >= 0.9), then the in-process memcpy reference.
 #
 #   bench/transport.sh [--build build] [--size "64KiB 16MiB"] [--iters N] [--repeat 3]
-#                      [--tls "sm tcp"] [--memory host|cuda] [--ucx-dir DIR]
+#                      [--tls "sm tcp"] [--memory host|cuda] [--ucx-dir DIR] [--pin W,T]
+#
+# --pin W,T: the writers (perftest's client, our writer) run on CPU W and the targets (perftest's
+# server, our target) on CPU T. On a quiet many-core host unpinned runs of either tool fall into a
+# fast and a slow mode by where the scheduler puts the pair, so medians of a few runs compare
+# mode mixes rather than the tools.
 #
 # --memory cuda: both tools put from GPU memory into GPU memory (perftest `-m cuda,cuda`, ours
 # `--memory cuda`: a cuMemAlloc staging pool on each side, GPU 0 -> GPU 1 when there are two, else
@@ -37,7 +42,7 @@ flags = struct.unpack("16sH22x", fcntl.ioctl(s, 0x8913, struct.pack("16sH22x", b
 fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))'
 fi
 build=build sizes="64KiB 16MiB" iters="" repeat=3 warmup=5 tls_list="sm tcp" port=13444
-memory=host ucx_dir=""
+memory=host ucx_dir="" pin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -47,6 +52,7 @@ while [ $# -gt 0 ]; do
     --tls) tls_list=$2; shift 2 ;;
     --memory) memory=$2; shift 2 ;;
     --ucx-dir) ucx_dir=$(cd "$2" && pwd); shift 2 ;;
+    --pin) pin=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -57,7 +63,10 @@ if [ -n "$ucx_dir" ]; then
   export PATH="$ucx_dir/../bin:$PATH" WEIGHTSYNC_TRANSPORT_UCX_LIBRARY_DIR="$ucx_dir"
   ucx_tool() { LD_LIBRARY_PATH="$ucx_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
 fi
-perftest_memory=() ours_memory=(--memory "$memory")
+perftest_memory=() ours_memory=(--memory "$memory") on_writer=() on_target=()
+if [ -n "$pin" ]; then
+  on_writer=(taskset -c "${pin%,*}") on_target=(taskset -c "${pin#*,}") ours_memory+=(--pin "$pin")
+fi
 [ "$memory" = cuda ] && perftest_memory=(-m cuda,cuda)
 command -v ucx_perftest >/dev/null || { echo "ucx_perftest missing (apt-get install ucx-utils)"; exit 77; }
 to_bytes() {
@@ -71,7 +80,7 @@ PY
 median() { python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "$@"; }
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(hostname) $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)," \
      "UCX $(ucx_tool ucx_info -v | sed -nE 's/^# (Library version: |Version )//p' | head -1)" \
-     "($(command -v ucx_perftest)), memory $memory," \
+     "($(command -v ucx_perftest)), memory $memory, pinned to CPUs ${pin:-none}," \
      "repeats $repeat, warm-up $warmup"
 for size in $sizes; do
   bytes=$(to_bytes "$size")
@@ -81,11 +90,11 @@ for size in $sizes; do
     [ "$tls" = tcp ] || unset UCX_NET_DEVICES
     perf=() ours=() copy=()
     for _ in $(seq "$repeat"); do
-      ucx_tool ucx_perftest -p $port >/dev/null 2>&1 &
+      ucx_tool "${on_target[@]}" ucx_perftest -p $port >/dev/null 2>&1 &
       server=$!
       sleep 0.5
       # "Final: iters lat50 latavg latall bw_avg(MB/s) bw_overall(MB/s) ..."; MB = 2^20 bytes.
-      mbps=$(ucx_tool ucx_perftest 127.0.0.1 -p $port -t ucp_put_bw -s "$bytes" -n "$n" -w "$warmup" \
+      mbps=$(ucx_tool "${on_writer[@]}" ucx_perftest 127.0.0.1 -p $port -t ucp_put_bw -s "$bytes" -n "$n" -w "$warmup" \
              "${perftest_memory[@]}" 2>/dev/null |
              awk '/^Final:/ {print $7}')
       wait $server || true

@@ -11,6 +11,7 @@
 // for small-write throughput; cuda_ipc then also runs the same batches with per-write copies
 // (transport.cuda_small_write_bytes = 0) and prints the speed-up of the batched kernel.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,8 +47,32 @@ struct BenchArgs {
   int peer_device = -1;  // -1: GPU 1 when the host has two or more, else GPU 0
   uint64_t count = 1;    // writes per batch
   std::string cuda_small_write_bytes;  // overrides transport.cuda_small_write_bytes when set
+  std::string pin;  // "W,T": the writer on CPU W, the target on CPU T; "" leaves the scheduler's
   int serve_fd = -1;
 };
+
+// Pins this process to CPU `which` (0: the writer's, 1: the target's) of --pin. Why: on a quiet
+// many-core host the two processes' placement (same core's hyperthreads, one L2, two sockets)
+// moves small-write throughput by a third from run to run, for ucx_perftest as much as for us;
+// bench/transport.sh pins both tools the same way.
+Status PinTo(const std::string& pin, int which) {
+  if (pin.empty()) return Status::Ok();
+  const auto comma = pin.find(',');
+  const std::string cpu_text = which == 0 ? pin.substr(0, comma) : pin.substr(comma + 1);
+  char* end = nullptr;
+  const long cpu = std::strtol(cpu_text.c_str(), &end, 10);
+  if (comma == std::string::npos || cpu_text.empty() || *end != '\0' || cpu < 0 ||
+      cpu >= CPU_SETSIZE) {
+    return InvalidArgument("--pin ", pin, ": expected WRITER_CPU,TARGET_CPU");
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<int>(cpu), &set);
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+    return InvalidArgument("--pin ", pin, ": cannot run on CPU ", cpu, ": ", std::strerror(errno));
+  }
+  return Status::Ok();
+}
 
 bool OnGpu(const BenchArgs& args) { return args.memory == "cuda"; }
 
@@ -89,6 +114,7 @@ Result<std::unique_ptr<Transport>> MakeTransport(const BenchArgs& args, int32_t 
 // The target: registers a buffer, publishes it, progresses until told to exit.
 Status Serve(const BenchArgs& args, uint64_t size) {
   SocketChannel channel(args.serve_fd);
+  WS_RETURN_IF_ERROR(PinTo(args.pin, 1));
   WS_ASSIGN_OR_RETURN(auto t, MakeTransport(args, 1));
   WS_ASSIGN_OR_RETURN(BenchBuffer dst, MakeBuffer(*t, args, size * args.count, args.peer_device,
                                                   "bench.dst"));
@@ -137,6 +163,7 @@ Result<Target> SpawnTarget(const BenchArgs& args) {
       argv.insert(argv.end(), {"--cuda-small-write-bytes", args.cuda_small_write_bytes});
     }
     if (!args.ucx_tls.empty()) argv.insert(argv.end(), {"--ucx-tls", args.ucx_tls});
+    if (!args.pin.empty()) argv.insert(argv.end(), {"--pin", args.pin});
     if (!args.ucx_net_devices.empty()) {
       argv.insert(argv.end(), {"--ucx-net-devices", args.ucx_net_devices});
     }
@@ -163,6 +190,7 @@ struct BenchResult {
 
 Result<BenchResult> RunWriter(const BenchArgs& args, uint64_t size) {
   const uint64_t total = size * args.count;
+  WS_RETURN_IF_ERROR(PinTo(args.pin, 0));  // the target re-pins itself to its own CPU
   WS_ASSIGN_OR_RETURN(auto writer, MakeTransport(args, 0));
   WS_ASSIGN_OR_RETURN(BenchBuffer src, MakeBuffer(*writer, args, total, args.device, "bench.src"));
   // The local backend's target lives in this process.
@@ -243,6 +271,8 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
                   "--memory cuda: the target's GPU (default: 1 when there are two GPUs, else 0)");
   cmd->add_option("--cuda-small-write-bytes", args->cuda_small_write_bytes,
                   "Overrides transport.cuda_small_write_bytes (0: no batched kernel)");
+  cmd->add_option("--pin", args->pin,
+                  "WRITER_CPU,TARGET_CPU: pin the two processes (bench/transport.sh --pin)");
   cmd->add_option("--serve-fd", args->serve_fd, "(internal) run as the target on this socket")
       ->group("");
   cmd->callback([args, &exit_code] {

@@ -8,11 +8,13 @@
 #      transport --backend ucx --memory cuda beside the wheel's ucx_perftest -m cuda,cuda, plus our
 #      same-run in-process device-to-device copy), then the cuda_ipc backend on the same sizes;
 #   4. 64 KiB over shared memory beside ucx_perftest on the host's system UCX (Debian's perftest
-#      binary, carried in bin/), as the earlier quiet-host results, then on the wheel's UCX;
+#      binary, carried in bin/), as the earlier quiet-host results, then on the wheel's UCX; both
+#      unpinned and with each tool's two processes pinned to two CPUs of different cores;
 #   5. transport_test's ucx cases (host memory) on the wheel's UCX.
 # Expects the folder bench/gpu/stage_ucx.sh filled (this script's own folder). Results go to $OUT.
+# --shm-only: step 4 alone (with the CPU topology).
 #
-#   bash build-gpu-ucx/ucx_gpu.sh
+#   bash build-gpu-ucx/ucx_gpu.sh [--shm-only]
 set -uo pipefail
 b=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-/tmp/weightsync-ucx-gpu}
@@ -21,6 +23,26 @@ wheel_lib=$b/ucx/libucx/lib
 export LD_LIBRARY_PATH=$b/lib:${LD_LIBRARY_PATH:-}
 export WEIGHTSYNC_TRANSPORT_PEER=$b/transport_test_peer
 wheel_tool() { LD_LIBRARY_PATH=$wheel_lib:$LD_LIBRARY_PATH "$@"; }
+
+# Step 4: the writer on CPU 2, the target on the first CPU of another core (lscpu's topology).
+shm_64k() {
+  lscpu -e
+  local other
+  other=$(lscpu -p=CPU,CORE | awk -F, '!/^#/ {core[$1] = $2}
+      END {for (c in core) if (c + 0 > 2 && core[c] != core[2] && (best == "" || c + 0 < best)) best = c + 0
+           print best}')
+  other=${other:-3}
+  PATH=$b/bin:$PATH timeout 60 bash "$b/transport.sh" --build "$b" --size 64KiB --tls sm --repeat 11
+  PATH=$b/bin:$PATH timeout 60 bash "$b/transport.sh" --build "$b" --size 64KiB --tls sm \
+      --repeat 11 --pin "2,$other"
+  timeout 60 bash "$b/transport.sh" --build "$b" --ucx-dir "$wheel_lib" --size 64KiB --tls sm \
+      --repeat 11 --pin "2,$other"
+}
+if [ "${1:-}" = --shm-only ]; then
+  shm_64k 2>&1 | tee "$out/bench_shm_64k_pinned.txt"
+  exit 0
+fi
+
 {
   date -u +%FT%TZ
   nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version --format=csv
@@ -49,11 +71,7 @@ WEIGHTSYNC_TRANSPORT_UCX_LIBRARY_DIR=$wheel_lib timeout 60 "$b/transport_gpu_tes
   done
 } 2>&1 | tee "$out/bench_gpu.txt"
 
-{
-  PATH=$b/bin:$PATH timeout 60 bash "$b/transport.sh" --build "$b" --size 64KiB --tls sm --repeat 11
-  timeout 40 bash "$b/transport.sh" --build "$b" --ucx-dir "$wheel_lib" --size 64KiB --tls sm \
-      --repeat 5
-} 2>&1 | tee "$out/bench_shm_64k.txt"
+shm_64k 2>&1 | tee "$out/bench_shm_64k.txt"
 
 WEIGHTSYNC_TRANSPORT_UCX_LIBRARY_DIR=$wheel_lib timeout 45 "$b/transport_test" \
     --gtest_filter='*ucx*' 2>&1 | tee "$out/transport_test_wheel.txt" | grep -E '^\[  (PASSED|FAILED|SKIPPED) ' | head -20
