@@ -20,7 +20,7 @@ if grep -Eq "^CMAKE_CUDA_COMPILER:(FILEPATH|STRING)=/" "$build/CMakeCache.txt" 2
 fi
 cmake --build "$build" --target "${targets[@]}" weightsync_c
 rm -rf "$dest" && mkdir -p "$dest/lib"
-cp "${programs[@]}" bench/gpu/run.sh "$dest/"
+cp "${programs[@]}" bench/gpu/run.sh bench/gpu/agents_gpu.sh "$dest/"
 cp "$build/src/capi/libweightsync.so" "$dest/lib/"  # the Python package's library (run.sh step 6)
 # Debug info would push the folder past what the device tool carries (64 MiB).
 for p in "${programs[@]}"; do strip --strip-debug "$dest/$(basename "$p")"; done

@@ -1,7 +1,6 @@
 #include "agent/nccl_receiver.h"
 
 #include <algorithm>
-#include <deque>
 
 #include "convert/conversion_spec.h"
 #include "convert/cuda/convert_cuda.h"
@@ -18,15 +17,6 @@ constexpr int64_t kScratchAlignment = 256;
 
 int64_t Aligned(int64_t n) { return (n + kScratchAlignment - 1) / kScratchAlignment * kScratchAlignment; }
 
-// Rows of one part of a full [parts, rows, cols] tensor copied into a rank's local tensor.
-struct SliceCopy {
-  void* dst = nullptr;
-  size_t dst_pitch = 0;
-  const void* src = nullptr;
-  size_t src_pitch = 0;
-  size_t width = 0;
-  size_t height = 0;
-};
 
 // Copies of `layout` (local parts in order, row ranges, one column range) out of a full tensor of
 // `rows` x `cols` elements per part, holding the rank's parts only, in local order.
@@ -68,13 +58,7 @@ bool HoldsWhole(const LocalLayout& layout, const ResolvedConversion& resolved) {
 }  // namespace
 
 struct NcclReceiver::Work {
-  // One converter launch, then the copies out of scratch (none for whole destinations).
-  struct Batch {
-    std::vector<ConvertJob> jobs;
-    std::vector<SliceCopy> copies;
-  };
-  std::deque<ResolvedConversion> resolved;  // the jobs' strings point into these: never moved
-  std::vector<Batch> batches;
+  ReceivePlan plan;
   CudaConverter converter;
   CudaStream stream = nullptr;
   void* scratch = nullptr;
@@ -88,23 +72,11 @@ NcclReceiver::~NcclReceiver() {
   }
 }
 
-Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
-    const JobPlan& job, int rank, const std::map<std::string, TensorView>& destinations,
-    int device) {
-  std::unique_ptr<NcclReceiver> out(new NcclReceiver());
-  out->work_ = std::make_unique<Work>();
-  Work& work = *out->work_;
-  out->buckets_ = NcclBuckets(job);
-  WS_RETURN_IF_ERROR(SetCudaDevice(device));
-  WS_ASSIGN_OR_RETURN(work.stream, CreateCudaStream());
-  std::map<std::string, TensorView> by_name;
-  for (const SourceTensor& source : job.sources) {
-    const int64_t bytes = NumElements(source.shape) * static_cast<int64_t>(DTypeSize(source.dtype));
-    WS_ASSIGN_OR_RETURN(void* data, DeviceAlloc(bytes));
-    out->buffers_.push_back(TensorView::Contiguous(data, source.shape, source.dtype,
-                                                   Device{DeviceKind::kCuda, device}));
-    by_name[source.name] = out->buffers_.back();
-  }
+Result<ReceivePlan> PlanReceive(const JobPlan& job, int rank,
+                                const std::map<std::string, TensorView>& sources,
+                                const std::map<std::string, TensorView>& destinations,
+                                const std::function<Result<void*>(int64_t)>& allocate_scratch) {
+  ReceivePlan out;
   const auto registered = [&](const std::string& name) -> Result<uint8_t*> {
     auto it = destinations.find(name);
     if (it == destinations.end()) return NotFound("inference ", rank, ": no tensor ", name);
@@ -115,10 +87,12 @@ Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
   for (size_t i = 0; i < job.plan.tensors.size(); ++i) planned[job.plan.tensors[i].shape.name] = i;
   const int local = rank % job.plan.options.inference.ranks();
   const SourceLookup lookup = [&](const std::string& name) -> Result<TensorView> {
-    return by_name.at(name);
+    auto it = sources.find(name);
+    if (it == sources.end()) return NotFound("inference ", rank, ": no received source ", name);
+    return it->second;
   };
 
-  Work::Batch whole;
+  ReceivePlan::Batch whole;
   struct Split {
     const ResolvedConversion* resolved;
     const PlannedTensor* tensor;
@@ -141,9 +115,9 @@ Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
       mine.push_back(std::move(piece));
     }
     resolved.pieces = std::move(mine);
-    const ResolvedConversion& kept = work.resolved.emplace_back(std::move(resolved));
-    float* scale = nullptr;
+    const ResolvedConversion& kept = out.resolved.emplace_back(std::move(resolved));
     if (HoldsWhole(layout, kept)) {
+      float* scale = nullptr;
       if (kept.spec.quantization.quantized()) {
         WS_ASSIGN_OR_RETURN(uint8_t* s, registered(kept.spec.scale_name()));
         scale = reinterpret_cast<float*>(s);
@@ -154,32 +128,32 @@ Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
     }
     const auto parts = static_cast<int64_t>(layout.parts.size());
     const int64_t element = DTypeSize(kept.spec.quantization.destination_dtype);
-    const int64_t blocks = CeilDiv(tensor.shape.rows, kFp8BlockSize) * CeilDiv(tensor.shape.cols, kFp8BlockSize);
+    const int64_t blocks =
+        CeilDiv(tensor.shape.rows, kFp8BlockSize) * CeilDiv(tensor.shape.cols, kFp8BlockSize);
     splits.push_back({&kept, &tensor, Aligned(parts * tensor.shape.rows * tensor.shape.cols * element),
                       kept.spec.quantization.quantized() ? Aligned(parts * blocks * 4) : 0});
   }
-  if (!whole.jobs.empty()) work.batches.push_back(std::move(whole));
+  if (!whole.jobs.empty()) out.batches.push_back(std::move(whole));
+  if (splits.empty()) return out;
 
   int64_t capacity = kScratchBytes;
   for (const Split& s : splits) capacity = std::max(capacity, s.weight_bytes + s.scale_bytes);
-  if (!splits.empty()) {
-    WS_ASSIGN_OR_RETURN(work.scratch, DeviceAlloc(capacity));
-  }
+  WS_ASSIGN_OR_RETURN(void* scratch_memory, allocate_scratch(capacity));
+  auto* scratch = static_cast<uint8_t*>(scratch_memory);
   int64_t used = capacity;  // start a batch at the first split
-  auto* scratch = static_cast<uint8_t*>(work.scratch);
   for (const Split& s : splits) {
     if (used + s.weight_bytes + s.scale_bytes > capacity) {
-      work.batches.emplace_back();
+      out.batches.emplace_back();
       used = 0;
     }
-    Work::Batch& batch = work.batches.back();
+    ReceivePlan::Batch& batch = out.batches.back();
     uint8_t* weight = scratch + used;
     uint8_t* scale = weight + s.weight_bytes;
     used += s.weight_bytes + s.scale_bytes;
     const ResolvedConversion& resolved = *s.resolved;
     const PlannedTensor& tensor = *s.tensor;
-    for (const ConvertJob& j :
-         ConversionJobs(resolved, weight, s.scale_bytes ? reinterpret_cast<float*>(scale) : nullptr)) {
+    for (const ConvertJob& j : ConversionJobs(
+             resolved, weight, s.scale_bytes ? reinterpret_cast<float*>(scale) : nullptr)) {
       batch.jobs.push_back(j);
     }
     const LocalLayout& layout = tensor.layouts[local];
@@ -190,10 +164,36 @@ Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
     if (s.scale_bytes) {
       WS_ASSIGN_OR_RETURN(uint8_t* local_scale, registered(resolved.spec.scale_name()));
       AddSliceCopies(ScaleLayout(layout, tensor.shape.rows, tensor.shape.cols),
-                     CeilDiv(tensor.shape.rows, kFp8BlockSize), CeilDiv(tensor.shape.cols, kFp8BlockSize),
-                     4, scale, local_scale, batch.copies);
+                     CeilDiv(tensor.shape.rows, kFp8BlockSize),
+                     CeilDiv(tensor.shape.cols, kFp8BlockSize), 4, scale, local_scale,
+                     batch.copies);
     }
   }
+  return out;
+}
+
+Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
+    const JobPlan& job, int rank, const std::map<std::string, TensorView>& destinations,
+    int device) {
+  std::unique_ptr<NcclReceiver> out(new NcclReceiver());
+  out->work_ = std::make_unique<Work>();
+  Work& work = *out->work_;
+  out->buckets_ = NcclBuckets(job);
+  WS_RETURN_IF_ERROR(SetCudaDevice(device));
+  WS_ASSIGN_OR_RETURN(work.stream, CreateCudaStream());
+  std::map<std::string, TensorView> by_name;
+  for (const SourceTensor& source : job.sources) {
+    const int64_t bytes = NumElements(source.shape) * static_cast<int64_t>(DTypeSize(source.dtype));
+    WS_ASSIGN_OR_RETURN(void* data, DeviceAlloc(bytes));
+    out->buffers_.push_back(TensorView::Contiguous(data, source.shape, source.dtype,
+                                                   Device{DeviceKind::kCuda, device}));
+    by_name[source.name] = out->buffers_.back();
+  }
+  WS_ASSIGN_OR_RETURN(work.plan, PlanReceive(job, rank, by_name, destinations,
+                                             [&](int64_t bytes) -> Result<void*> {
+                                               WS_ASSIGN_OR_RETURN(work.scratch, DeviceAlloc(bytes));
+                                               return work.scratch;
+                                             }));
   return out;
 }
 
@@ -208,7 +208,7 @@ Status NcclReceiver::Receive(NcclCommunicator& broadcast, control::Deadline dead
 
 Status NcclReceiver::Convert() {
   Work& work = *work_;
-  for (const Work::Batch& batch : work.batches) {
+  for (const ReceivePlan::Batch& batch : work.plan.batches) {
     // Finish waits for the batch, so the next batch may reuse the scratch behind these copies
     // (same stream).
     WS_RETURN_IF_ERROR(work.converter.Enqueue(batch.jobs, work.stream));

@@ -6,9 +6,14 @@
 // (this rank's experts only) into scratch memory, and the rank's rows and columns (and the
 // matching scale blocks) are copied out, as a vLLM weight loader narrows a full tensor.
 //
+// The plan of that work (ReceivePlan) holds only addresses, so the same plan runs on a GPU (the
+// agent) or on the CPU (its test against the demo's independent reference).
+//
 // Threading: one thread (the agent's push thread).
 #pragma once
 
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,9 +22,37 @@
 #include "agent/job_plan.h"
 #include "agent/nccl_mode.h"
 #include "control/deadline.h"
+#include "convert/conversion_spec.h"
 #include "weightsync/tensor.h"
 
 namespace weightsync::agent {
+
+// `height` rows of `width` bytes from `src` (rows `src_pitch` apart) to `dst` (`dst_pitch`).
+struct SliceCopy {
+  void* dst = nullptr;
+  size_t dst_pitch = 0;
+  const void* src = nullptr;
+  size_t src_pitch = 0;
+  size_t width = 0;
+  size_t height = 0;
+};
+
+struct ReceivePlan {
+  // One converter launch, then the copies of slices out of scratch (none for whole tensors).
+  struct Batch {
+    std::vector<ConvertJob> jobs;
+    std::vector<SliceCopy> copies;
+  };
+  std::deque<ResolvedConversion> resolved;  // the jobs' strings point into these: never moved
+  std::vector<Batch> batches;               // in order: a batch may reuse the scratch of the last
+};
+
+// Plans inference rank `rank`'s conversion of the full `sources` (by name) into `destinations`
+// (its registered tensors). `allocate_scratch(bytes)` is called once, when slices need scratch.
+Result<ReceivePlan> PlanReceive(const JobPlan& job, int rank,
+                                const std::map<std::string, TensorView>& sources,
+                                const std::map<std::string, TensorView>& destinations,
+                                const std::function<Result<void*>(int64_t)>& allocate_scratch);
 
 class NcclReceiver {
  public:
