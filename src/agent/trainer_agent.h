@@ -11,7 +11,8 @@
 //             barrier of the trainer ranks (which also proves every rank's scan passed)
 //   convert   units are converted into the staging ring on a converter thread while ...
 //   write     ... this thread posts the writes of converted units (bounded in flight, ring space
-//             reused only after the writes reading it were flushed)
+//             reused once the writes reading it have read it: transport marks, so the writes
+//             of the units between stay in flight)
 //   transfer  every rank finished writing (barrier)
 //   commit    the final barrier of every trainer and inference rank
 // A failure anywhere fails the push on every rank (named) and leaves inference ranks torn at the

@@ -36,6 +36,9 @@ inline int64_t AlignUp(int64_t n) {
   return (n + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
 }
 
+// (global inference rank, transport mark) for each peer a unit wrote to.
+using UnitMarks = std::vector<std::pair<int, uint64_t>>;
+
 inline double SecondsSince(control::Clock::time_point start) {
   return std::chrono::duration<double>(control::Clock::now() - start).count();
 }
@@ -65,7 +68,11 @@ class TrainerAgent::Impl {
   // Converts units on a converter thread from the start (into staging only) while this thread
   // runs Prepare; then posts each converted unit's writes. Gathered units wait for Prepare.
   Status ConvertAndWrite(uint64_t step, transport::Deadline deadline, PushReport& report);
-  Status PostUnitWrites(int32_t unit_id, transport::Deadline deadline, PushReport& report);
+  // Posts a unit's writes; returns the mark taken on each inference peer after them.
+  Result<UnitMarks> PostUnitWrites(int32_t unit_id, transport::Deadline deadline,
+                                   PushReport& report);
+  // Waits until a unit's writes have read its ring bytes.
+  Status WaitMarks(const UnitMarks& marks, transport::Deadline deadline);
   Status FlushAll(transport::Deadline deadline);
   // Rows `rows` of `piece` from this rank's own shard, as a 2D view.
   Result<TensorView> LocalRows(const SourcePiece& piece, Range rows) const;

@@ -168,8 +168,9 @@ void TrainerAgent::Impl::ForgetGatherBarrier(uint64_t step) {
   gather_step_to_forget_ = step;
 }
 
-Status TrainerAgent::Impl::PostUnitWrites(int32_t unit_id, transport::Deadline deadline,
-                                          PushReport& report) {
+Result<UnitMarks> TrainerAgent::Impl::PostUnitWrites(int32_t unit_id,
+                                                     transport::Deadline deadline,
+                                                     PushReport& report) {
   const TransferPlan& plan = job_.plan;
   const ConvertUnit& unit = plan.units[unit_id];
   const int ranks = plan.options.inference.ranks();
@@ -186,8 +187,20 @@ Status TrainerAgent::Impl::PostUnitWrites(int32_t unit_id, transport::Deadline d
     report.bytes += w.bytes;
     report.writes += 1;
   }
+  UnitMarks marks;
   for (auto& [target, writes] : by_peer) {
-    WS_RETURN_IF_ERROR(writer_->PostWrites(inference_peers_[target], writes, deadline)
+    const PeerId peer = inference_peers_[target];
+    WS_RETURN_IF_ERROR(writer_->PostWrites(peer, writes, deadline)
+                           .WithContext(StrCat("writing to inference ", target)));
+    WS_ASSIGN_OR_RETURN(uint64_t mark, writer_->Mark(peer));
+    marks.push_back({target, mark});
+  }
+  return marks;
+}
+
+Status TrainerAgent::Impl::WaitMarks(const UnitMarks& marks, transport::Deadline deadline) {
+  for (const auto& [target, mark] : marks) {
+    WS_RETURN_IF_ERROR(writer_->WaitMark(inference_peers_[target], mark, deadline)
                            .WithContext(StrCat("writing to inference ", target)));
   }
   return Status::Ok();
@@ -210,12 +223,14 @@ Status TrainerAgent::Impl::ConvertAndWrite(uint64_t step, transport::Deadline de
   std::mutex mu;
   std::condition_variable changed;
   size_t converted = 0;  // units [0, converted) of the schedule are in their slots
-  size_t flushed = 0;    // units [0, flushed) have been written and flushed: their ring is free
-  bool flush_wanted = false;
+  size_t posted = 0;     // units [0, posted) have their writes posted
+  size_t released = 0;   // units [0, released) were read by their writes: their ring is free
+  size_t release_until = 0;  // the converter needs units [0, release_until) released
   bool prepared = false;  // Prepare succeeded: gathered sources are in place, writes may go
   bool stop = false;
   Status converter_status;
   double convert_seconds = 0;
+  std::vector<UnitMarks> marks(n);  // per posted unit, its mark on every peer it wrote to
 
   const auto overlaps = [&](size_t a, size_t b) {
     const ConvertUnit& x = plan.units[schedule[a]];
@@ -236,27 +251,24 @@ Status TrainerAgent::Impl::ConvertAndWrite(uint64_t step, transport::Deadline de
     for (size_t i = 0; i < n; ++i) {
       {
         std::unique_lock lock(mu);
-        // Ring space: every earlier unit sharing these bytes must have been flushed.
-        const auto ring_free = [&] {
-          for (size_t j = flushed; j < i; ++j) {
-            if (overlaps(j, i)) return false;
+        // Ring space: every earlier unit sharing these bytes must have been released. Only
+        // those are waited for, so the writes of the units between keep the link busy.
+        const auto last_overlapping = [&] {
+          size_t last = 0;
+          for (size_t j = released; j < i; ++j) {
+            if (overlaps(j, i)) last = j + 1;
           }
-          return true;
+          return last;
         };
         const bool gathered = plan.units[schedule[i]].gathered;
-        while (!stop && (!ring_free() || (gathered && !prepared))) {
-          if (gathered && !prepared && ring_free()) {
-            if (changed.wait_until(lock, deadline) == std::cv_status::timeout) {
-              converter_status = DeadlineExceeded("trainer ", rank_, ": waiting for gathers");
-              stop = true;
-            }
-            continue;
-          }
-          flush_wanted = true;
+        while (!stop && (last_overlapping() > released || (gathered && !prepared))) {
+          release_until = std::max(release_until, last_overlapping());
           changed.notify_all();
           if (changed.wait_until(lock, deadline) == std::cv_status::timeout) {
-            converter_status = DeadlineExceeded("trainer ", rank_,
-                                                ": waiting for staging ring space");
+            converter_status =
+                last_overlapping() > released
+                    ? DeadlineExceeded("trainer ", rank_, ": waiting for staging ring space")
+                    : DeadlineExceeded("trainer ", rank_, ": waiting for gathers");
             stop = true;
           }
         }
@@ -285,32 +297,34 @@ Status TrainerAgent::Impl::ConvertAndWrite(uint64_t step, transport::Deadline de
     changed.notify_all();
   }
   SpanTimer span(report.spans, "convert+write");
-  size_t posted = 0;
+  std::unique_lock lock(mu);
   while (status.ok() && posted < n) {
-    std::unique_lock lock(mu);
-    changed.wait_until(lock, deadline, [&] { return converted > posted || flush_wanted || stop; });
+    const auto release_due = [&] { return release_until > released && release_until <= posted; };
+    changed.wait_until(lock, deadline, [&] { return converted > posted || release_due() || stop; });
     if (stop) break;
-    if (converted > posted) {
+    if (converted > posted) {  // posting first keeps the link busy
+      const size_t unit = posted;
       lock.unlock();
-      status = PostUnitWrites(schedule[posted], deadline, report);
-      ++posted;
-    } else if (flush_wanted) {
-      lock.unlock();
-      status = FlushAll(deadline);
+      Result<UnitMarks> unit_marks = PostUnitWrites(schedule[unit], deadline, report);
       lock.lock();
-      flushed = posted;
-      flush_wanted = false;
+      status = unit_marks.status();
+      if (status.ok()) marks[unit] = std::move(*unit_marks);
+      ++posted;
+    } else if (release_due()) {
+      const size_t from = released, to = release_until;
+      lock.unlock();
+      for (size_t u = from; u < to && status.ok(); ++u) status = WaitMarks(marks[u], deadline);
+      lock.lock();
+      released = to;
       changed.notify_all();
     } else if (transport::Clock::now() >= deadline) {
       status = DeadlineExceeded("trainer ", rank_, ": converting unit ", posted, " of ", n);
     }
   }
+  stop = true;
+  changed.notify_all();
+  lock.unlock();
   if (status.ok() && posted == n) status = FlushAll(deadline);
-  {
-    std::lock_guard lock(mu);
-    stop = true;
-    changed.notify_all();
-  }
   converter.join();
   report.units = static_cast<int64_t>(converted);
   report.convert_seconds = convert_seconds;

@@ -81,6 +81,39 @@ TEST_F(CudaIpcGpuTest, MultiProcessRandomWritesVerified) {
               static_cast<unsigned long long>(max_write >> 20), peer_device_);
 }
 
+// A staging ring's reuse on the GPU: once WaitMark returns, the copies before the mark have read
+// their source, so overwriting it (here: uploading zeros) must not change what the peer holds.
+TEST_F(CudaIpcGpuTest, SourceBeforeAMarkMayBeReused) {
+  const uint64_t size = 256ull << 20, seed = 13, max_write = 16ull << 20;
+  auto src = DeviceBuffer::Allocate(0, size);
+  ASSERT_TRUE(src.ok()) << src.status().ToString();
+  std::vector<uint8_t> host(size);
+  testing::FillRandom(testing::SourceSeed(seed), host);
+  ASSERT_TRUE(src->Upload(host).ok());
+  auto writer = Writer();
+  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+  auto peer = PeerProcess::Spawn({"cuda_ipc", "", "", peer_device_}, size, 1);
+  ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+  auto src_region = (*writer)->Register(src->data(), size, MemoryKind::kCuda, "gpu.ring");
+  auto connection = (*writer)->Connect((*peer)->address(), DeadlineIn(30));
+  ASSERT_TRUE(src_region.ok() && connection.ok());
+  auto remote = (*writer)->Import(*connection, (*peer)->descriptor(), size);
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  const auto plan = testing::MakePlan(seed, size, size, max_write);
+  std::vector<Write> writes;
+  for (const auto& p : plan) writes.push_back({*src_region, p.src_offset, *remote, p.dst_offset, p.length});
+  ASSERT_TRUE((*writer)->PostWrites(*connection, writes, DeadlineIn(60)).ok());
+  auto mark = (*writer)->Mark(*connection);
+  ASSERT_TRUE(mark.ok()) << mark.status().ToString();
+  ASSERT_TRUE((*writer)->WaitMark(*connection, *mark, DeadlineIn(60)).ok());
+  std::fill(host.begin(), host.end(), 0);
+  ASSERT_TRUE(src->Upload(host).ok());
+  ASSERT_TRUE((*writer)->Flush(*connection, DeadlineIn(60)).ok());
+  auto reply = (*peer)->Command(StrCat("VERIFY ", seed, " ", size, " ", max_write));
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ(*reply, "OK") << plan.size() << " writes";
+}
+
 // A GPU staging pool (plain cuMemAlloc, registered once) feeds cuda_ipc writes from its slots.
 TEST_F(CudaIpcGpuTest, GpuStagingPoolSlotsAreWritable) {
   const uint64_t size = 64ull << 20;

@@ -82,6 +82,7 @@ struct Mapping {
 struct Pending {
   CUevent event;
   uint64_t* in_flight;  // the peer's counter; null once disconnected
+  uint64_t* epoch;      // the peer's mark epoch it was posted in; null once disconnected
   Status* failure;
   uint64_t peer_id;
 };
@@ -190,7 +191,7 @@ class CudaIpcTransport final : public TransportBase {
     if (copier_ && gathered_peer_ == peer.id) copier_->Discard();
     for (auto& q : pending_) {
       for (auto& p : q) {
-        if (p.peer_id == peer.id) p.in_flight = nullptr, p.failure = nullptr;
+        if (p.peer_id == peer.id) p.in_flight = nullptr, p.epoch = nullptr, p.failure = nullptr;
       }
     }
   }
@@ -285,8 +286,9 @@ class CudaIpcTransport final : public TransportBase {
       WS_RETURN_IF_ERROR(Check(api_->event_create(&event, CU_EVENT_DISABLE_TIMING), "cuEventCreate"));
     }
     WS_RETURN_IF_ERROR(Check(api_->event_record(event, stream), "cuEventRecord"));
-    pending_[s].push_back({event, &peer.in_flight, &peer.failure, peer.id});
+    pending_[s].push_back({event, &peer.in_flight, peer.current_epoch(), &peer.failure, peer.id});
     peer.in_flight++;
+    (*peer.current_epoch())++;
     return Status::Ok();
   }
 
@@ -299,6 +301,7 @@ class CudaIpcTransport final : public TransportBase {
         Pending p = q.front();
         q.pop_front();
         if (p.in_flight) (*p.in_flight)--;
+        if (p.epoch) (*p.epoch)--;
         if (r != CUDA_SUCCESS && p.failure && p.failure->ok()) {
           *p.failure = Unavailable("copy failed: ", api_->ErrorText(r));
         }
@@ -326,6 +329,7 @@ class CudaIpcTransport final : public TransportBase {
     return peer.in_flight == 0;
   }
   bool DoFlushDone(Peer& peer) override { return peer.in_flight == 0; }
+  bool DoTracksMarks() const override { return true; }
 
  private:
   const CudaApi* api_;

@@ -106,6 +106,7 @@ class LocalTransport final : public TransportBase {
   void DoProgress() override {}
   Result<bool> DoStartFlush(Peer&) override { return true; }
   bool DoFlushDone(Peer&) override { return true; }
+  bool DoTracksMarks() const override { return true; }  // every write completes when posted
 
  private:
   static Capabilities LocalCapabilities() {

@@ -155,6 +155,12 @@ class Transport {
   virtual Status PostWrites(PeerId peer, std::span<const Write> writes, Deadline deadline) = 0;
   // Waits until every posted write to `peer` is complete at the target.
   virtual Status Flush(PeerId peer, Deadline deadline) = 0;
+  // A mark after the writes posted to `peer` so far. WaitMark(peer, mark) returns once all of
+  // them are done reading their local bytes, which may then be overwritten (remote completion
+  // still needs Flush): a writer reuses staging memory while later writes stay in flight.
+  // Backends without per-write tracking wait as Flush does.
+  virtual Result<uint64_t> Mark(PeerId peer) = 0;
+  virtual Status WaitMark(PeerId peer, uint64_t mark, Deadline deadline) = 0;
 
   // Drives the backend once without blocking (targets of backends with target_progress call it
   // in their serving loop).

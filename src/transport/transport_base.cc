@@ -353,4 +353,40 @@ Status TransportBase::Flush(PeerId peer_id, Deadline deadline) {
   return Status::Ok();
 }
 
+namespace {
+
+// Drops the finished epochs at the front (never the current one).
+void DropFinishedEpochs(std::deque<uint64_t>& epochs, uint64_t& first_epoch) {
+  while (epochs.size() > 1 && epochs.front() == 0) {
+    epochs.pop_front();
+    ++first_epoch;
+  }
+}
+
+}  // namespace
+
+Result<uint64_t> TransportBase::Mark(PeerId peer_id) {
+  WS_ASSIGN_OR_RETURN(Peer * peer, FindPeer(peer_id, "mark"));
+  DropFinishedEpochs(peer->epochs, peer->first_epoch);
+  peer->epochs.push_back(0);
+  return peer->first_epoch + peer->epochs.size() - 2;  // the epoch just closed
+}
+
+Status TransportBase::WaitMark(PeerId peer_id, uint64_t mark, Deadline deadline) {
+  WS_ASSIGN_OR_RETURN(Peer * peer, FindPeer(peer_id, "wait for a mark"));
+  if (mark >= peer->first_epoch + peer->epochs.size() - 1) {
+    return InvalidArgument("wait for mark ", mark, " of ", PeerName(*peer),
+                           ": no such mark was taken");
+  }
+  if (!DoTracksMarks()) return Flush(peer_id, deadline);
+  while (true) {
+    if (!peer->failure.ok()) return peer->failure.WithContext("wait for a mark");
+    DropFinishedEpochs(peer->epochs, peer->first_epoch);
+    if (peer->first_epoch > mark) return Status::Ok();
+    WS_RETURN_IF_ERROR(WaitStep(*peer, deadline, [&] {
+      return StrCat("waiting for the writes before mark ", mark);
+    }));
+  }
+}
+
 }  // namespace weightsync::transport

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 
@@ -35,6 +36,8 @@ class TransportBase : public Transport {
                                 uint64_t min_length) override;
   Status PostWrites(PeerId peer, std::span<const Write> writes, Deadline deadline) override;
   Status Flush(PeerId peer, Deadline deadline) override;
+  Result<uint64_t> Mark(PeerId peer) override;
+  Status WaitMark(PeerId peer, uint64_t mark, Deadline deadline) override;
   void Progress() override { DoProgress(); }
   TransportStats stats() const override { return stats_; }
 
@@ -53,6 +56,12 @@ class TransportBase : public Transport {
     uint64_t id = 0;
     PeerAddress address;
     uint64_t in_flight = 0;    // backend increments on a pending post, decrements on completion
+    // Writes in flight per mark epoch, for backends that track them (DoTracksMarks): epochs[0]
+    // is epoch first_epoch, the last one counts the writes posted since the last Mark. Backends
+    // count in *current_epoch() as in in_flight (a deque: the pointer stays valid).
+    std::deque<uint64_t> epochs{0};
+    uint64_t first_epoch = 0;
+    uint64_t* current_epoch() { return &epochs.back(); }
     Status failure;            // set by the backend when the connection broke; sticky
     void* backend = nullptr;   // ucp_ep_h, ...
     Clock::time_point next_liveness_check{};
@@ -99,6 +108,8 @@ class TransportBase : public Transport {
   // gathers writes (cuda_ipc's batched kernel) issues what it gathered.
   virtual Status DoEndBatch(Peer& /*peer*/, Deadline /*deadline*/) { return Status::Ok(); }
   virtual bool DoFlushDone(Peer& peer) = 0;
+  // True when DoPost and completions also count in peer.current_epoch(); else WaitMark flushes.
+  virtual bool DoTracksMarks() const { return false; }
 
   // "peer rank 1 (host h pid 42)".
   static std::string PeerName(const Peer& peer) { return "peer " + peer.address.owner.ToString(); }

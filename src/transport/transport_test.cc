@@ -225,6 +225,44 @@ TEST_P(TransportTest, InProcessRandomWritesVerified) {
   EXPECT_EQ(writer->stats().writes_posted, plan.size());
 }
 
+// A staging ring's reuse: once WaitMark(mark) returns, the writes before the mark have read their
+// source bytes, so overwriting them must not change what arrives; writes after the mark may still
+// be in flight and are untouched.
+TEST_P(TransportTest, SourceBytesBeforeAMarkMayBeReused) {
+  MAKE_OR_SKIP(writer, 0);
+  MAKE_OR_SKIP(target, 1);
+  constexpr size_t kBlock = 1 << 20;
+  std::vector<uint8_t> src(4 * kBlock), dst(4 * kBlock, 0), expected(4 * kBlock);
+  FillRandom(testing::SourceSeed(3), src);
+  expected = src;
+  auto src_region = writer->Register(src.data(), src.size(), MemoryKind::kHost, "ring");
+  auto dst_region = target->Register(dst.data(), dst.size(), MemoryKind::kHost, "dst");
+  ASSERT_TRUE(src_region.ok() && dst_region.ok());
+  auto peer = writer->Connect(*target->LocalAddress(), DeadlineIn(10));
+  ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+  auto remote = writer->Import(*peer, *target->Export(*dst_region), dst.size());
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  ProgressThread pump(*target);
+  std::vector<uint64_t> marks;
+  for (size_t b = 0; b < 4; ++b) {  // one batch and one mark per block
+    std::vector<Write> batch;
+    for (size_t at = 0; at < kBlock; at += 64 << 10) {
+      batch.push_back({*src_region, b * kBlock + at, *remote, b * kBlock + at, 64 << 10});
+    }
+    ASSERT_TRUE(writer->PostWrites(*peer, batch, DeadlineIn(30)).ok());
+    auto mark = writer->Mark(*peer);
+    ASSERT_TRUE(mark.ok()) << mark.status().ToString();
+    marks.push_back(*mark);
+  }
+  ASSERT_TRUE(writer->WaitMark(*peer, marks[1], DeadlineIn(30)).ok());
+  std::fill(src.begin(), src.begin() + 2 * kBlock, 0xEE);  // blocks 0 and 1: read already
+  ASSERT_TRUE(writer->WaitMark(*peer, marks[0], DeadlineIn(30)).ok());  // an older mark: done
+  ASSERT_TRUE(writer->Flush(*peer, DeadlineIn(30)).ok());
+  EXPECT_TRUE(dst == expected);
+  const Status unknown = writer->WaitMark(*peer, marks.back() + 5, DeadlineIn(1));
+  EXPECT_EQ(unknown.code(), StatusCode::kInvalidArgument) << unknown.ToString();
+}
+
 TEST_P(TransportTest, BatchOutOfBoundsRefusedBeforeAnyWrite) {
   MAKE_OR_SKIP(writer, 0);
   MAKE_OR_SKIP(target, 1);
