@@ -8,8 +8,9 @@
 #   3. tests/python/test_torch.py on CUDA tensors over cuda_ipc, once with the trainers' PyTorch
 #      allocator in expandable segments, once with the inference side's;
 #   4. GLM-5 at real width (1 dense + 2 MoE layers, all 256 experts), 1 trainer -> 1 inference,
-#      write mode, verified; on one GPU both processes share it (the scan and phases are what to
-#      read there, not the ratio to the peer copy);
+#      write mode, verified; then 1 dense + 1 MoE layer with a 2 GiB and a 16 GiB staging ring;
+#      on one GPU both processes share it (the scan and phases are what to read there, not the
+#      ratio to the peer copy);
 #   5. the demo over UCX with GPU memory, when RAPIDS' CUDA-enabled UCX is staged
 #      (bench/gpu/stage_ucx.sh; UCX_DIR=its ucx/libucx/lib).
 # Output: $OUT/agents_gpu.txt (and $OUT/torch_gpu.txt).
@@ -64,6 +65,11 @@ fi
 {
   demo --preset glm5 --layers 3 --dense-layers 1 --trainers 1 --inference 1 --pushes 4 \
       --verify last --timeout 300
+  # The staging ring's size should hardly matter now that units are released one by one.
+  for budget in 2GiB 16GiB; do
+    WEIGHTSYNC_PLAN_STAGING_BUDGET=$budget demo --preset glm5 --layers 2 --dense-layers 1 \
+        --trainers 1 --inference 1 --pushes 4 --verify last --timeout 300
+  done
   if [ -n "$ucx_dir" ]; then
     WEIGHTSYNC_TRANSPORT_UCX_LIBRARY_DIR=$ucx_dir demo --transport ucx --trainers 2 --inference 2
   fi

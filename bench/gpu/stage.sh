@@ -21,7 +21,8 @@ fi
 cmake --build "$build" --target "${targets[@]}" weightsync_c
 rm -rf "$dest" && mkdir -p "$dest/lib"
 cp "${programs[@]}" bench/gpu/run.sh bench/gpu/agents_gpu.sh "$dest/"
-cp "$build/src/capi/libweightsync.so" "$dest/lib/"  # the Python package's library (run.sh step 6)
+cp "$build/src/capi/libweightsync.so" "$dest/lib/"  # the Python package's library (agents_gpu.sh)
+strip --strip-debug "$dest/lib/libweightsync.so"
 # Debug info would push the folder past what the device tool carries (64 MiB).
 for p in "${programs[@]}"; do strip --strip-debug "$dest/$(basename "$p")"; done
 # Every library ldd resolves outside the C runtime and libstdc++ (the GPU image has those).

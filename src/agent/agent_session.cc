@@ -113,6 +113,10 @@ AgentSession::~AgentSession() {
 
 Status AgentSession::CheckJob() const {
   WS_RETURN_IF_ERROR(watcher_->CheckAlive(rendezvous_->participants()));
+  return CheckNotAborted();
+}
+
+Status AgentSession::CheckNotAborted() const {
   Result<std::string> aborted =
       client_->Get(control::AbortKey(options_.job_id), control::DeadlineIn(5));
   if (aborted.ok()) return Aborted("job ", options_.job_id, " was aborted: ", *aborted);

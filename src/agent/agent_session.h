@@ -72,6 +72,8 @@ class AgentSession {
   // OK while every rank is alive and the job was not aborted; otherwise why (kAborted). For
   // waits outside the store (NCCL) that must end early when a peer is gone.
   Status CheckJob() const;
+  // The abort key only: a rank that failed its set-up aborted the job (its reason is the value).
+  Status CheckNotAborted() const;
 
   // Aborts the job with `reason` (every waiting rank fails with it) and returns it as an error.
   Status AbortJob(const Status& reason);

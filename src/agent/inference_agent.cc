@@ -148,8 +148,15 @@ std::map<std::string, std::vector<int64_t>> InferenceAgent::Impl::ExpertMap() co
 Result<std::optional<PushReport>> InferenceAgent::Impl::ServeOnePush(double await_timeout_s) {
   PushReport report;
   const int64_t await_start = WallMicros();
-  WS_ASSIGN_OR_RETURN(std::optional<uint64_t> step,
-                      push_->AwaitPush(control::DeadlineIn(await_timeout_s)));
+  // Awaited in slices, so a job another rank aborted (a trainer whose set-up failed) ends the
+  // wait at once with that rank's reason instead of at the timeout.
+  const auto until = control::DeadlineIn(await_timeout_s);
+  std::optional<uint64_t> step;
+  while (!step) {
+    WS_ASSIGN_OR_RETURN(step, push_->AwaitPush(std::min(until, control::DeadlineIn(1.0))));
+    if (step || control::Clock::now() >= until) break;
+    WS_RETURN_IF_ERROR(session_->CheckNotAborted().WithContext(StrCat("inference ", rank_)));
+  }
   if (!step) return std::optional<PushReport>();
   report.step = *step;
   report.spans.push_back({"await+pause", await_start, WallMicros() - await_start});

@@ -6,6 +6,7 @@
 
 #include "agent/inference_agent.h"
 #include "agent/trainer_agent.h"
+#include "control/collective.h"
 #include "control/test_util.h"
 #include "demo/demo_reference.h"
 #include "demo/demo_weights.h"
@@ -93,6 +94,28 @@ TEST_F(AgentTest, NanSourceIsRefusedBeforeAnyInferenceByteChanges) {
   auto reference = ReferenceDestinations::Compute(*job_, weights_->full(), 1);
   ASSERT_TRUE(reference.ok());
   EXPECT_TRUE(reference->Verify(*job_, 0, views_).ok());
+}
+
+// An inference rank waiting for a push learns at once that another rank aborted the job (a
+// trainer whose set-up failed after the exchange), with that rank's reason, not at its timeout.
+TEST_F(AgentTest, WaitingInferenceRankSeesTheJobAbortedWithTheReason) {
+  Run(*weights_->ShardViews(0), views_,
+      [&](Result<std::unique_ptr<agent::TrainerAgent>> trainer) {
+        ASSERT_TRUE(trainer.ok()) << trainer.status().ToString();
+        auto client = control::testing::ConnectTestClient(store_->address());
+        ASSERT_TRUE(client->Set(control::AbortKey(options_.job_id),
+                                "trainer 0: cannot import inference 0's region X",
+                                control::DeadlineIn(5))
+                        .ok());
+      },
+      [&](Result<std::unique_ptr<agent::InferenceAgent>> engine) {
+        ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+        const auto start = control::Clock::now();
+        auto served = (*engine)->ServeOnePush(30);
+        ASSERT_FALSE(served.ok());
+        EXPECT_TRUE(Contains(served.status().ToString(), "region X")) << served.status().ToString();
+        EXPECT_LT(control::Clock::now() - start, std::chrono::seconds(10));
+      });
 }
 
 TEST_F(AgentTest, WrongDestinationShapeFailsEveryRankNamingTheTensor) {
