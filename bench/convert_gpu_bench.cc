@@ -6,6 +6,8 @@
 // reset, the kernel, error-word download), behind a short delay kernel so the host's enqueueing
 // is not in the timing; the median of the iterations is reported. Prints a table last.
 // Without a GPU it says so and exits 0.
+//
+//   convert_gpu_bench [SUBSTRING]   only the cases whose name holds SUBSTRING (for profiling)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -149,7 +151,7 @@ Row RunCase(const Case& c, cudaStream_t stream) {
   return {c.name, jobs.size(), bytes, Median(times)};
 }
 
-int Main() {
+int Main(const char* filter) {
   const Status available = CudaConversionAvailable();
   if (!available.ok()) {
     std::printf("skipped: no CUDA device (%s)\n", available.message().c_str());
@@ -190,6 +192,7 @@ int Main() {
   };
   std::vector<Row> rows;
   for (const Case& c : cases) {
+    if (filter != nullptr && c.name.find(filter) == std::string::npos) continue;
     rows.push_back(RunCase(c, stream));
     std::fprintf(stderr, "%s done\n", c.name.c_str());
   }
@@ -210,4 +213,4 @@ int Main() {
 }  // namespace
 }  // namespace weightsync
 
-int main() { return weightsync::Main(); }
+int main(int argc, char** argv) { return weightsync::Main(argc > 1 ? argv[1] : nullptr); }

@@ -15,6 +15,7 @@
 
 #include "convert/convert_internal.h"
 #include "convert/cuda/device_job.h"
+#include "convert/cuda/work_partition.h"
 
 namespace weightsync {
 namespace {
@@ -66,7 +67,7 @@ ConvertJob ShapeForTiles(const ConvertJob& job) {
   return shaped;
 }
 
-DeviceJob MakeDeviceJob(const ConvertJob& job, int64_t tile_begin) {
+DeviceJob MakeDeviceJob(const ConvertJob& job) {
   DeviceJob d{};
   d.src = job.src;
   d.dst = job.dst;
@@ -76,8 +77,6 @@ DeviceJob MakeDeviceJob(const ConvertJob& job, int64_t tile_begin) {
   d.src_stride = job.src_row_stride;
   d.dst_stride = job.dst_row_stride;
   d.scale_stride = job.scale_row_stride;
-  d.tile_begin = tile_begin;
-  d.tile_cols = convert_internal::CeilDiv(job.cols, cuda_convert::kTile);
   d.src_type = SourceType(job.src_dtype);
   d.dst_type = DestinationType(job.dst_dtype);
   const int64_t src_size = static_cast<int64_t>(DTypeSize(job.src_dtype));
@@ -90,15 +89,37 @@ DeviceJob MakeDeviceJob(const ConvertJob& job, int64_t tile_begin) {
   return d;
 }
 
+// What a tile costs its CTA beyond the bytes it moves (finding its job, the FP8 barrier), in
+// bytes of memory traffic; it only weighs small tiles against large ones in the partition.
+constexpr int64_t kTileOverheadBytes = 4096;
+
+// The partition's view of a (shaped) job: its tiles and the cost of one.
+cuda_convert::TileRun RunOf(const ConvertJob& job) {
+  const int64_t tiles = convert_internal::CeilDiv(job.rows, cuda_convert::kTile) *
+                        convert_internal::CeilDiv(job.cols, cuda_convert::kTile);
+  const int64_t scale_bytes = job.dst_dtype == DType::kF8E4M3 ? 4 * tiles : 0;
+  const int64_t bytes =
+      job.rows * job.cols *
+          static_cast<int64_t>(DTypeSize(job.src_dtype) + DTypeSize(job.dst_dtype)) +
+      scale_bytes;
+  return {tiles, convert_internal::CeilDiv(bytes, tiles) + kTileOverheadBytes};
+}
+
 }  // namespace
 
 struct CudaConverter::State {
-  // Device and pinned host buffers, grown as needed and kept for the next batch.
-  DeviceJob* device_jobs = nullptr;
-  DeviceJob* host_jobs = nullptr;
+  // One allocation on the device and one in pinned host memory, grown as needed and kept for the
+  // next batch; a batch uses [DeviceJobs][WorkStarts][error words] of them (Enqueue).
+  unsigned char* device_memory = nullptr;
+  unsigned char* host_memory = nullptr;
+  size_t capacity = 0;  // bytes
   unsigned long long* device_refused = nullptr;
   unsigned long long* host_refused = nullptr;
-  size_t capacity = 0;
+
+  // The device the kernel was last prepared for, and how many CTAs it keeps resident there with
+  // 16-bit and with fp32 stages.
+  int device = -1;
+  int resident16 = 0, resident32 = 0;
 
   // The batch in flight: the jobs (strings owned here) and which entry of the work list each is.
   bool pending = false;
@@ -106,27 +127,51 @@ struct CudaConverter::State {
   std::vector<ConvertJob> jobs;
   std::vector<std::string> strings;
   std::vector<int> work_index;  // per job: its work-list index, or -1 (empty job)
+  std::vector<cuda_convert::TileRun> runs;
 
   void Release() {
-    cudaFree(device_jobs);
-    cudaFreeHost(host_jobs);
-    device_jobs = host_jobs = nullptr;
+    cudaFree(device_memory);
+    cudaFreeHost(host_memory);
+    device_memory = host_memory = nullptr;
     device_refused = host_refused = nullptr;
     capacity = 0;
   }
 
-  Status Reserve(size_t n) {
-    if (n <= capacity) return Status::Ok();
+  Status Reserve(size_t bytes) {
+    if (bytes <= capacity) return Status::Ok();
     Release();
-    const size_t want = std::max<size_t>(n, 64);
-    // Room for `want` DeviceJobs and error words, alike on the device and in pinned host
-    // memory; a batch of n jobs uses [n DeviceJobs][n error words] (Enqueue).
-    static_assert(sizeof(DeviceJob) % sizeof(unsigned long long) == 0);
-    const size_t bytes = want * (sizeof(DeviceJob) + sizeof(unsigned long long));
-    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_jobs, bytes), "cudaMalloc");
-    WS_CUDA_RETURN_IF_ERROR(cudaMallocHost(&host_jobs, bytes), "cudaMallocHost");
+    const size_t want = std::max<size_t>(bytes, size_t{64} << 10);
+    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_memory, want), "cudaMalloc");
+    WS_CUDA_RETURN_IF_ERROR(cudaMallocHost(&host_memory, want), "cudaMallocHost");
     capacity = want;
     return Status::Ok();
+  }
+
+  // CTAs the GPU holds at once for a batch with stages of `stage_bytes`, on the current device
+  // (the kernel's shared-memory limit is raised there the first time).
+  Result<int> ResidentBlocks(int stage_bytes) {
+    int current = 0;
+    WS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&current), "cudaGetDevice");
+    if (current != device) {
+      int multiprocessors = 0, per16 = 0, per32 = 0;
+      WS_CUDA_RETURN_IF_ERROR(
+          cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, current),
+          "reading the multiprocessor count");
+      WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::PrepareConvertKernel(
+                                  cuda_convert::kStageBytes16, &per16)),
+                              "preparing the conversion kernel");
+      WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::PrepareConvertKernel(
+                                  cuda_convert::kStageBytes32, &per32)),
+                              "preparing the conversion kernel");
+      if (per16 < 1 || per32 < 1) {
+        return Internal("CUDA conversion: the kernel does not fit on device ", current,
+                        " (resident CTAs per multiprocessor: ", per16, ", ", per32, ")");
+      }
+      device = current;
+      resident16 = multiprocessors * per16;
+      resident32 = multiprocessors * per32;
+    }
+    return stage_bytes > cuda_convert::kStageBytes16 ? resident32 : resident16;
   }
 
   // The reference's message for element `index` (row-major in the region) of `job`: the value is
@@ -199,32 +244,50 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     s.pending = true;
     return Status::Ok();
   }
-  WS_RETURN_IF_ERROR(s.Reserve(work));
+  s.runs.clear();
   int64_t tiles = 0;
+  bool wide_sources = false;  // any fp32 source: stages hold fp32
   for (size_t i = 0; i < jobs.size(); ++i) {
     if (s.work_index[i] < 0) continue;
-    const ConvertJob job = ShapeForTiles(jobs[i]);
-    s.host_jobs[s.work_index[i]] = MakeDeviceJob(job, tiles);
-    tiles += convert_internal::CeilDiv(job.rows, cuda_convert::kTile) *
-             convert_internal::CeilDiv(job.cols, cuda_convert::kTile);
+    s.runs.push_back(RunOf(ShapeForTiles(jobs[i])));
+    tiles += s.runs.back().tiles;
+    wide_sources |= jobs[i].src_dtype == DType::kF32;
   }
-  // The error words follow the work list in one allocation, so one copy uploads both (each
+  if (tiles > INT32_MAX) return InvalidArgument("CUDA conversion: too many tiles in one batch");
+  const int stage_bytes = wide_sources ? cuda_convert::kStageBytes32 : cuda_convert::kStageBytes16;
+  WS_ASSIGN_OR_RETURN(const int resident, s.ResidentBlocks(stage_bytes));
+  const int blocks = static_cast<int>(std::min<int64_t>(resident, tiles));
+  const std::vector<cuda_convert::WorkStart> starts = cuda_convert::SplitTiles(s.runs, blocks);
+
+  // Work list, shares and error words in one buffer, so one copy uploads them all (each
   // operation on the stream costs microseconds, which matter for small batches).
-  s.device_refused = reinterpret_cast<unsigned long long*>(s.device_jobs + work);
-  s.host_refused = reinterpret_cast<unsigned long long*>(s.host_jobs + work);
-  std::memset(s.host_refused, 0xff, work * sizeof(unsigned long long));
-  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.device_jobs, s.host_jobs,
-                                          work * (sizeof(DeviceJob) + sizeof(unsigned long long)),
+  const size_t jobs_bytes = work * sizeof(DeviceJob);
+  const size_t starts_bytes = starts.size() * sizeof(cuda_convert::WorkStart);
+  const size_t refused_bytes = work * sizeof(unsigned long long);
+  static_assert(sizeof(DeviceJob) % 8 == 0 && sizeof(cuda_convert::WorkStart) % 8 == 0);
+  WS_RETURN_IF_ERROR(s.Reserve(jobs_bytes + starts_bytes + refused_bytes));
+  auto* host_jobs = reinterpret_cast<DeviceJob*>(s.host_memory);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (s.work_index[i] >= 0) host_jobs[s.work_index[i]] = MakeDeviceJob(ShapeForTiles(jobs[i]));
+  }
+  std::memcpy(s.host_memory + jobs_bytes, starts.data(), starts_bytes);
+  s.host_refused = reinterpret_cast<unsigned long long*>(s.host_memory + jobs_bytes + starts_bytes);
+  s.device_refused =
+      reinterpret_cast<unsigned long long*>(s.device_memory + jobs_bytes + starts_bytes);
+  std::memset(s.host_refused, 0xff, refused_bytes);
+  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.device_memory, s.host_memory,
+                                          jobs_bytes + starts_bytes + refused_bytes,
                                           cudaMemcpyHostToDevice, stream),
                           "uploading the work list");
   WS_CUDA_RETURN_IF_ERROR(
       static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
-          s.device_jobs, static_cast<int>(work), tiles, s.device_refused, stream)),
+          reinterpret_cast<const DeviceJob*>(s.device_memory),
+          reinterpret_cast<const cuda_convert::WorkStart*>(s.device_memory + jobs_bytes), blocks,
+          stage_bytes, s.device_refused, stream)),
       "launching the conversion kernel");
-  WS_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(s.host_refused, s.device_refused, work * sizeof(unsigned long long),
-                      cudaMemcpyDeviceToHost, stream),
-      "reading the error words");
+  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.host_refused, s.device_refused, refused_bytes,
+                                          cudaMemcpyDeviceToHost, stream),
+                          "reading the error words");
   s.pending = true;
   return Status::Ok();
 }

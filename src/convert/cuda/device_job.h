@@ -1,4 +1,4 @@
-// The work list entry the conversion kernel reads, and its launcher. Internal to src/convert/cuda;
+// The work list the conversion kernel reads, and its launcher. Internal to src/convert/cuda;
 // plain C++ so the host code can be compiled by the host compiler.
 #pragma once
 
@@ -19,21 +19,37 @@ inline constexpr int kTile = 128;
 inline constexpr int kThreadsPerTile = 512;
 inline constexpr unsigned long long kNoRefusedElement = ~0ull;
 
+// Shared memory of one pipeline stage (one tile of source data): 8 elements per thread and row
+// pass, 4 passes, as 16-bit values or, in batches with fp32 sources, as fp32.
+inline constexpr int kStageBytes16 = kThreadsPerTile * 4 * 16;  // 32 KiB
+inline constexpr int kStageBytes32 = 2 * kStageBytes16;         // 64 KiB
+
 struct DeviceJob {
   const void* src;
   void* dst;
   float* scales;
   int64_t rows, cols;
   int64_t src_stride, dst_stride, scale_stride;  // elements
-  int64_t tile_begin;  // the job's first tile in the launch's numbering (jobs are in tile order)
-  int64_t tile_cols;   // ceil(cols / kTile)
   uint8_t src_type, dst_type, flags;
 };
 
-// One launch over `num_jobs` jobs covering `total_tiles` tiles. first_refused[j] must hold
-// kNoRefusedElement; the kernel lowers it to the smallest row-major index (row * cols + col) of a
-// refused element of job j. Returns the launch's cudaError_t as an int.
-int LaunchConvertKernel(const DeviceJob* jobs, int num_jobs, int64_t total_tiles,
-                        unsigned long long* first_refused, CudaStream stream);
+// Where one CTA's share of a launch begins: tile `tile` (row-major over the job's tiles) of work
+// list entry `job`; it converts `count` tiles from there, across job boundaries.
+struct WorkStart {
+  int64_t tile;
+  int32_t job;
+  int32_t count;
+};
+
+// The kernel's resident CTAs per multiprocessor with pipeline stages of `stage_bytes` on the
+// current device (kStageBytes16 or kStageBytes32), after raising its shared-memory limit there.
+// Returns the cudaError_t as an int.
+int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor);
+
+// One launch of `num_blocks` CTAs, CTA b converting the share starts[b]. first_refused[j] must
+// hold kNoRefusedElement; the kernel lowers it to the smallest row-major index (row * cols + col)
+// of a refused element of job j. Returns the launch's cudaError_t as an int.
+int LaunchConvertKernel(const DeviceJob* jobs, const WorkStart* starts, int num_blocks,
+                        int stage_bytes, unsigned long long* first_refused, CudaStream stream);
 
 }  // namespace weightsync::cuda_convert
