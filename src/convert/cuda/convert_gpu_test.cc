@@ -17,7 +17,6 @@
 #include "convert/cuda/convert_cuda.h"
 #include "convert/cuda/e4m3_port.h"
 #include "convert/cuda/gpu_test_kernels.h"
-#include "convert/cuda/work_partition.h"
 #include "convert/fp8_e4m3.h"
 #include "core/float_bits.h"
 
@@ -370,9 +369,9 @@ TEST_F(ConvertGpuTest, ThousandsOfSmallJobsInOneLaunch) {
   ExpectSameBytes(RunBatch(batch));
 }
 
-// A batch of 16-bit sources only (stages of 16-bit values, two CTAs per multiprocessor) large
-// enough that every CTA's share starts and ends inside jobs and crosses many job boundaries.
-TEST_F(ConvertGpuTest, SharesCrossJobsIn16BitBatches) {
+// A batch of 16-bit sources only (stages of 16-bit values, two CTAs per multiprocessor) with
+// more tiles than CTAs, so each CTA converts tiles of many jobs of every kind in turn.
+TEST_F(ConvertGpuTest, ManyJobsPerCtaIn16BitBatches) {
   Batch batch;
   std::mt19937 rng(9);
   for (int i = 0; i < 600; ++i) {
@@ -519,60 +518,6 @@ TEST_F(ConvertGpuTest, QuantizerMatchesDivisionForEveryBf16AndFp16Pair) {
     EXPECT_EQ(result->mismatches, 0u)
         << (half ? "fp16" : "bf16") << " amax/x bits 0x" << std::hex << result->example;
   }
-}
-
-// Shares of a launch: every tile in exactly one share, in order, with nearly equal cost.
-TEST(SplitTilesTest, EveryTileOnceInOrderWithBalancedCost) {
-  using cuda_convert::SplitTiles;
-  using cuda_convert::TileRun;
-  std::mt19937 rng(4);
-  for (int trial = 0; trial < 200; ++trial) {
-    std::vector<TileRun> runs(1 + rng() % 40);
-    for (TileRun& run : runs) {
-      run.tiles = 1 + static_cast<int64_t>(rng() % (trial % 3 ? 50 : 5000));
-      run.tile_cost = 1 + static_cast<int64_t>(rng() % 70000);
-    }
-    const int parts = 1 + static_cast<int>(rng() % 300);
-    const std::vector<cuda_convert::WorkStart> starts = SplitTiles(runs, parts);
-    ASSERT_EQ(starts.size(), static_cast<size_t>(parts));
-    // Walk the shares in order: each must start where the previous one ended.
-    size_t job = 0;
-    int64_t tile = 0, cost = 0, total = 0, max_tile_cost = 0;
-    for (const TileRun& run : runs) {
-      total += run.tiles * run.tile_cost;
-      max_tile_cost = std::max(max_tile_cost, run.tile_cost);
-    }
-    for (int b = 0; b < parts; ++b) {
-      const cuda_convert::WorkStart& share = starts[static_cast<size_t>(b)];
-      ASSERT_GE(share.count, 0);
-      if (share.count == 0) continue;
-      ASSERT_EQ(static_cast<size_t>(share.job), job) << "share " << b;
-      ASSERT_EQ(share.tile, tile) << "share " << b;
-      int64_t share_cost = 0;
-      for (int32_t k = 0; k < share.count; ++k) {
-        ASSERT_LT(job, runs.size());
-        share_cost += runs[job].tile_cost;
-        if (++tile == runs[job].tiles) {
-          tile = 0;
-          ++job;
-        }
-      }
-      cost += share_cost;
-      // Within a tile of the ideal share at each end.
-      EXPECT_LE(share_cost, total / parts + 2 * max_tile_cost) << "share " << b;
-    }
-    EXPECT_EQ(job, runs.size());
-    EXPECT_EQ(cost, total);
-  }
-  // Fewer tiles than parts: one tile per share at most, the rest empty.
-  const TileRun two[] = {{1, 10}, {2, 10}};
-  const auto starts = cuda_convert::SplitTiles(two, 8);
-  int32_t counted = 0;
-  for (const auto& share : starts) {
-    EXPECT_LE(share.count, 1);
-    counted += share.count;
-  }
-  EXPECT_EQ(counted, 3);
 }
 
 // The device-side definition used by the sweeps is FloatToE4M3 itself (host check, no GPU).

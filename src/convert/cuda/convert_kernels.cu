@@ -1,21 +1,23 @@
 // The conversion kernel: one launch converts every job of a batch. Work is a flat sequence of
-// 128x128 tiles (the FP8 quantization block) over all jobs; the grid is persistent (as many CTAs
-// as fit on the GPU at once) and CTA b converts a contiguous share of the tiles (WorkStart,
-// work_partition.h), walking it in order with a cursor, so no tile searches for its job.
+// 128x128 tiles (the FP8 quantization block) over all jobs, and a table names each tile's job,
+// so thousands of small tensors share one launch without searching for their jobs. The grid is
+// persistent (as many CTAs as fit on the GPU at once) and strides over the tiles: at any moment
+// the CTAs convert neighbouring tiles, so the rows of a wide matrix are read and written whole
+// (contiguous shares per CTA scattered the accesses over the whole tensor and were slower).
 //
 // A CTA of 512 threads converts one tile at a time: thread t owns the 8-column chunk t % 16 of
-// rows t / 16 + 32k (k = 0..3), so each warp covers two rows of the tile contiguously. Sources
-// come through a ring of kStages shared-memory stages filled by cp.async: while a tile is
-// converted, the next kStages - 1 tiles are already on their way, and those bytes in flight hold
-// no registers (the kernel is limited by memory latency otherwise: with loads into registers, a
-// CTA had nothing in flight while it reduced and quantized). Each thread reads back only the
-// stage slots it filled itself, so the ring needs no barrier: cp.async.wait_group orders a
-// thread's own copies before its reads, and a slot is refilled only after its reader consumed it.
+// rows t / 16 + 32k (k = 0..3), so each warp covers two rows of the tile. Sources come through a
+// ring of kStages shared-memory stages filled by cp.async: while a tile is converted, the next
+// kStages - 1 tiles of the CTA are on their way, and those bytes in flight hold no registers
+// (loading into registers, a CTA had nothing in flight while it reduced and quantized). A warp
+// reads back only the stage slots it filled itself, so the ring needs warp barriers only.
 //
 // FP8 tiles: every source is kept as 16-bit values (bf16, fp16, or fp32 already rounded to bf16
-// by the value rule), reduced to the block amax (one barrier per tile), then quantized from
+// by the value rule), reduced to the block amax (one CTA barrier per tile), then quantized from
 // registers. Casts are elementwise, pass by pass.
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include "convert/cuda/device_job.h"
 #include "convert/cuda/quantize_device.cuh"
@@ -36,7 +38,8 @@ constexpr int kChunk = 8;                                         // elements pe
 constexpr int kRowsPerPass = kThreadsPerTile / (kTile / kChunk);  // 32
 constexpr int kPasses = kTile / kRowsPerPass;                     // 4
 constexpr int kWarps = kThreadsPerTile / 32;
-static_assert(kStageBytes16 == kPasses * kThreadsPerTile * 16);
+constexpr int kSlotBytes = kThreadsPerTile * 16;  // one 16-byte slot per thread
+static_assert(kStageBytes16 == kPasses * kSlotBytes);
 static_assert(kStages32 >= 2);
 
 // fp32 magnitudes from here up round to Inf in bf16 (convert_internal::kBF16OverflowBits).
@@ -45,13 +48,25 @@ constexpr uint32_t kNonFiniteBits = 0x7f800000u;
 
 // ---- cp.async: 16 bytes from global to shared memory without passing through registers.
 
-// Copies `bytes` (0..16) from `global` and zero-fills the rest of the 16-byte slot. Both
-// addresses 16-byte aligned.
-__device__ __forceinline__ void CopyAsync16(uint4* slot, const void* global, int bytes) {
-  const uint32_t shared = static_cast<uint32_t>(__cvta_generic_to_shared(slot));
+// Copies `bytes` (1..16) from `global` to shared address `shared` and zero-fills the rest of
+// the 16 bytes. Both addresses 16-byte aligned.
+__device__ __forceinline__ void CopyAsync16(uint32_t shared, const void* global, int bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared), "l"(global),
                "r"(bytes)
                : "memory");
+}
+__device__ __forceinline__ void StoreShared(uint32_t shared, uint4 v) {
+  asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(shared), "r"(v.x), "r"(v.y),
+               "r"(v.z), "r"(v.w)
+               : "memory");
+}
+__device__ __forceinline__ uint4 LoadShared(uint32_t shared) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(shared)
+               : "memory");
+  return v;
 }
 __device__ __forceinline__ void CommitCopies() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
@@ -64,63 +79,51 @@ __device__ __forceinline__ void WaitCopies() {
 
 // ---- Where things are.
 
-// Where a thread's chunk lies: its first row, its column, and how many of its 8 columns exist.
+// A tile: its job (work-list index) and its position in the job's tile grid.
+struct TileAt {
+  int job;
+  int row, col;
+};
+
+__device__ __forceinline__ TileAt Locate(const DeviceJob* jobs, const int* tile_jobs, int tile) {
+  TileAt at;
+  at.job = __ldg(tile_jobs + tile);
+  const int local = tile - __ldg(&jobs[at.job].tile_begin);
+  const int tile_cols = __ldg(&jobs[at.job].tile_cols);
+  at.row = local / tile_cols;
+  at.col = local - at.row * tile_cols;
+  return at;
+}
+
+// How many of `max` consecutive items from `first` exist below `end` (0..max).
+__device__ __forceinline__ int Present(int64_t end, int64_t first, int max) {
+  const int64_t left = end - first;
+  return left <= 0 ? 0 : (left < max ? static_cast<int>(left) : max);
+}
+
+// The thread's chunk: its first row and column, and how many of its 8 columns exist.
 struct ChunkPlace {
   int64_t row0;
   int64_t col;
   int n;
 };
 
-__device__ __forceinline__ ChunkPlace PlaceChunk(const DeviceJob& job, int64_t tile_row,
-                                                 int64_t tile_col) {
+__device__ __forceinline__ ChunkPlace PlaceChunk(int64_t cols, const TileAt& at) {
   ChunkPlace place;
-  place.row0 = tile_row * kTile + (threadIdx.x >> 4);
-  place.col = tile_col * kTile + (threadIdx.x & 15) * kChunk;
-  const int64_t left = job.cols - place.col;
-  place.n = left <= 0 ? 0 : (left < kChunk ? static_cast<int>(left) : kChunk);
+  place.row0 = int64_t{at.row} * kTile + (threadIdx.x >> 4);
+  place.col = int64_t{at.col} * kTile + (threadIdx.x & 15) * kChunk;
+  place.n = Present(cols, place.col, kChunk);
   return place;
 }
 
-// A CTA's position in its share: the current tile of the current job. Advance() is only called
-// while the share has tiles left, so it never steps past the work list. 32-bit fields: a batch
-// has fewer than 2^31 tiles (Enqueue checks), and two cursors stay live across the whole loop.
-struct TileCursor {
-  int job;
-  int tile_row, tile_col;
-  int tile_rows, tile_cols;  // the job's tile grid
-
-  __device__ __forceinline__ TileCursor(const DeviceJob* jobs, const WorkStart& start)
-      : job(start.job) {
-    Shape(jobs);
-    tile_row = static_cast<int>(start.tile / tile_cols);
-    tile_col = static_cast<int>(start.tile % tile_cols);
-  }
-  __device__ __forceinline__ void Shape(const DeviceJob* jobs) {
-    tile_rows = static_cast<int>((jobs[job].rows + kTile - 1) / kTile);
-    tile_cols = static_cast<int>((jobs[job].cols + kTile - 1) / kTile);
-  }
-  __device__ __forceinline__ void Advance(const DeviceJob* jobs) {
-    if (++tile_col < tile_cols) return;
-    tile_col = 0;
-    if (++tile_row < tile_rows) return;
-    tile_row = 0;
-    ++job;
-    Shape(jobs);
-  }
-};
-
-// A thread's slots in one stage: slot s of thread t is the 16 bytes at (s * 512 + t) * 16, so a
-// warp's accesses to one slot are 512 contiguous bytes (no bank conflicts). 16-bit sources use
-// slots 0..3 (one per pass), fp32 sources slots 0..7 (two per pass).
-__device__ __forceinline__ uint4* ThreadSlots(unsigned char* stage) {
-  return reinterpret_cast<uint4*>(stage) + threadIdx.x;
-}
-constexpr int kSlotStride = kThreadsPerTile;  // in uint4
+// Stage slots: slot s of thread t is the 16 bytes at s * kSlotBytes + t * 16 of the stage, so a
+// warp's accesses to one slot are 512 contiguous bytes (no bank conflicts). A thread's chunk of
+// pass p is in slot p (16-bit sources) or slots 2p and 2p + 1 (fp32: elements 0-3 and 4-7).
 
 // ---- Loading a tile into its stage.
 
 // Element loads for jobs whose rows are not 16-byte aligned (shifted pointers, odd strides):
-// eight 16-bit values (element i in bits 16*(i%2) of word i/2), zeros past the row end.
+// `n` 16-bit values (element i in bits 16*(i%2) of word i/2), or fp32 values, zeros after.
 __device__ __forceinline__ uint4 LoadElements16(const uint16_t* p, int n) {
   uint32_t w[4] = {0, 0, 0, 0};
 #pragma unroll
@@ -129,55 +132,83 @@ __device__ __forceinline__ uint4 LoadElements16(const uint16_t* p, int n) {
   }
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
-__device__ __forceinline__ uint4 LoadElements32(const uint32_t* p, int first, int n) {
+__device__ __forceinline__ uint4 LoadElements32(const uint32_t* p, int n) {
   uint32_t w[4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) w[i] = first + i < n ? p[first + i] : 0u;
+  for (int i = 0; i < 4; ++i) w[i] = i < n ? p[i] : 0u;
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-// Starts loading the thread's part of a tile into its slots (zeros where the tile passes the
-// job's edge). Aligned jobs go through cp.async; the others load synchronously.
-template <bool kWide>  // fp32 source
-__device__ __forceinline__ void FetchTile(const DeviceJob& job, int64_t tile_row,
-                                          int64_t tile_col, uint4* slots) {
-  const ChunkPlace place = PlaceChunk(job, tile_row, tile_col);
-  const bool vector = job.flags & kSrcVector;
-  const uint4 zero = make_uint4(0, 0, 0, 0);
+// 16-bit sources: each thread loads its own chunks (a warp's two half-rows are contiguous).
+// `stage` is the shared address of the stage. Aligned jobs go through cp.async; the others load
+// synchronously; slots past the job's edge get zeros.
+__device__ __forceinline__ void FetchTile16(const DeviceJob& job, const TileAt& at,
+                                            uint32_t stage) {
+  const ChunkPlace place = PlaceChunk(job.cols, at);
+  const int rows = Present(job.rows, place.row0, kTile);  // rows from row0 on, up to 128
+  const uint16_t* p = static_cast<const uint16_t*>(job.src) + place.row0 * job.src_stride +
+                      place.col;
+  const int64_t pass_step = kRowsPerPass * job.src_stride;
+  const uint32_t slot = stage + threadIdx.x * 16;
+  // Passes whose rows exist and hold columns of the job; the rest are zeros.
+  const int live = place.n == 0 ? 0 : (rows + kRowsPerPass - 1) / kRowsPerPass;
+  if (job.flags & kSrcVector) {
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) {
-    const int64_t row = place.row0 + pass * kRowsPerPass;
-    const bool live = row < job.rows && place.n > 0;
-    if constexpr (kWide) {
-      uint4* lo = slots + (2 * pass) * kSlotStride;
-      uint4* hi = slots + (2 * pass + 1) * kSlotStride;
-      if (!live) {
-        *lo = *hi = zero;
-        continue;
+    for (int pass = 0; pass < kPasses; ++pass, p += pass_step) {
+      if (pass < live) {
+        CopyAsync16(slot + pass * kSlotBytes, p, 2 * place.n);
+      } else {
+        StoreShared(slot + pass * kSlotBytes, make_uint4(0, 0, 0, 0));
       }
-      const uint32_t* p = static_cast<const uint32_t*>(job.src) + row * job.src_stride + place.col;
-      if (vector) {
-        CopyAsync16(lo, p, 4 * min(place.n, 4));
-        if (place.n > 4) {
-          CopyAsync16(hi, p + 4, 4 * (place.n - 4));
+    }
+  } else {
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass, p += pass_step) {
+      StoreShared(slot + pass * kSlotBytes,
+                  pass < live ? LoadElements16(p, place.n) : make_uint4(0, 0, 0, 0));
+    }
+  }
+}
+
+// fp32 sources: a thread's chunk is 32 bytes, so if each thread loaded its own, every
+// instruction of a warp would touch each 32-byte sector for half of it (twice the L2 traffic).
+// Instead instruction j of lane l loads 16 bytes of the warp's row 2w + j, columns 4l..4l+3,
+// straight into the slot of the thread that owns them (thread 16j + l/2 of the warp, slot
+// 2p + l%2); the warp then waits for its copies together (__syncwarp after the wait).
+__device__ __forceinline__ void FetchTile32(const DeviceJob& job, const TileAt& at,
+                                            uint32_t stage) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int64_t col = int64_t{at.col} * kTile + 4 * lane;
+  const int n = Present(job.cols, col, 4);
+  const int64_t row0 = int64_t{at.row} * kTile + 2 * warp;  // row of instruction 0, pass 0
+  const int rows = Present(job.rows, row0, kTile);
+  const uint32_t* p = static_cast<const uint32_t*>(job.src) + row0 * job.src_stride + col;
+  const int64_t pass_step = kRowsPerPass * job.src_stride;
+  const uint32_t slot = stage + (warp * 32 + (lane >> 1)) * 16 + (lane & 1) * kSlotBytes;
+  // Rows (pass * 32 + j) that exist and hold columns of the job; the rest are zeros.
+  const int live = n == 0 ? 0 : rows;
+  if (job.flags & kSrcVector) {
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass, p += pass_step) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const uint32_t to = slot + 2 * pass * kSlotBytes + j * 16 * 16;
+        if (pass * kRowsPerPass + j < live) {
+          CopyAsync16(to, j ? p + job.src_stride : p, 4 * n);
         } else {
-          *hi = zero;
+          StoreShared(to, make_uint4(0, 0, 0, 0));
         }
-      } else {
-        *lo = LoadElements32(p, 0, place.n);
-        *hi = LoadElements32(p, 4, place.n);
       }
-    } else {
-      uint4* slot = slots + pass * kSlotStride;
-      if (!live) {
-        *slot = zero;
-        continue;
-      }
-      const uint16_t* p = static_cast<const uint16_t*>(job.src) + row * job.src_stride + place.col;
-      if (vector) {
-        CopyAsync16(slot, p, 2 * place.n);
-      } else {
-        *slot = LoadElements16(p, place.n);
+    }
+  } else {
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass, p += pass_step) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        StoreShared(slot + 2 * pass * kSlotBytes + j * 16 * 16,
+                    pass * kRowsPerPass + j < live ? LoadElements32(j ? p + job.src_stride : p, n)
+                                                   : make_uint4(0, 0, 0, 0));
       }
     }
   }
@@ -233,24 +264,40 @@ __device__ __noinline__ void ReportRefused(const DeviceJob* job, int64_t row0, i
 
 // ---- Converting a tile from its stage.
 
+// The thread's chunk of pass p from the stage: 8 fp32 as raw bits (a, b) or 8 16-bit values (a).
+template <int kSrc>
+__device__ __forceinline__ void ReadChunk(uint32_t slot, int pass, uint4& a, uint4& b) {
+  if constexpr (kSrc == kSrcF32) {
+    a = LoadShared(slot + 2 * pass * kSlotBytes);
+    b = LoadShared(slot + (2 * pass + 1) * kSlotBytes);
+  } else {
+    a = LoadShared(slot + pass * kSlotBytes);
+  }
+}
+
 // One 128x128 FP8 block: amax, scale, codes.
 template <int kSrc>
-__device__ __forceinline__ void Fp8Tile(const DeviceJob& job, int64_t tile_row, int64_t tile_col,
-                                        const uint4* slots, unsigned long long* first_refused,
+__device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& at,
+                                        uint32_t stage, unsigned long long* first_refused,
                                         uint32_t* warp_max) {
-  const ChunkPlace place = PlaceChunk(job, tile_row, tile_col);
+  // The fields this tile needs, in registers (the stores below could alias the work list as far
+  // as the compiler knows, which would make it reload them).
+  const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
+  uint8_t* const dst = static_cast<uint8_t*>(job_ptr->dst);
+  const ChunkPlace place = PlaceChunk(cols, at);
+  const uint32_t slot = stage + threadIdx.x * 16;
   uint4 values[kPasses];  // 16-bit values after the value rule (zeros outside the job)
   uint32_t raw_max = 0;   // fp32 sources: max magnitude before rounding to bf16
 #pragma unroll
   for (int pass = 0; pass < kPasses; ++pass) {
+    uint4 a, b;
+    ReadChunk<kSrc>(slot, pass, a, b);
     if constexpr (kSrc == kSrcF32) {
-      const uint4 a = slots[(2 * pass) * kSlotStride];
-      const uint4 b = slots[(2 * pass + 1) * kSlotStride];
       raw_max = Max32(Max32(raw_max, a), b);
       values[pass] = make_uint4(PackBF16(a.x, a.y), PackBF16(a.z, a.w), PackBF16(b.x, b.y),
                                 PackBF16(b.z, b.w));
     } else {
-      values[pass] = slots[pass * kSlotStride];
+      values[pass] = a;
     }
   }
   uint32_t thread_max = raw_max;
@@ -274,21 +321,22 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob& job, int64_t tile_row, 
   // Rounding is monotonic, so the rounded max is the max of the rounded values.
   if constexpr (kSrc == kSrcF32) amax = __uint_as_float(RoundToBF16Bits(block_max));
   const float scale = DeviceFp8Scale(amax);
-  if (threadIdx.x == 0) job.scales[tile_row * job.scale_stride + tile_col] = scale;
+  if (threadIdx.x == 0) job_ptr->scales[at.row * job_ptr->scale_stride + at.col] = scale;
   const float inv = __frcp_rn(scale);
 
   constexpr bool kHalf = kSrc == kSrcF16;
-  const bool vector = place.n == kChunk && (job.flags & kDstVector);
+  const bool vector = place.n == kChunk && (job_ptr->flags & kDstVector);
+  const int present_rows = Present(rows, place.row0, kTile);
+  uint8_t* out = dst + place.row0 * dst_stride + place.col;
+  const int64_t pass_step = kRowsPerPass * dst_stride;
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) {
-    const int64_t row = place.row0 + pass * kRowsPerPass;
-    if (row >= job.rows || place.n == 0) continue;
+  for (int pass = 0; pass < kPasses; ++pass, out += pass_step) {
+    if (pass * kRowsPerPass >= present_rows || place.n == 0) continue;
     const uint4 v = values[pass];
-    const uint32_t lo =
-        QuantizePair<kHalf>(v.x, scale, inv) | (QuantizePair<kHalf>(v.y, scale, inv) << 16);
-    const uint32_t hi =
-        QuantizePair<kHalf>(v.z, scale, inv) | (QuantizePair<kHalf>(v.w, scale, inv) << 16);
-    uint8_t* out = static_cast<uint8_t*>(job.dst) + row * job.dst_stride + place.col;
+    const uint32_t lo = __byte_perm(QuantizePair<kHalf>(v.x, scale, inv),
+                                    QuantizePair<kHalf>(v.y, scale, inv), 0x5410);
+    const uint32_t hi = __byte_perm(QuantizePair<kHalf>(v.z, scale, inv),
+                                    QuantizePair<kHalf>(v.w, scale, inv), 0x5410);
     if (vector) {
       __stcs(reinterpret_cast<uint2*>(out), make_uint2(lo, hi));
     } else {
@@ -300,7 +348,7 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob& job, int64_t tile_row, 
   }
   // Last, so no tile data is live across the call: the output is undefined after a refusal.
   if (refused) {
-    ReportRefused<kSrc, kDstF8>(&job, place.row0, place.col, place.n, first_refused);
+    ReportRefused<kSrc, kDstF8>(job_ptr, place.row0, place.col, place.n, first_refused);
   }
 }
 
@@ -316,24 +364,29 @@ __device__ __forceinline__ uint32_t Widen(uint32_t word, int half_index) {
 // A pass holding a refused value is written all the same (the batch's output is undefined after
 // a refusal); the refusal report comes last so no data is live across its call.
 template <int kSrc, int kDst>
-__device__ __forceinline__ void CastTile(const DeviceJob& job, int64_t tile_row, int64_t tile_col,
-                                         const uint4* slots, unsigned long long* first_refused) {
-  const ChunkPlace place = PlaceChunk(job, tile_row, tile_col);
-  const bool vector = place.n == kChunk && (job.flags & kDstVector);
+__device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt& at,
+                                         uint32_t stage, unsigned long long* first_refused) {
+  const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
+  using Out = std::conditional_t<kDst == kDstF32, uint32_t, uint16_t>;
+  Out* const dst = static_cast<Out*>(job_ptr->dst);
+  const ChunkPlace place = PlaceChunk(cols, at);
+  const uint32_t slot = stage + threadIdx.x * 16;
+  const bool vector = place.n == kChunk && (job_ptr->flags & kDstVector);
+  const int present_rows = Present(rows, place.row0, kTile);
+  Out* out = dst + place.row0 * dst_stride + place.col;
+  const int64_t pass_step = kRowsPerPass * dst_stride;
   bool refused = false;
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) {
-    const int64_t row = place.row0 + pass * kRowsPerPass;
-    if (row >= job.rows || place.n == 0) continue;
+  for (int pass = 0; pass < kPasses; ++pass, out += pass_step) {
+    if (pass * kRowsPerPass >= present_rows || place.n == 0) continue;
+    uint4 a, b;
+    ReadChunk<kSrc>(slot, pass, a, b);
     uint32_t v[kChunk];  // fp32 bits: widened exactly, or the raw fp32 source
     if constexpr (kSrc == kSrcF32) {
-      const uint4 a = slots[(2 * pass) * kSlotStride];
-      const uint4 b = slots[(2 * pass + 1) * kSlotStride];
       refused |= Max32(Max32(0, a), b) >= (kDst == kDstF32 ? kNonFiniteBits : kBF16OverflowBits);
       v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
       v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
     } else {
-      const uint4 a = slots[pass * kSlotStride];
       const uint32_t pair_max = Max16x2(0, a);
       refused |=
           max(pair_max & 0xffffu, pair_max >> 16) >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
@@ -342,7 +395,6 @@ __device__ __forceinline__ void CastTile(const DeviceJob& job, int64_t tile_row,
       for (int i = 0; i < kChunk; ++i) v[i] = Widen<kSrc>(w[i / 2], i % 2);
     }
     if constexpr (kDst == kDstF32) {
-      uint32_t* out = static_cast<uint32_t*>(job.dst) + row * job.dst_stride + place.col;
       if (vector) {
         __stcs(reinterpret_cast<uint4*>(out), make_uint4(v[0], v[1], v[2], v[3]));
         __stcs(reinterpret_cast<uint4*>(out) + 1, make_uint4(v[4], v[5], v[6], v[7]));
@@ -358,7 +410,6 @@ __device__ __forceinline__ void CastTile(const DeviceJob& job, int64_t tile_row,
       for (int i = 0; i < kChunk; ++i) {
         h[i] = (kSrc == kSrcBF16 ? v[i] : RoundToBF16Bits(v[i])) >> 16;
       }
-      uint16_t* out = static_cast<uint16_t*>(job.dst) + row * job.dst_stride + place.col;
       if (vector) {
         __stcs(reinterpret_cast<uint4*>(out), make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16,
                                                          h[4] | h[5] << 16, h[6] | h[7] << 16));
@@ -371,63 +422,63 @@ __device__ __forceinline__ void CastTile(const DeviceJob& job, int64_t tile_row,
     }
   }
   if (refused) {
-    ReportRefused<kSrc, kDst>(&job, place.row0, place.col, place.n, first_refused);
+    ReportRefused<kSrc, kDst>(job_ptr, place.row0, place.col, place.n, first_refused);
   }
 }
 
 // ---- The kernel.
 
-__device__ __forceinline__ void Fetch(const DeviceJob* jobs, const TileCursor& at,
-                                      unsigned char* stage) {
+__device__ __forceinline__ void Fetch(const DeviceJob* jobs, const int* tile_jobs, int tile,
+                                      uint32_t stage) {
+  const TileAt at = Locate(jobs, tile_jobs, tile);
   const DeviceJob& job = jobs[at.job];
   if (job.src_type == kSrcF32) {
-    FetchTile<true>(job, at.tile_row, at.tile_col, ThreadSlots(stage));
+    FetchTile32(job, at, stage);
   } else {
-    FetchTile<false>(job, at.tile_row, at.tile_col, ThreadSlots(stage));
+    FetchTile16(job, at, stage);
   }
 }
 
-// Converts the tile at `at` from its stage. `fp8_parity` picks the warp-max copy of FP8 tiles
-// and flips on each: two copies let one barrier per FP8 tile suffice, since a warp can only
-// write a copy again after every warp passed the barrier of the FP8 tile in between, which
-// follows their reads of it.
-__device__ __forceinline__ void Convert(const DeviceJob* jobs, const TileCursor& at,
-                                        unsigned char* stage, unsigned long long* first_refused,
+// Converts `tile` from its stage. `fp8_parity` picks the warp-max copy of FP8 tiles and flips
+// on each: two copies let one barrier per FP8 tile suffice, since a warp can only write a copy
+// again after every warp passed the barrier of the FP8 tile in between, which follows their
+// reads of it.
+__device__ __forceinline__ void Convert(const DeviceJob* jobs, const int* tile_jobs, int tile,
+                                        uint32_t stage, unsigned long long* first_refused,
                                         uint32_t (&warp_max)[2][kWarps], int& fp8_parity) {
-  const DeviceJob& job = jobs[at.job];  // fields are read where used, not held in registers
-  const uint4* slots = ThreadSlots(stage);
+  const TileAt at = Locate(jobs, tile_jobs, tile);
+  const DeviceJob* job = jobs + at.job;
   unsigned long long* refused = first_refused + at.job;
-  const int64_t r = at.tile_row, c = at.tile_col;
-  switch (job.src_type * 3 + job.dst_type) {
+  switch (job->src_type * 3 + job->dst_type) {
     case kSrcBF16 * 3 + kDstF8:
-      Fp8Tile<kSrcBF16>(job, r, c, slots, refused, warp_max[fp8_parity]);
+      Fp8Tile<kSrcBF16>(job, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcF16 * 3 + kDstF8:
-      Fp8Tile<kSrcF16>(job, r, c, slots, refused, warp_max[fp8_parity]);
+      Fp8Tile<kSrcF16>(job, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcF32 * 3 + kDstF8:
-      Fp8Tile<kSrcF32>(job, r, c, slots, refused, warp_max[fp8_parity]);
+      Fp8Tile<kSrcF32>(job, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcBF16 * 3 + kDstBF16:
-      CastTile<kSrcBF16, kDstBF16>(job, r, c, slots, refused);
+      CastTile<kSrcBF16, kDstBF16>(job, at, stage, refused);
       break;
     case kSrcF16 * 3 + kDstBF16:
-      CastTile<kSrcF16, kDstBF16>(job, r, c, slots, refused);
+      CastTile<kSrcF16, kDstBF16>(job, at, stage, refused);
       break;
     case kSrcF32 * 3 + kDstBF16:
-      CastTile<kSrcF32, kDstBF16>(job, r, c, slots, refused);
+      CastTile<kSrcF32, kDstBF16>(job, at, stage, refused);
       break;
     case kSrcBF16 * 3 + kDstF32:
-      CastTile<kSrcBF16, kDstF32>(job, r, c, slots, refused);
+      CastTile<kSrcBF16, kDstF32>(job, at, stage, refused);
       break;
     case kSrcF16 * 3 + kDstF32:
-      CastTile<kSrcF16, kDstF32>(job, r, c, slots, refused);
+      CastTile<kSrcF16, kDstF32>(job, at, stage, refused);
       break;
     default:
-      CastTile<kSrcF32, kDstF32>(job, r, c, slots, refused);
+      CastTile<kSrcF32, kDstF32>(job, at, stage, refused);
       break;
   }
 }
@@ -436,41 +487,39 @@ __device__ __forceinline__ void Convert(const DeviceJob* jobs, const TileCursor&
 // 16-bit sources; one with fp32 sources (3 x 64 KiB).
 template <int kStages>
 __global__ void __launch_bounds__(kThreadsPerTile, 2)
-    ConvertKernel(const DeviceJob* __restrict__ jobs, const WorkStart* __restrict__ starts,
-                  int stage_bytes, unsigned long long* first_refused) {
+    ConvertKernel(const DeviceJob* __restrict__ jobs, const int* __restrict__ tile_jobs,
+                  int total_tiles, int stage_bytes, unsigned long long* first_refused) {
   extern __shared__ uint4 stage_memory[];
   __shared__ uint32_t warp_max[2][kWarps];
-  const WorkStart share = starts[blockIdx.x];
-  if (share.count <= 0) return;
-  unsigned char* const ring = reinterpret_cast<unsigned char*>(stage_memory);
+  const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(stage_memory));
+  const int stride = static_cast<int>(gridDim.x);
 
   // Tiles are fetched kStages - 1 ahead of the one converted; a copy group is committed for
-  // every fetch slot, empty past the share's end, so wait_group counts stay uniform.
-  TileCursor fetch_at(jobs, share);
-  TileCursor convert_at = fetch_at;
-  int fetched = 0;
+  // every fetch, empty past the end, so wait_group counts stay uniform.
+  int fetch_tile = static_cast<int>(blockIdx.x);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (fetched < share.count) {
-      Fetch(jobs, fetch_at, ring + s * stage_bytes);
-      if (++fetched < share.count) fetch_at.Advance(jobs);
-    }
+    if (fetch_tile < total_tiles) Fetch(jobs, tile_jobs, fetch_tile, ring + s * stage_bytes);
     CommitCopies();
+    fetch_tile += stride;
   }
   int fetch_stage = kStages - 1, convert_stage = 0, fp8_parity = 0;
-  for (int k = 0; k < share.count; ++k) {
-    // The stage refilled here is the one converted in the previous iteration.
-    if (fetched < share.count) {
-      Fetch(jobs, fetch_at, ring + fetch_stage * stage_bytes);
-      if (++fetched < share.count) fetch_at.Advance(jobs);
+  for (int tile = static_cast<int>(blockIdx.x); tile < total_tiles; tile += stride) {
+    // The stage refilled here was converted in the previous iteration: every lane of the warp
+    // must be done reading it (fp32 fetches write other lanes' slots).
+    __syncwarp();
+    if (fetch_tile < total_tiles) {
+      Fetch(jobs, tile_jobs, fetch_tile, ring + fetch_stage * stage_bytes);
     }
     CommitCopies();
+    fetch_tile += stride;
     fetch_stage = fetch_stage + 1 == kStages ? 0 : fetch_stage + 1;
-    WaitCopies<kStages - 1>();  // this thread's copies of tile k have landed
-    Convert(jobs, convert_at, ring + convert_stage * stage_bytes, first_refused, warp_max,
+    // This thread's copies of `tile` have landed; after the warp barrier, every lane's have.
+    WaitCopies<kStages - 1>();
+    __syncwarp();
+    Convert(jobs, tile_jobs, tile, ring + convert_stage * stage_bytes, first_refused, warp_max,
             fp8_parity);
     convert_stage = convert_stage + 1 == kStages ? 0 : convert_stage + 1;
-    if (k + 1 < share.count) convert_at.Advance(jobs);
   }
 }
 
@@ -496,12 +545,13 @@ int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor) {
   return static_cast<int>(error);
 }
 
-int LaunchConvertKernel(const DeviceJob* jobs, const WorkStart* starts, int num_blocks,
-                        int stage_bytes, unsigned long long* first_refused, CudaStream stream) {
-  if (num_blocks <= 0) return cudaSuccess;
+int LaunchConvertKernel(const DeviceJob* jobs, const int32_t* tile_jobs, int total_tiles,
+                        int num_blocks, int stage_bytes, unsigned long long* first_refused,
+                        CudaStream stream) {
+  if (num_blocks <= 0 || total_tiles <= 0) return cudaSuccess;
   KernelFor(stage_bytes)<<<static_cast<unsigned>(num_blocks), kThreadsPerTile,
-                           SharedBytes(stage_bytes), stream>>>(jobs, starts, stage_bytes,
-                                                               first_refused);
+                           SharedBytes(stage_bytes), stream>>>(jobs, tile_jobs, total_tiles,
+                                                               stage_bytes, first_refused);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -30,15 +30,9 @@ struct DeviceJob {
   float* scales;
   int64_t rows, cols;
   int64_t src_stride, dst_stride, scale_stride;  // elements
+  int32_t tile_begin;  // the job's first tile in the launch's numbering (jobs in tile order)
+  int32_t tile_cols;   // ceil(cols / kTile)
   uint8_t src_type, dst_type, flags;
-};
-
-// Where one CTA's share of a launch begins: tile `tile` (row-major over the job's tiles) of work
-// list entry `job`; it converts `count` tiles from there, across job boundaries.
-struct WorkStart {
-  int64_t tile;
-  int32_t job;
-  int32_t count;
 };
 
 // The kernel's resident CTAs per multiprocessor with pipeline stages of `stage_bytes` on the
@@ -46,10 +40,13 @@ struct WorkStart {
 // Returns the cudaError_t as an int.
 int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor);
 
-// One launch of `num_blocks` CTAs, CTA b converting the share starts[b]. first_refused[j] must
-// hold kNoRefusedElement; the kernel lowers it to the smallest row-major index (row * cols + col)
-// of a refused element of job j. Returns the launch's cudaError_t as an int.
-int LaunchConvertKernel(const DeviceJob* jobs, const WorkStart* starts, int num_blocks,
-                        int stage_bytes, unsigned long long* first_refused, CudaStream stream);
+// One launch of `num_blocks` CTAs over `total_tiles` tiles (< 2^31) of the work list `jobs`;
+// tile_jobs[t] is the work-list index of tile t's job. stage_bytes: kStageBytes32 if any job has
+// an fp32 source, else kStageBytes16. first_refused[j] must hold kNoRefusedElement; the kernel
+// lowers it to the smallest row-major index (row * cols + col) of a refused element of job j.
+// Returns the launch's cudaError_t as an int.
+int LaunchConvertKernel(const DeviceJob* jobs, const int32_t* tile_jobs, int total_tiles,
+                        int num_blocks, int stage_bytes, unsigned long long* first_refused,
+                        CudaStream stream);
 
 }  // namespace weightsync::cuda_convert
