@@ -4,7 +4,9 @@
 // and for the baseline (cudaMemcpy device to device of a 2 GiB buffer: 2 x its size). Each case
 // is timed with CUDA events around one CudaConverter::Enqueue (work-list upload, error-word
 // reset, the kernel, error-word download), behind a short delay kernel so the host's enqueueing
-// is not in the timing; the median of the iterations is reported. Prints a table last.
+// is not in the timing; the median of the iterations is reported. Cases with at most 1 GiB of
+// source are then checked byte for byte against ConvertFast (bit-exact with the scalar
+// reference) on the host; a mismatch exits 1. Prints a table last.
 // Without a GPU it says so and exits 0.
 //
 //   convert_gpu_bench [SUBSTRING]   only the cases whose name holds SUBSTRING (for profiling)
@@ -12,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -86,7 +89,37 @@ struct Row {
   std::string name;
   size_t jobs;
   double bytes, seconds;
+  bool verified;
 };
+
+// Every destination and scale byte of `jobs` (device pointers into src/dst/scales) against
+// ConvertFast on host copies. Exits 1 on the first difference.
+void Verify(const Case& c, const std::vector<ConvertJob>& jobs, const char* src, size_t src_bytes,
+            const char* dst, size_t dst_bytes, const float* scales, size_t scale_count) {
+  std::vector<char> host_src(src_bytes), got(dst_bytes), want(dst_bytes);
+  std::vector<float> got_scales(scale_count), want_scales(scale_count);
+  CHECK_CUDA(cudaMemcpy(host_src.data(), src, src_bytes, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(got.data(), dst, dst_bytes, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(got_scales.data(), scales, scale_count * 4, cudaMemcpyDeviceToHost));
+  for (ConvertJob job : jobs) {
+    job.src = host_src.data() + (static_cast<const char*>(job.src) - src);
+    job.dst = want.data() + (static_cast<char*>(job.dst) - dst);
+    if (job.scales != nullptr) job.scales = want_scales.data() + (job.scales - scales);
+    // Threads only for large jobs: starting them would dominate thousands of small ones.
+    CheckOk(ConvertFast(job, job.rows * job.cols >= (int64_t{1} << 20) ? 0 : 1), "host reference");
+  }
+  for (size_t i = 0; i < dst_bytes; ++i) {
+    if (got[i] != want[i]) {
+      std::fprintf(stderr, "%s: destination byte %zu differs from the host reference\n",
+                   c.name.c_str(), i);
+      std::exit(1);
+    }
+  }
+  if (std::memcmp(got_scales.data(), want_scales.data(), scale_count * 4) != 0) {
+    std::fprintf(stderr, "%s: scales differ from the host reference\n", c.name.c_str());
+    std::exit(1);
+  }
+}
 
 Row RunCase(const Case& c, cudaStream_t stream) {
   const size_t src_size = DTypeSize(c.src), dst_size = DTypeSize(c.dst);
@@ -143,12 +176,18 @@ Row RunCase(const Case& c, cudaStream_t stream) {
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+  const size_t src_bytes = static_cast<size_t>(src_elems) * src_size;
+  const bool verify = src_bytes <= (size_t{1} << 30);
+  if (verify) {
+    Verify(c, jobs, src, src_bytes, dst, static_cast<size_t>(src_elems) * dst_size, scales,
+           static_cast<size_t>(scale_elems));
+  }
   cudaFree(src);
   cudaFree(dst);
   cudaFree(scales);
   const double bytes = static_cast<double>(src_elems) * static_cast<double>(src_size + dst_size) +
                        static_cast<double>(scale_elems) * 4;
-  return {c.name, jobs.size(), bytes, Median(times)};
+  return {c.name, jobs.size(), bytes, Median(times), verify};
 }
 
 int Main(const char* filter) {
@@ -206,6 +245,11 @@ int Main(const char* filter) {
     std::printf("| %s | %zu | %.1f | %.1f | %.1f | %.3f |\n", r.name.c_str(), r.jobs, r.bytes / 1e6,
                 r.seconds * 1e6, bw / 1e9, bw / copy_bw);
   }
+  std::printf("\nchecked byte for byte against ConvertFast on the host:");
+  for (const Row& r : rows) {
+    if (r.verified) std::printf(" [%s]", r.name.c_str());
+  }
+  std::printf("\n");
   cudaStreamDestroy(stream);
   return 0;
 }
