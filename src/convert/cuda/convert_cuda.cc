@@ -244,8 +244,11 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     tiles += TileCount(s.shaped.back());
     wide_sources |= jobs[i].src_dtype == DType::kF32;
   }
-  // Tile numbers are 32-bit on the device (2^31 tiles would be 32 TiB of bf16).
-  if (tiles > INT32_MAX) return InvalidArgument("CUDA conversion: too many tiles in one batch");
+  // Tile numbers are 32-bit on the device, with room for the grid stride past the last one
+  // (2^30 tiles are 32 TiB of bf16).
+  if (tiles > (int64_t{1} << 30)) {
+    return InvalidArgument("CUDA conversion: more than 2^30 tiles of 128x128 in one batch");
+  }
   const int stage_bytes = wide_sources ? cuda_convert::kStageBytes32 : cuda_convert::kStageBytes16;
   WS_ASSIGN_OR_RETURN(const int resident, s.ResidentBlocks(stage_bytes));
   const int blocks = static_cast<int>(std::min<int64_t>(resident, tiles));
