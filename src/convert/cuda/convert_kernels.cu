@@ -3,21 +3,21 @@
 // so thousands of small tensors share one launch without searching for their jobs. The grid is
 // persistent (as many CTAs as fit on the GPU at once) and strides over the tiles: at any moment
 // the CTAs convert neighbouring tiles, so the rows of a wide matrix are read and written whole
-// (contiguous shares per CTA scattered the accesses over the whole tensor and were slower).
+// (a first version gave each CTA a contiguous share, which spreads the CTAs over the whole
+// tensor; it was slower on 7168 x 18432, though other changes came with the switch).
 //
 // A CTA of 512 threads converts one tile at a time: thread t owns the 8-column chunk t % 16 of
-// rows t / 16 + 32k (k = 0..3), so each warp covers two rows of the tile. Sources come through
-// one shared-memory stage filled by cp.async: a tile is read from the stage into registers, the
-// CTA's next tile is sent for at once, and the tile is converted while it loads, so those bytes
-// in flight hold no registers (loading into registers, a CTA had nothing in flight while it
-// reduced and quantized). One stage of a tile (32 KiB of 16-bit sources, 64 KiB of fp32) lets
-// two CTAs share a multiprocessor whatever the sources; rings of 2 and 3 stages were measured
-// no faster for 16-bit sources and held fp32 batches to one CTA (bench/results). A warp reads
-// back only the stage slots it filled itself, so the stage needs warp barriers only.
+// rows t / 16 + 32k (k = 0..3), so each warp covers two rows of the tile. Sources come through a
+// ring of kStages shared-memory stages filled by cp.async: while a tile is converted, the next
+// kStages - 1 tiles of the CTA are on their way, and those bytes in flight hold no registers
+// (loading into registers, a CTA had nothing in flight while it reduced and quantized). Two
+// stages measured best for 16-bit sources on an H200: three and four were slower, and so was a
+// single stage read into registers before the refill (bench/results/2026-11-29-gpu-convert.md).
+// A warp reads back only the stage slots it filled itself, so the ring needs warp barriers only.
 //
 // FP8 tiles: every source is kept as 16-bit values (bf16, fp16, or fp32 already rounded to bf16
 // by the value rule), reduced to the block amax (one CTA barrier per tile), then quantized from
-// registers. Casts keep the tile in registers in a 16-bit form too, except fp32 -> fp32.
+// registers. Casts are elementwise, pass by pass.
 #include <cuda_runtime.h>
 
 #include <type_traits>
@@ -25,15 +25,24 @@
 #include "convert/cuda/device_job.h"
 #include "convert/cuda/quantize_device.cuh"
 
+// Pipeline depth; set on the compiler command line only for experiments (bench/results).
+// Batches with fp32 sources use at most 3 stages (3 x 64 KiB of the 227 KiB a CTA may have).
+#ifndef WS_CONVERT_STAGES
+#define WS_CONVERT_STAGES 2
+#endif
+
 namespace weightsync::cuda_convert {
 namespace {
 
+constexpr int kStages16 = WS_CONVERT_STAGES;
+constexpr int kStages32 = WS_CONVERT_STAGES < 3 ? WS_CONVERT_STAGES : 3;
 constexpr int kChunk = 8;                                         // elements per thread access
 constexpr int kRowsPerPass = kThreadsPerTile / (kTile / kChunk);  // 32
 constexpr int kPasses = kTile / kRowsPerPass;                     // 4
 constexpr int kWarps = kThreadsPerTile / 32;
 constexpr int kSlotBytes = kThreadsPerTile * 16;  // one 16-byte slot per thread
 static_assert(kStageBytes16 == kPasses * kSlotBytes);
+static_assert(kStages32 >= 2);
 
 // fp32 magnitudes from here up round to Inf in bf16 (convert_internal::kBF16OverflowBits).
 constexpr uint32_t kBF16OverflowBits = 0x7f7f8000u;
@@ -64,9 +73,10 @@ __device__ __forceinline__ uint4 LoadShared(uint32_t shared) {
 __device__ __forceinline__ void CommitCopies() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
-// Waits until this thread's copies have landed (visible to it; to its warp after __syncwarp).
+// Waits until at most `kPending` of this thread's most recent copy groups are still in flight.
+template <int kPending>
 __device__ __forceinline__ void WaitCopies() {
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 // ---- Where things are.
@@ -77,12 +87,11 @@ struct TileAt {
   int row, col;
 };
 
-// Tile `tile` of the launch, which the tile table says belongs to work-list entry `job`.
-__device__ __forceinline__ TileAt Locate(const DeviceJob* jobs, int job, int tile) {
+__device__ __forceinline__ TileAt Locate(const DeviceJob* jobs, const int* tile_jobs, int tile) {
   TileAt at;
-  at.job = job;
-  const int local = tile - __ldg(&jobs[job].tile_begin);
-  const int tile_cols = __ldg(&jobs[job].tile_cols);
+  at.job = __ldg(tile_jobs + tile);
+  const int local = tile - __ldg(&jobs[at.job].tile_begin);
+  const int tile_cols = __ldg(&jobs[at.job].tile_cols);
   at.row = local / tile_cols;
   at.col = local - at.row * tile_cols;
   return at;
@@ -268,12 +277,11 @@ __device__ __forceinline__ void ReadChunk(uint32_t slot, int pass, uint4& a, uin
   }
 }
 
-// One 128x128 FP8 block: read from the stage, refill() (the next tile starts loading), amax,
-// scale, codes.
-template <int kSrc, typename Refill>
+// One 128x128 FP8 block: amax, scale, codes.
+template <int kSrc>
 __device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& at,
                                         uint32_t stage, unsigned long long* first_refused,
-                                        uint32_t* warp_max, Refill&& refill) {
+                                        uint32_t* warp_max) {
   // The fields this tile needs, in registers (the stores below could alias the work list as far
   // as the compiler knows, which would make it reload them).
   const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
@@ -294,7 +302,6 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& 
       values[pass] = a;
     }
   }
-  refill();
   uint32_t thread_max = raw_max;
   bool refused = raw_max >= kBF16OverflowBits;
   if constexpr (kSrc != kSrcF32) {
@@ -355,102 +362,63 @@ __device__ __forceinline__ uint32_t Widen(uint32_t word, int half_index) {
   return bits16 << 16;
 }
 
-// fp32 bits -> bf16 bits (round to nearest even) of two values, packed lo | hi << 16.
-__device__ __forceinline__ uint32_t RoundPair(uint32_t lo_bits, uint32_t hi_bits) {
-  return PackBF16(lo_bits, hi_bits);
-}
-
 // One 128x128 tile of an elementwise cast (no block structure; the tiling keeps one kernel).
-// The tile is read from the stage into registers as 16-bit words (bf16 results for bf16
-// destinations, the 16-bit source for fp32 ones), refill() starts the next tile, then the words
-// are stored. fp32 -> fp32 would need twice the registers, so it stores pass by pass and
-// refills after. A pass holding a refused value is written all the same (the batch's output is
-// undefined after a refusal); the refusal report comes last so no data is live across it.
-template <int kSrc, int kDst, typename Refill>
+// A pass holding a refused value is written all the same (the batch's output is undefined after
+// a refusal); the refusal report comes last so no data is live across its call.
+template <int kSrc, int kDst>
 __device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt& at,
-                                         uint32_t stage, unsigned long long* first_refused,
-                                         Refill&& refill) {
+                                         uint32_t stage, unsigned long long* first_refused) {
   const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
   using Out = std::conditional_t<kDst == kDstF32, uint32_t, uint16_t>;
   Out* const dst = static_cast<Out*>(job_ptr->dst);
   const ChunkPlace place = PlaceChunk(cols, at);
   const uint32_t slot = stage + threadIdx.x * 16;
   const bool vector = place.n == kChunk && (job_ptr->flags & kDstVector);
-  const int present_rows = place.n == 0 ? 0 : Present(rows, place.row0, kTile);
+  const int present_rows = Present(rows, place.row0, kTile);
   Out* out = dst + place.row0 * dst_stride + place.col;
   const int64_t pass_step = kRowsPerPass * dst_stride;
   bool refused = false;
-
-  if constexpr (kSrc == kSrcF32 && kDst == kDstF32) {
 #pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass, out += pass_step) {
-      if (pass * kRowsPerPass >= present_rows) continue;
-      uint4 a, b;
-      ReadChunk<kSrc>(slot, pass, a, b);
-      refused |= Max32(Max32(0, a), b) >= kNonFiniteBits;
+  for (int pass = 0; pass < kPasses; ++pass, out += pass_step) {
+    if (pass * kRowsPerPass >= present_rows || place.n == 0) continue;
+    uint4 a, b;
+    ReadChunk<kSrc>(slot, pass, a, b);
+    uint32_t v[kChunk];  // fp32 bits: widened exactly, or the raw fp32 source
+    if constexpr (kSrc == kSrcF32) {
+      refused |= Max32(Max32(0, a), b) >= (kDst == kDstF32 ? kNonFiniteBits : kBF16OverflowBits);
+      v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+      v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else {
+      const uint32_t pair_max = Max16x2(0, a);
+      refused |=
+          max(pair_max & 0xffffu, pair_max >> 16) >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
+      const uint32_t w[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+      for (int i = 0; i < kChunk; ++i) v[i] = Widen<kSrc>(w[i / 2], i % 2);
+    }
+    if constexpr (kDst == kDstF32) {
       if (vector) {
-        __stcs(reinterpret_cast<uint4*>(out), a);
-        __stcs(reinterpret_cast<uint4*>(out) + 1, b);
+        __stcs(reinterpret_cast<uint4*>(out), make_uint4(v[0], v[1], v[2], v[3]));
+        __stcs(reinterpret_cast<uint4*>(out) + 1, make_uint4(v[4], v[5], v[6], v[7]));
       } else {
-        const uint32_t v[kChunk] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
 #pragma unroll
         for (int i = 0; i < kChunk; ++i) {
           if (i < place.n) out[i] = v[i];
         }
       }
-    }
-    refill();
-  } else {
-    uint4 held[kPasses];  // 8 16-bit values a pass (element i in bits 16*(i%2) of word i/2)
+    } else {  // bf16: a bf16 source is copied, the others round to nearest even
+      uint32_t h[kChunk];
 #pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) {
-      uint4 a, b;
-      ReadChunk<kSrc>(slot, pass, a, b);
-      if constexpr (kSrc == kSrcF32) {  // to bf16
-        refused |= Max32(Max32(0, a), b) >= kBF16OverflowBits;
-        held[pass] = make_uint4(RoundPair(a.x, a.y), RoundPair(a.z, a.w), RoundPair(b.x, b.y),
-                                RoundPair(b.z, b.w));
-      } else {
-        const uint32_t pair_max = Max16x2(0, a);
-        refused |=
-            max(pair_max & 0xffffu, pair_max >> 16) >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
-        if constexpr (kSrc == kSrcF16 && kDst == kDstBF16) {  // widen exactly, round to bf16
-          const uint32_t w[4] = {a.x, a.y, a.z, a.w};
-          uint32_t r[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i) r[i] = RoundPair(Widen<kSrc>(w[i], 0), Widen<kSrc>(w[i], 1));
-          held[pass] = make_uint4(r[0], r[1], r[2], r[3]);
-        } else {  // bf16 -> bf16 is a copy; 16-bit -> fp32 widens at the store
-          held[pass] = a;
-        }
+      for (int i = 0; i < kChunk; ++i) {
+        h[i] = (kSrc == kSrcBF16 ? v[i] : RoundToBF16Bits(v[i])) >> 16;
       }
-    }
-    refill();
-#pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass, out += pass_step) {
-      if (pass * kRowsPerPass >= present_rows) continue;
-      const uint32_t w[4] = {held[pass].x, held[pass].y, held[pass].z, held[pass].w};
-      if constexpr (kDst == kDstF32) {
-        uint32_t v[kChunk];
-#pragma unroll
-        for (int i = 0; i < kChunk; ++i) v[i] = Widen<kSrc>(w[i / 2], i % 2);
-        if (vector) {
-          __stcs(reinterpret_cast<uint4*>(out), make_uint4(v[0], v[1], v[2], v[3]));
-          __stcs(reinterpret_cast<uint4*>(out) + 1, make_uint4(v[4], v[5], v[6], v[7]));
-        } else {
-#pragma unroll
-          for (int i = 0; i < kChunk; ++i) {
-            if (i < place.n) out[i] = v[i];
-          }
-        }
+      if (vector) {
+        __stcs(reinterpret_cast<uint4*>(out), make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16,
+                                                         h[4] | h[5] << 16, h[6] | h[7] << 16));
       } else {
-        if (vector) {
-          __stcs(reinterpret_cast<uint4*>(out), held[pass]);
-        } else {
 #pragma unroll
-          for (int i = 0; i < kChunk; ++i) {
-            if (i < place.n) out[i] = static_cast<uint16_t>(w[i / 2] >> (16 * (i % 2)));
-          }
+        for (int i = 0; i < kChunk; ++i) {
+          if (i < place.n) out[i] = static_cast<uint16_t>(h[i]);
         }
       }
     }
@@ -462,103 +430,120 @@ __device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt&
 
 // ---- The kernel.
 
-// Sends for tile `tile` (of work-list entry `job`) into the stage.
-__device__ __forceinline__ void Fetch(const DeviceJob* jobs, int job, int tile, uint32_t stage) {
-  const TileAt at = Locate(jobs, job, tile);
-  const DeviceJob& j = jobs[job];
-  if (j.src_type == kSrcF32) {
-    FetchTile32(j, at, stage);
+__device__ __forceinline__ void Fetch(const DeviceJob* jobs, const int* tile_jobs, int tile,
+                                      uint32_t stage) {
+  const TileAt at = Locate(jobs, tile_jobs, tile);
+  const DeviceJob& job = jobs[at.job];
+  if (job.src_type == kSrcF32) {
+    FetchTile32(job, at, stage);
   } else {
-    FetchTile16(j, at, stage);
+    FetchTile16(job, at, stage);
   }
 }
 
-// Converts `tile` (of entry `job`) from the stage, calling refill() once the stage is read.
-// `fp8_parity` picks the warp-max copy of FP8 tiles and flips on each: two copies let one
-// barrier per FP8 tile suffice, since a warp can only write a copy again after every warp passed
-// the barrier of the FP8 tile in between, which follows their reads of it.
-template <typename Refill>
-__device__ __forceinline__ void Convert(const DeviceJob* jobs, int job_index, int tile,
+// Converts `tile` from its stage. `fp8_parity` picks the warp-max copy of FP8 tiles and flips
+// on each: two copies let one barrier per FP8 tile suffice, since a warp can only write a copy
+// again after every warp passed the barrier of the FP8 tile in between, which follows their
+// reads of it.
+__device__ __forceinline__ void Convert(const DeviceJob* jobs, const int* tile_jobs, int tile,
                                         uint32_t stage, unsigned long long* first_refused,
-                                        uint32_t (&warp_max)[2][kWarps], int& fp8_parity,
-                                        Refill&& refill) {
-  const TileAt at = Locate(jobs, job_index, tile);
-  const DeviceJob* job = jobs + job_index;
-  unsigned long long* refused = first_refused + job_index;
+                                        uint32_t (&warp_max)[2][kWarps], int& fp8_parity) {
+  const TileAt at = Locate(jobs, tile_jobs, tile);
+  const DeviceJob* job = jobs + at.job;
+  unsigned long long* refused = first_refused + at.job;
   switch (job->src_type * 3 + job->dst_type) {
     case kSrcBF16 * 3 + kDstF8:
-      Fp8Tile<kSrcBF16>(job, at, stage, refused, warp_max[fp8_parity], refill);
+      Fp8Tile<kSrcBF16>(job, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcF16 * 3 + kDstF8:
-      Fp8Tile<kSrcF16>(job, at, stage, refused, warp_max[fp8_parity], refill);
+      Fp8Tile<kSrcF16>(job, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcF32 * 3 + kDstF8:
-      Fp8Tile<kSrcF32>(job, at, stage, refused, warp_max[fp8_parity], refill);
+      Fp8Tile<kSrcF32>(job, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcBF16 * 3 + kDstBF16:
-      CastTile<kSrcBF16, kDstBF16>(job, at, stage, refused, refill);
+      CastTile<kSrcBF16, kDstBF16>(job, at, stage, refused);
       break;
     case kSrcF16 * 3 + kDstBF16:
-      CastTile<kSrcF16, kDstBF16>(job, at, stage, refused, refill);
+      CastTile<kSrcF16, kDstBF16>(job, at, stage, refused);
       break;
     case kSrcF32 * 3 + kDstBF16:
-      CastTile<kSrcF32, kDstBF16>(job, at, stage, refused, refill);
+      CastTile<kSrcF32, kDstBF16>(job, at, stage, refused);
       break;
     case kSrcBF16 * 3 + kDstF32:
-      CastTile<kSrcBF16, kDstF32>(job, at, stage, refused, refill);
+      CastTile<kSrcBF16, kDstF32>(job, at, stage, refused);
       break;
     case kSrcF16 * 3 + kDstF32:
-      CastTile<kSrcF16, kDstF32>(job, at, stage, refused, refill);
+      CastTile<kSrcF16, kDstF32>(job, at, stage, refused);
       break;
     default:
-      CastTile<kSrcF32, kDstF32>(job, at, stage, refused, refill);
+      CastTile<kSrcF32, kDstF32>(job, at, stage, refused);
       break;
   }
 }
 
-// Two CTAs per multiprocessor: 64 registers a thread, a stage of at most 64 KiB each.
+// Two CTAs per multiprocessor (64 registers a thread) when their stages fit: 2 x 2 x 32 KiB for
+// 16-bit sources; one with fp32 sources (2 x 64 KiB).
+template <int kStages>
 __global__ void __launch_bounds__(kThreadsPerTile, 2)
     ConvertKernel(const DeviceJob* __restrict__ jobs, const int* __restrict__ tile_jobs,
-                  int total_tiles, unsigned long long* first_refused) {
+                  int total_tiles, int stage_bytes, unsigned long long* first_refused) {
   extern __shared__ uint4 stage_memory[];
   __shared__ uint32_t warp_max[2][kWarps];
-  const uint32_t stage = static_cast<uint32_t>(__cvta_generic_to_shared(stage_memory));
+  const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(stage_memory));
   const int stride = static_cast<int>(gridDim.x);
-  int tile = static_cast<int>(blockIdx.x);
-  if (tile >= total_tiles) return;
-  int job = __ldg(tile_jobs + tile);
-  Fetch(jobs, job, tile, stage);
-  CommitCopies();
-  int fp8_parity = 0;
-  for (; tile < total_tiles; tile += stride) {
-    const int next = tile + stride;
-    // Looked up now, so the table's latency is spent while this tile's copies land.
-    const int next_job = next < total_tiles ? __ldg(tile_jobs + next) : 0;
-    // This thread's copies of `tile` have landed; after the warp barrier, every lane's have
-    // (fp32 fetches fill other lanes' slots).
-    WaitCopies();
-    __syncwarp();
-    Convert(jobs, job, tile, stage, first_refused, warp_max, fp8_parity, [&] {
-      // Every lane of the warp has read the stage before any refills it.
-      __syncwarp();
-      if (next < total_tiles) Fetch(jobs, next_job, next, stage);
-      CommitCopies();
-    });
-    job = next_job;
+
+  // Tiles are fetched kStages - 1 ahead of the one converted; a copy group is committed for
+  // every fetch, empty past the end, so wait_group counts stay uniform.
+  int fetch_tile = static_cast<int>(blockIdx.x);
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (fetch_tile < total_tiles) Fetch(jobs, tile_jobs, fetch_tile, ring + s * stage_bytes);
+    CommitCopies();
+    fetch_tile += stride;
   }
+  int fetch_stage = kStages - 1, convert_stage = 0, fp8_parity = 0;
+  for (int tile = static_cast<int>(blockIdx.x); tile < total_tiles; tile += stride) {
+    // The stage refilled here was converted in the previous iteration: every lane of the warp
+    // must be done reading it (fp32 fetches write other lanes' slots).
+    __syncwarp();
+    if (fetch_tile < total_tiles) {
+      Fetch(jobs, tile_jobs, fetch_tile, ring + fetch_stage * stage_bytes);
+    }
+    CommitCopies();
+    fetch_tile += stride;
+    fetch_stage = fetch_stage + 1 == kStages ? 0 : fetch_stage + 1;
+    // This thread's copies of `tile` have landed; after the warp barrier, every lane's have.
+    WaitCopies<kStages - 1>();
+    __syncwarp();
+    Convert(jobs, tile_jobs, tile, ring + convert_stage * stage_bytes, first_refused, warp_max,
+            fp8_parity);
+    convert_stage = convert_stage + 1 == kStages ? 0 : convert_stage + 1;
+  }
+}
+
+// The kernel for a batch whose stages are `stage_bytes` large, and its shared memory.
+auto KernelFor(int stage_bytes) {
+  return stage_bytes > kStageBytes16 ? ConvertKernel<kStages32> : ConvertKernel<kStages16>;
+}
+size_t SharedBytes(int stage_bytes) {
+  return static_cast<size_t>(stage_bytes > kStageBytes16 ? kStages32 : kStages16) *
+         static_cast<size_t>(stage_bytes);
 }
 
 }  // namespace
 
 int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor) {
-  cudaError_t error = cudaFuncSetAttribute(
-      ConvertKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kStageBytes32);
+  const auto kernel = KernelFor(stage_bytes);
+  const size_t shared = SharedBytes(stage_bytes);
+  cudaError_t error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(shared));
   if (error != cudaSuccess) return static_cast<int>(error);
-  error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_multiprocessor, ConvertKernel,
-                                                        kThreadsPerTile, stage_bytes);
+  error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_multiprocessor, kernel,
+                                                        kThreadsPerTile, shared);
   return static_cast<int>(error);
 }
 
@@ -566,9 +551,9 @@ int LaunchConvertKernel(const DeviceJob* jobs, const int32_t* tile_jobs, int tot
                         int num_blocks, int stage_bytes, unsigned long long* first_refused,
                         CudaStream stream) {
   if (num_blocks <= 0 || total_tiles <= 0) return cudaSuccess;
-  ConvertKernel<<<static_cast<unsigned>(num_blocks), kThreadsPerTile,
-                  static_cast<size_t>(stage_bytes), stream>>>(jobs, tile_jobs, total_tiles,
-                                                              first_refused);
+  KernelFor(stage_bytes)<<<static_cast<unsigned>(num_blocks), kThreadsPerTile,
+                           SharedBytes(stage_bytes), stream>>>(jobs, tile_jobs, total_tiles,
+                                                               stage_bytes, first_refused);
   return static_cast<int>(cudaGetLastError());
 }
 
