@@ -29,3 +29,21 @@ else
   grep -q "unavailable: " "$err" || fail "cuda_ipc failed without saying why: $(cat "$err")"
   echo "bench_cli_test: cuda_ipc unavailable here, as expected: $(cat "$err")"
 fi
+
+# ucx with GPU buffers: measures beside the in-run copy when the loaded UCX has CUDA support and a
+# GPU is here; otherwise exit code 1 naming why (no driver, or a UCX without CUDA support).
+out=$("$ws" --log-level warning bench transport --backend ucx --memory cuda --size 1MiB --iters 2 \
+      --warmup 1 --json 2>"$err")
+rc=$?
+if [ $rc -eq 0 ]; then
+  json=$(grep '^{' <<<"$out" | tail -1)
+  field "$json" copy_gbps >/dev/null || fail "ucx --memory cuda JSON lacks the copy baseline: $json"
+  echo "bench_cli_test: ucx with GPU memory measured on this host: $json"
+else
+  [ $rc -eq 1 ] || fail "ucx --memory cuda exited with $rc (crash?): $(cat "$err")"
+  grep -Eq "unavailable: |cannot register GPU memory" "$err" ||
+    fail "ucx --memory cuda failed without saying why: $(cat "$err")"
+  echo "bench_cli_test: ucx with GPU memory unavailable here, as expected: $(cat "$err")"
+fi
+"$ws" bench transport --backend cuda_ipc --memory host --size 1MiB >/dev/null 2>"$err"
+[ $? -eq 2 ] && grep -q "GPU memory only" "$err" || fail "cuda_ipc --memory host not refused: $(cat "$err")"

@@ -4,13 +4,14 @@
 // and descriptor over a socketpair, then times `iters` writes of `size` bytes followed by one
 // flush, like `ucx_perftest -t ucp_put_bw` (bench/transport.sh runs both and prints the ratio).
 // The local backend cannot cross processes and runs writer and target in one process.
-// cuda_ipc: both buffers are GPU memory (a staging pool each: plain cuMemAlloc), the writer on
-// --device and the target on --peer-device (GPU 1 when there are two, else GPU 0); one-write runs
-// also time an in-process device-to-device copy of the same size in the same run and print the
-// ratio (target >= 0.95). --count N posts N writes of --size per batch at consecutive offsets,
+// --memory cuda (always for cuda_ipc; ucx with a CUDA-enabled UCX): both buffers are GPU memory (a
+// staging pool each: plain cuMemAlloc), the writer on --device and the target on --peer-device
+// (GPU 1 when there are two, else GPU 0); one-write runs also time an in-process device-to-device
+// copy of the same size in the same run and print the ratio (target >= 0.95 for cuda_ipc). --count N posts N writes of --size per batch at consecutive offsets,
 // for small-write throughput; cuda_ipc then also runs the same batches with per-write copies
 // (transport.cuda_small_write_bytes = 0) and prints the speed-up of the batched kernel.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,16 +40,41 @@ struct BenchArgs {
   int iters = 100;
   int warmup = 5;
   bool json = false;
+  std::string memory;  // "host" or "cuda"; "" = the backend's kind (cuda for cuda_ipc)
   std::string ucx_tls;
   std::string ucx_net_devices;
   int device = 0;
   int peer_device = -1;  // -1: GPU 1 when the host has two or more, else GPU 0
   uint64_t count = 1;    // writes per batch
   std::string cuda_small_write_bytes;  // overrides transport.cuda_small_write_bytes when set
+  std::string pin;  // "W,T": the writer on CPU W, the target on CPU T; "" leaves the scheduler's
   int serve_fd = -1;
 };
 
-bool OnGpu(const BenchArgs& args) { return args.backend == "cuda_ipc"; }
+// Pins this process to CPU `which` (0: the writer's, 1: the target's) of --pin. Why: on a quiet
+// many-core host the two processes' placement (same core's hyperthreads, one L2, two sockets)
+// moves small-write throughput by a third from run to run, for ucx_perftest as much as for us;
+// bench/transport.sh pins both tools the same way.
+Status PinTo(const std::string& pin, int which) {
+  if (pin.empty()) return Status::Ok();
+  const auto comma = pin.find(',');
+  const std::string cpu_text = which == 0 ? pin.substr(0, comma) : pin.substr(comma + 1);
+  char* end = nullptr;
+  const long cpu = std::strtol(cpu_text.c_str(), &end, 10);
+  if (comma == std::string::npos || cpu_text.empty() || *end != '\0' || cpu < 0 ||
+      cpu >= CPU_SETSIZE) {
+    return InvalidArgument("--pin ", pin, ": expected WRITER_CPU,TARGET_CPU");
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<int>(cpu), &set);
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+    return InvalidArgument("--pin ", pin, ": cannot run on CPU ", cpu, ": ", std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+bool OnGpu(const BenchArgs& args) { return args.memory == "cuda"; }
 
 // Memory for one side of the benchmark: host memory from the transport's allocator (for UCX
 // shared memory, as ucx_perftest uses, so puts over shm are one-sided copies), or a GPU staging
@@ -88,6 +114,7 @@ Result<std::unique_ptr<Transport>> MakeTransport(const BenchArgs& args, int32_t 
 // The target: registers a buffer, publishes it, progresses until told to exit.
 Status Serve(const BenchArgs& args, uint64_t size) {
   SocketChannel channel(args.serve_fd);
+  WS_RETURN_IF_ERROR(PinTo(args.pin, 1));
   WS_ASSIGN_OR_RETURN(auto t, MakeTransport(args, 1));
   WS_ASSIGN_OR_RETURN(BenchBuffer dst, MakeBuffer(*t, args, size * args.count, args.peer_device,
                                                   "bench.dst"));
@@ -128,13 +155,15 @@ Result<Target> SpawnTarget(const BenchArgs& args) {
     std::vector<std::string> argv = {"weightsync", "bench", "transport", "--serve-fd",
                                      std::to_string(child_fd), "--backend", args.backend,
                                      "--size", args.size_text, "--count",
-                                     std::to_string(args.count), "--device",
+                                     std::to_string(args.count), "--memory", args.memory,
+                                     "--device",
                                      std::to_string(args.device), "--peer-device",
                                      std::to_string(args.peer_device)};
     if (!args.cuda_small_write_bytes.empty()) {
       argv.insert(argv.end(), {"--cuda-small-write-bytes", args.cuda_small_write_bytes});
     }
     if (!args.ucx_tls.empty()) argv.insert(argv.end(), {"--ucx-tls", args.ucx_tls});
+    if (!args.pin.empty()) argv.insert(argv.end(), {"--pin", args.pin});
     if (!args.ucx_net_devices.empty()) {
       argv.insert(argv.end(), {"--ucx-net-devices", args.ucx_net_devices});
     }
@@ -161,6 +190,7 @@ struct BenchResult {
 
 Result<BenchResult> RunWriter(const BenchArgs& args, uint64_t size) {
   const uint64_t total = size * args.count;
+  WS_RETURN_IF_ERROR(PinTo(args.pin, 0));  // the target re-pins itself to its own CPU
   WS_ASSIGN_OR_RETURN(auto writer, MakeTransport(args, 0));
   WS_ASSIGN_OR_RETURN(BenchBuffer src, MakeBuffer(*writer, args, total, args.device, "bench.src"));
   // The local backend's target lives in this process.
@@ -225,17 +255,24 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--iters", args->iters, "Timed writes")->capture_default_str();
   cmd->add_option("--warmup", args->warmup, "Untimed writes first")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print one JSON object; `gbps` is bytes/s / 1e9");
-  cmd->add_option("--ucx-tls", args->ucx_tls, "Overrides transport.ucx_tls (e.g. tcp, sm)");
+  cmd->add_option("--memory", args->memory,
+                  "host or cuda: what both buffers are (default: cuda for cuda_ipc, else host)")
+      ->check(CLI::IsMember({"host", "cuda"}));
+  cmd->add_option("--ucx-tls", args->ucx_tls,
+                  "Overrides transport.ucx_tls (e.g. tcp, sm, sm,cuda_copy,cuda_ipc)");
   cmd->add_option("--ucx-net-devices", args->ucx_net_devices,
                   "Overrides transport.ucx_net_devices (e.g. lo)");
   cmd->add_option("--count", args->count, "Writes of --size per batch, at consecutive offsets")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--device", args->device, "cuda_ipc: the writer's GPU")->capture_default_str();
+  cmd->add_option("--device", args->device, "--memory cuda: the writer's GPU")
+      ->capture_default_str();
   cmd->add_option("--peer-device", args->peer_device,
-                  "cuda_ipc: the target's GPU (default: 1 when there are two GPUs, else 0)");
+                  "--memory cuda: the target's GPU (default: 1 when there are two GPUs, else 0)");
   cmd->add_option("--cuda-small-write-bytes", args->cuda_small_write_bytes,
                   "Overrides transport.cuda_small_write_bytes (0: no batched kernel)");
+  cmd->add_option("--pin", args->pin,
+                  "WRITER_CPU,TARGET_CPU: pin the two processes (bench/transport.sh --pin)");
   cmd->add_option("--serve-fd", args->serve_fd, "(internal) run as the target on this socket")
       ->group("");
   cmd->callback([args, &exit_code] {
@@ -251,6 +288,12 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
       exit_code = s.ok() ? 0 : 1;
       return;
     }
+    if (args->memory.empty()) args->memory = args->backend == "cuda_ipc" ? "cuda" : "host";
+    if (args->backend == "cuda_ipc" && args->memory != "cuda") {
+      std::cerr << "weightsync bench transport: cuda_ipc writes GPU memory only (--memory cuda)\n";
+      exit_code = 2;
+      return;
+    }
     if (OnGpu(*args) && args->peer_device < 0) {
       args->peer_device = CudaDeviceCount() > 1 ? 1 : 0;
     }
@@ -260,7 +303,7 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
       exit_code = 1;
       return;
     }
-    nlohmann::json out = {{"backend", args->backend}, {"size", *size},
+    nlohmann::json out = {{"backend", args->backend}, {"memory", args->memory}, {"size", *size},
                           {"count", args->count},     {"iters", args->iters},
                           {"seconds", result->seconds}, {"gbps", result->gbps},
                           {"writes_per_s", result->writes_per_s}, {"detail", result->detail}};
@@ -281,8 +324,10 @@ void AddBenchCommand(CLI::App& app, int& exit_code) {
       comparison = StrCat("in-process device-to-device copy GPU ", args->device, " -> GPU ",
                           args->peer_device, " of ", args->count == 1 ? "the same size" :
                           "the batch's bytes as one copy", ": ", *baseline, " GB/s; ratio ",
-                          result->gbps / *baseline, args->count == 1 ? " (target >= 0.95)" : "");
-      if (args->count > 1) {
+                          result->gbps / *baseline,
+                          args->count == 1 && args->backend == "cuda_ipc" ? " (target >= 0.95)"
+                                                                          : "");
+      if (args->count > 1 && args->backend == "cuda_ipc") {
         // The same batches with every write on a copy engine, in this run: what the kernel buys.
         BenchArgs per_write = *args;
         per_write.cuda_small_write_bytes = "0";

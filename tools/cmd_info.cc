@@ -22,14 +22,16 @@ void AddInfoCommand(CLI::App& app, int& exit_code) {
       exit_code = 2;
       return;
     }
-    auto libraries = ProbeOptionalLibraries();
     // Transports as this process would create them (their libraries are loaded at run time).
+    // First: probing libucp.so.0 by name below leaves UCX's libucm loaded, and the ucx backend
+    // refuses a transport.ucx_library_dir whose libraries would mix with another UCX's.
     std::vector<std::pair<std::string, transport::Capabilities>> transports;
     if (auto options = transport::OptionsFromConfig(*config); options.ok()) {
       for (const auto& backend : transport::BackendNames()) {
         transports.push_back({backend, transport::ProbeBackend(backend, *options)});
       }
     }
+    auto libraries = ProbeOptionalLibraries();
     Result<ModelSpecLibrary> specs = ModelSpecLibrary::FromEnvironment();
     if (!specs.ok()) {
       std::cerr << "weightsync info: " << specs.status().ToString() << "\n";

@@ -8,7 +8,10 @@
 #      100k small writes, batched kernel against per-write copies;
 #   4. `weightsync demo --device cuda`: trainer and inference processes with GPU tensors (CUDA
 #      conversion, cuda_ipc), every byte verified; tensor and expert parallel, a kill drill;
-#   5. the CPU conversion benchmark on the host's quiet CPU (skip with --no-cpu).
+#   5. weightsync.torch on CUDA tensors over cuda_ipc (tests/python/test_torch.py), once with the
+#      trainers' PyTorch allocator in expandable segments (parameters in cuMemMap memory; only the
+#      staging must be plain cudaMalloc), once with the inference side's;
+#   6. the CPU conversion benchmark on the host's quiet CPU (skip with --no-cpu).
 # Expects the folder bench/gpu/stage.sh filled: the first argument, else this script's own folder
 # when it is the staged copy, else build-gpu/. Results go to $OUT (at most 8 files come back).
 #
@@ -57,6 +60,18 @@ fi
     echo "exit code $?"
   done
 } 2>&1 | tee "$out/demo_gpu.txt"
+repo=$(cd "$here/../.." && pwd)
+[ -f "$repo/tests/python/test_torch.py" ] || repo=$(cd "$b/.." && pwd)
+if [ -f "$b/lib/libweightsync.so" ] && python3 -c "import torch" 2>/dev/null; then
+  last=$(( $(nvidia-smi -L | wc -l) - 1 ))
+  for side in TRAINER INFERENCE; do
+    echo "== test_torch.py, CUDA tensors, cuda_ipc, $side allocator in expandable segments"
+    env WEIGHTSYNC_LIBRARY="$b/lib/libweightsync.so" PYTHONPATH="$repo/python" \
+        WEIGHTSYNC_TEST_TORCH_DEVICES="cuda:0,cuda:$last" WEIGHTSYNC_TEST_TORCH_TRANSPORT=cuda_ipc \
+        "WEIGHTSYNC_TEST_TORCH_${side}_ALLOC_CONF=expandable_segments:True" \
+        timeout 400 python3 -m pytest -q -p no:cacheprovider "$repo/tests/python/test_torch.py" 2>&1 | tail -15
+  done 2>&1 | tee "$out/torch_gpu.txt"
+fi
 [ "${1:-}" = --no-cpu ] && exit 0
 "$b/convert_bench" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
     --benchmark_min_time=0.2 --benchmark_color=false 2>&1 | tee "$out/convert_bench.txt" | tail -30

@@ -18,9 +18,10 @@ if grep -Eq "^CMAKE_CUDA_COMPILER:(FILEPATH|STRING)=/" "$build/CMakeCache.txt" 2
   programs+=("$build/src/convert/cuda/convert_gpu_test" "$build/bench/convert_gpu_bench"
              "$build/src/demo/demo_gpu_test")
 fi
-cmake --build "$build" --target "${targets[@]}"
+cmake --build "$build" --target "${targets[@]}" weightsync_c
 rm -rf "$dest" && mkdir -p "$dest/lib"
 cp "${programs[@]}" bench/gpu/run.sh "$dest/"
+cp "$build/src/capi/libweightsync.so" "$dest/lib/"  # the Python package's library (run.sh step 6)
 # Debug info would push the folder past what the device tool carries (64 MiB).
 for p in "${programs[@]}"; do strip --strip-debug "$dest/$(basename "$p")"; done
 # Every library ldd resolves outside the C runtime and libstdc++ (the GPU image has those).

@@ -3,7 +3,7 @@
 #include "agent/agent_session.h"
 #include "agent/agent_transport.h"
 #include "agent/job_plan.h"
-#include "agent/nccl_mode.h"
+#include "agent/nccl_receiver.h"
 #include "push/admin_http.h"
 
 namespace weightsync::agent {
@@ -26,7 +26,7 @@ class InferenceAgent::Impl {
   std::unique_ptr<push::AdminServer> admin_;
   // agent.mode=nccl: receive buffers + conversion jobs, and the broadcast communicator.
   std::unique_ptr<NcclReceiver> nccl_receiver_;
-  std::unique_ptr<NcclBroadcaster> nccl_;
+  std::unique_ptr<NcclCommunicator> nccl_;
   double transfer_timeout_s_ = 300;
 };
 
@@ -51,7 +51,6 @@ Status InferenceAgent::Impl::Init(const AgentOptions& options, int rank,
   }
   transfer_timeout_s_ = options.push.transfer_timeout_s;
   const bool nccl = options.mode == "nccl";
-  if (nccl && tensors_ok.ok()) tensors_ok = CheckNcclModeSupports(job_);
   if (nccl && tensors_ok.ok() && !gpu) {
     tensors_ok = Unimplemented("agent.mode=nccl converts on a GPU; inference ", rank,
                                "'s tensors are in host memory");
@@ -101,9 +100,9 @@ Status InferenceAgent::Impl::Init(const AgentOptions& options, int rank,
         NcclReceiver::Create(job_, rank, destinations, cuda_device);
     if (!receiver.ok()) return session_->AbortJob(receiver.status());
     nccl_receiver_ = std::move(*receiver);
-    WS_ASSIGN_OR_RETURN(nccl_, NcclBroadcaster::Create(
+    WS_ASSIGN_OR_RETURN(nccl_, NcclCommunicator::Create(
                                    *session_->rendezvous().context().client, options.job_id,
-                                   1 + rank, 1 + job_.inference_world(), cuda_device,
+                                   "broadcast", 1 + rank, 1 + job_.inference_world(), cuda_device,
                                    control::DeadlineIn(options.join_timeout_s),
                                    [this] { return session_->CheckJob(); }));
   }
@@ -162,8 +161,7 @@ Result<std::optional<PushReport>> InferenceAgent::Impl::ServeOnePush(double awai
     Status received;
     {
       SpanTimer span(report.spans, "broadcast");
-      received = nccl_->Broadcast(nccl_receiver_->buffers(),
-                                  control::DeadlineIn(transfer_timeout_s_));
+      received = nccl_receiver_->Receive(*nccl_, control::DeadlineIn(transfer_timeout_s_));
     }
     if (received.ok()) {
       SpanTimer span(report.spans, "convert");

@@ -30,6 +30,8 @@ Result<const NcclApi*> Load() {
   WS_RETURN_IF_ERROR(Bind(handle, "ncclCommAbort", api->comm_abort));
   WS_RETURN_IF_ERROR(Bind(handle, "ncclCommGetAsyncError", api->comm_get_async_error));
   WS_RETURN_IF_ERROR(Bind(handle, "ncclBroadcast", api->broadcast));
+  WS_RETURN_IF_ERROR(Bind(handle, "ncclSend", api->send));
+  WS_RETURN_IF_ERROR(Bind(handle, "ncclRecv", api->recv));
   WS_RETURN_IF_ERROR(Bind(handle, "ncclGroupStart", api->group_start));
   WS_RETURN_IF_ERROR(Bind(handle, "ncclGroupEnd", api->group_end));
   WS_RETURN_IF_ERROR(Bind(handle, "ncclGetErrorString", api->get_error_string));

@@ -1,7 +1,7 @@
 // NCCL loaded at run time (libnccl.so.2), like the CUDA driver: one build runs with or without
 // it. Only what the NCCL transfer mode uses (agent/nccl_mode.h): a communicator created
 // non-blocking (so every wait can have a deadline and a stuck peer can be aborted), grouped
-// broadcasts, async error polling.
+// broadcasts and point-to-point transfers, async error polling.
 //
 // Threading: the table is immutable once loaded; NCCL's own rules apply to communicators.
 #pragma once
@@ -22,6 +22,8 @@ struct NcclApi {
   decltype(&::ncclCommAbort) comm_abort;
   decltype(&::ncclCommGetAsyncError) comm_get_async_error;
   decltype(&::ncclBroadcast) broadcast;
+  decltype(&::ncclSend) send;
+  decltype(&::ncclRecv) recv;
   decltype(&::ncclGroupStart) group_start;
   decltype(&::ncclGroupEnd) group_end;
   decltype(&::ncclGetErrorString) get_error_string;

@@ -2,25 +2,28 @@
 // vLLM's NCCL weight transfer), built into the same agents, push protocol and commit semantics,
 // so every GPU benchmark can print it beside the write mode.
 //
-// Trainer rank 0 broadcasts every full bf16/fp32 source tensor over one communicator of
-// {trainer 0, every inference rank}; each inference rank receives all of them into receive
-// buffers and converts them with the CUDA kernels into its registered tensors.
+// A push, bucket by bucket (groups of about kNcclBucketBytes of sources, in source order):
+//   1. gather: the FSDP ranks of trainer replica 0 send their shards of the bucket's tensors to
+//      trainer rank 0 over the trainers' communicator (skipped when fsdp = 1: rank 0 holds whole
+//      tensors and broadcasts them in place);
+//   2. broadcast: trainer rank 0 broadcasts the bucket's full bf16/fp32 tensors over one
+//      communicator of {trainer 0, every inference rank}; each inference rank receives them all.
+// Then every inference rank converts the full tensors with the CUDA kernels into its registered
+// tensors, cutting tensor-parallel slices out of the converted full tensor (nccl_receiver.h).
+// Other trainer replicas (hsdp > 1) take no part.
 //
-// First version's limits (checked, with a clear error): one trainer rank (fsdp = 1, so rank 0
-// holds whole tensors) with its sources on a GPU; inference tensor parallel 1 (expert parallel
-// and replicas allowed) with destinations on GPUs; one GPU per rank (NCCL refuses two ranks on
-// one device).
-//
-// Every wait has a deadline: the communicator is created non-blocking and each broadcast group is
-// polled; at the deadline, or on an error, the communicator is aborted and the push fails.
+// Every wait has a deadline: communicators are created non-blocking and each group of
+// operations is polled; at the deadline, on an error, or when the job's liveness check fails, the
+// communicator is aborted and the push fails. One GPU per rank (NCCL refuses two ranks on one
+// device).
 //
 // Threading: one thread (the agent's push thread) per object.
 #pragma once
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/job_plan.h"
@@ -30,55 +33,47 @@
 
 namespace weightsync::agent {
 
-// Refuses jobs this mode does not handle yet, naming what differs.
-Status CheckNcclModeSupports(const JobPlan& job);
+// Sources per broadcast group: large enough that NCCL runs at full speed, small enough that rank
+// 0's gather buffer stays a small part of a GPU (a larger tensor gets a bucket of its own).
+constexpr int64_t kNcclBucketBytes = int64_t{1} << 30;
 
-class NcclBroadcaster {
+// Indices into job.sources, grouped in source order. Every rank computes the same buckets, so
+// the broadcasts of one group match on every rank.
+std::vector<std::vector<size_t>> NcclBuckets(const JobPlan& job);
+
+class NcclCommunicator {
  public:
-  // Trainer 0 is NCCL rank 0, inference rank r is NCCL rank 1 + r; rank 0 publishes the unique
-  // id under the job's keys, the others wait for it. `alive` (optional) is polled while waiting,
-  // so a dead peer or an aborted job fails the wait at once instead of at the deadline.
-  static Result<std::unique_ptr<NcclBroadcaster>> Create(control::StoreClient& client,
-                                                         const std::string& job_id, int nccl_rank,
-                                                         int world, int device,
-                                                         control::Deadline deadline,
-                                                         std::function<Status()> alive = {});
-  ~NcclBroadcaster();
-  NcclBroadcaster(const NcclBroadcaster&) = delete;
-  NcclBroadcaster& operator=(const NcclBroadcaster&) = delete;
+  // Rank 0 creates the unique id and publishes it under the job's key for `name` ("gather",
+  // "broadcast"); the others wait for it. `alive` (optional) is polled while waiting, so a dead
+  // peer or an aborted job fails the wait at once instead of at the deadline.
+  static Result<std::unique_ptr<NcclCommunicator>> Create(control::StoreClient& client,
+                                                          const std::string& job_id,
+                                                          std::string_view name, int nccl_rank,
+                                                          int world, int device,
+                                                          control::Deadline deadline,
+                                                          std::function<Status()> alive = {});
+  ~NcclCommunicator();
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
 
   // One group of broadcasts from rank 0: rank 0's `buffers` are sent, every other rank's are
-  // received into, in the same order and sizes on every rank.
+  // received into, in the same order and sizes on every rank (bf16 or fp32).
   Status Broadcast(const std::vector<TensorView>& buffers, control::Deadline deadline);
+
+  // One group of point-to-point transfers (a rank may send to itself).
+  struct PeerTransfer {
+    void* data = nullptr;
+    int64_t bytes = 0;
+    int peer = 0;
+    bool send = false;
+  };
+  Status Exchange(const std::vector<PeerTransfer>& transfers, control::Deadline deadline);
 
   struct State;
 
  private:
-  explicit NcclBroadcaster(std::unique_ptr<State> state);
+  explicit NcclCommunicator(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
-};
-
-// An inference rank's side: receive buffers for every full source tensor (in the job's source
-// order) and the conversion jobs that turn them into this rank's registered tensors.
-class NcclReceiver {
- public:
-  static Result<std::unique_ptr<NcclReceiver>> Create(
-      const JobPlan& job, int rank, const std::map<std::string, TensorView>& destinations,
-      int device);
-  ~NcclReceiver();
-  NcclReceiver(const NcclReceiver&) = delete;
-  NcclReceiver& operator=(const NcclReceiver&) = delete;
-
-  const std::vector<TensorView>& buffers() const { return buffers_; }
-  // Converts the received sources into the registered tensors (one launch), and waits.
-  Status Convert();
-
-  struct Work;
-
- private:
-  NcclReceiver() = default;
-  std::vector<TensorView> buffers_;
-  std::unique_ptr<Work> work_;
 };
 
 }  // namespace weightsync::agent

@@ -42,6 +42,7 @@ Status TrainerAgent::Impl::Init(const AgentOptions& options, int rank,
     WS_ASSIGN_OR_RETURN(convert_stream_, CreateCudaStream());
     cuda_ = std::make_unique<CudaConverter>();
   }
+  if (options.mode == "nccl") return InitNccl(sources_ok);
   const auto pool_memory = gpu_ ? transport::PoolMemory::kCuda : transport::PoolMemory::kHost;
   int64_t scratch_bytes = 0;
   for (int32_t u : job_.plan.schedule[rank]) {
@@ -55,7 +56,6 @@ Status TrainerAgent::Impl::Init(const AgentOptions& options, int rank,
     scratch_ = host_scratch_.data();
   }
 
-  if (options.mode == "nccl") return InitNccl(sources_ok);
   const std::string backend = ResolveBackend(options.transport, gpu_);
   WS_ASSIGN_OR_RETURN(writer_, OpenTransport(options, backend, rank, device_));
   const int64_t ring_bytes = job_.plan.trainer[rank].staging_bytes;
@@ -97,7 +97,6 @@ Status TrainerAgent::Impl::Init(const AgentOptions& options, int rank,
 }
 
 Status TrainerAgent::Impl::InitNccl(Status sources_ok) {
-  if (sources_ok.ok()) sources_ok = CheckNcclModeSupports(job_);
   if (sources_ok.ok() && !gpu_) {
     sources_ok = Unimplemented("agent.mode=nccl broadcasts GPU tensors; trainer ", rank_,
                                "'s sources are in host memory");
@@ -110,11 +109,11 @@ Status TrainerAgent::Impl::InitNccl(Status sources_ok) {
   WS_ASSIGN_OR_RETURN(session_, AgentSession::Join(options_, job_, mine.id));
   if (!sources_ok.ok()) return session_->AbortJob(sources_ok);
   WS_RETURN_IF_ERROR(session_->Exchange(mine).status());
-  WS_ASSIGN_OR_RETURN(nccl_, NcclBroadcaster::Create(*session_->rendezvous().context().client,
-                                                     options_.job_id, 0,
-                                                     1 + job_.inference_world(), device_,
-                                                     control::DeadlineIn(options_.join_timeout_s),
-                                                     [this] { return session_->CheckJob(); }));
+  Result<std::unique_ptr<NcclSender>> sender = NcclSender::Create(
+      job_, rank_, sources_, *session_->rendezvous().context().client, options_.job_id, device_,
+      control::DeadlineIn(options_.join_timeout_s), [this] { return session_->CheckJob(); });
+  if (!sender.ok()) return session_->AbortJob(sender.status());
+  nccl_ = std::move(*sender);
   push_ = std::make_unique<push::TrainerPush>(session_->rendezvous(), options_.push);
   return Status::Ok();
 }

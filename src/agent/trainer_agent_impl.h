@@ -17,7 +17,7 @@
 #include "agent/agent_transport.h"
 #include "agent/gather_plan.h"
 #include "agent/job_plan.h"
-#include "agent/nccl_mode.h"
+#include "agent/nccl_sender.h"
 #include "agent/trainer_agent.h"
 #include "agent/unit_converter.h"
 #include "convert/cuda/convert_cuda.h"
@@ -48,7 +48,7 @@ class TrainerAgent::Impl {
   int rank() const { return rank_; }
 
  private:
-  // agent.mode=nccl: the communicator instead of transports, staging and connections.
+  // agent.mode=nccl: the communicators instead of transports, staging and connections.
   Status InitNccl(Status sources_ok);
   Status Connect(const std::vector<SetupInfo>& everyone);
   // Connects to `info`'s rank (again, after a restart) and imports its regions, when this rank
@@ -121,7 +121,7 @@ class TrainerAgent::Impl {
  private:
   Status ConvertUnitIntoSlot(int32_t unit_id);
   std::optional<uint64_t> gather_step_to_forget_;
-  std::unique_ptr<NcclBroadcaster> nccl_;  // agent.mode=nccl: the broadcast communicator
+  std::unique_ptr<NcclSender> nccl_;  // agent.mode=nccl: gathers and broadcasts
   std::future<Status> scan_;  // the push's NaN/Inf scan, started before the pause
   PhaseSpan scan_span_;       // set by the scan
 };

@@ -16,12 +16,8 @@ Status TrainerAgent::Impl::Transfer(uint64_t step, PushReport& report) {
   if (nccl_) {
     WS_RETURN_IF_ERROR(AwaitScan(report));
     SpanTimer span(report.spans, "broadcast");
-    std::vector<TensorView> buffers;
-    for (const SourceTensor& source : job_.sources) {
-      buffers.push_back(sources_.at(source.name));
-      report.bytes += buffers.back().nbytes();
-    }
-    return nccl_->Broadcast(buffers, deadline);
+    WS_ASSIGN_OR_RETURN(report.bytes, nccl_->Send(deadline));
+    return Status::Ok();
   }
   {
     // Every rank has paused, so a restarted rank has published its new regions by now.

@@ -7,8 +7,6 @@
 namespace weightsync::agent {
 namespace {
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 bool IsPlain(const PlannedTensor& tensor, const ConvertUnit& unit) {
   return WeightSlot(tensor, unit).IsPlainMatrix() &&
          (!tensor.shape.fp8 || ScaleSlot(tensor, unit).IsPlainMatrix());

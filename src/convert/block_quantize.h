@@ -17,6 +17,9 @@ namespace weightsync {
 // FP8 quantization blocks are kFp8BlockSize x kFp8BlockSize elements (DeepSeek-V3 style).
 inline constexpr int64_t kFp8BlockSize = 128;
 
+// Blocks of b covering a items (a >= 0, b > 0): FP8 scale rows and columns, and the like.
+inline constexpr int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 // One conversion: rows x cols elements of `src` (row-major, row stride in elements) into `dst`.
 // Source and destination must not overlap. Supported:
 //   src_dtype in {kBF16, kF16, kF32} x dst_dtype in {kF8E4M3, kBF16, kF32}.

@@ -7,8 +7,6 @@ bool IsSupportedSource(DType dtype) {
   return dtype == DType::kBF16 || dtype == DType::kF16 || dtype == DType::kF32;
 }
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 Status CheckQuantization(const ConversionSpec& spec) {
   const QuantizationSpec& q = spec.quantization;
   DType dst = q.destination_dtype;

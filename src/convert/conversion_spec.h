@@ -81,16 +81,16 @@ struct ResolvedConversion {
 Result<ResolvedConversion> ResolveConversion(const ConversionSpec& spec,
                                              const SourceLookup& lookup);
 
-// Converts every piece into `destination` (and `scale` for FP8), both contiguous CPU tensors with
-// exactly resolved.shape / resolved.scale_shape and the destination dtype / fp32. Bad values (NaN,
-// Inf) fail with an error naming the source tensor and coordinate; the destination is then partly
-// written, so callers convert into staging memory or temporary files.
 // The ConvertJobs that execute `resolved` into contiguous destination (and FP8 scale) memory at
 // these addresses, which may be device pointers (the jobs only carry them). The jobs' strings
 // point into `resolved`.
 std::vector<ConvertJob> ConversionJobs(const ResolvedConversion& resolved, void* destination,
                                        float* scale);
 
+// Converts every piece into `destination` (and `scale` for FP8), both contiguous CPU tensors with
+// exactly resolved.shape / resolved.scale_shape and the destination dtype / fp32. Bad values (NaN,
+// Inf) fail with an error naming the source tensor and coordinate; the destination is then partly
+// written, so callers convert into staging memory or temporary files.
 Status ExecuteConversion(const ResolvedConversion& resolved, const TensorView& destination,
                          const TensorView& scale, int threads);
 

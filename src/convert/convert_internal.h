@@ -12,6 +12,8 @@
 
 namespace weightsync::convert_internal {
 
+using weightsync::CeilDiv;
+
 // The smallest scale: keeps all-zero blocks from dividing by zero.
 inline constexpr float kMinScale = 1e-12f;
 
@@ -57,7 +59,6 @@ inline void* DstRow(const ConvertJob& job, int64_t row) {
   return static_cast<char*>(job.dst) +
          row * job.dst_row_stride * static_cast<int64_t>(DTypeSize(job.dst_dtype));
 }
-inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // FP8 work items are strips of up to this many blocks of one block row (2048 columns): long
 // enough to stream, short enough that narrow-but-tall tensors still split over threads.

@@ -66,6 +66,10 @@ constexpr auto kTable = std::to_array<ConfigOption>({
      "Deadline for connecting to a peer and importing its regions."},
     {"transport.write_timeout", "120s", ConfigUnits::kSeconds,
      "Deadline for posting one batch of writes and flushing it; a dead peer fails sooner."},
+    {"transport.ucx_library_dir", "", ConfigUnits::kString,
+     "Folder holding the libucp.so.0 (with its libucs/libuct/libucm and ucx/ modules) the ucx "
+     "transport loads, e.g. the lib folder of RAPIDS' CUDA-enabled libucx-cu13 wheel; empty loads "
+     "libucp.so.0 from the loader's search path."},
     {"transport.ucx_tls", "", ConfigUnits::kString,
      "UCX transports (UCX_TLS), e.g. rc,cuda_copy or tcp; empty leaves UCX's choice or UCX_TLS."},
     {"transport.ucx_net_devices", "", ConfigUnits::kString,

@@ -65,6 +65,41 @@ TEST(ModelSpec, ErrorsNameTheProblem) {
       << unbound.ToString();
 }
 
+// transformers-fp8 is one process's whole model (tp=1): replicated, experts stacked as
+// transformers 5 fuses them (FP8Experts.gate_up_proj = [gate; up] per expert, scale X_scale_inv).
+TEST(ModelSpec, TransformersFp8IsTheWholeModelWithStackedExperts) {
+  ModelSpecLibrary library = ModelSpecLibrary::Builtin();
+  for (const auto& name : library.ModelNames()) {
+    ModelSpec spec = library.Load(name).value();
+    ASSERT_TRUE(spec.target_formats.contains("transformers-fp8")) << name;
+    for (const auto& rule : spec.target_formats.at("transformers-fp8").tensors) {
+      TensorParallelism expected = TensorParallelism::kReplicated;
+      if (!rule.stack.empty()) {
+        expected = rule.sources.size() == 2 ? TensorParallelism::kExpertColumn
+                                            : TensorParallelism::kExpertRow;
+      }
+      EXPECT_EQ(rule.parallel, expected) << name << " " << rule.name.text();
+    }
+  }
+  ModelSpec glm = library.Load("glm_moe_dsa").value();
+  int checked = 0;
+  for (const auto& rule : glm.target_formats.at("transformers-fp8").tensors) {
+    if (rule.name.text() == "model.layers.{L}.mlp.experts.gate_up_proj") {
+      ++checked;
+      EXPECT_EQ(rule.stack, "E");
+      ASSERT_EQ(rule.sources.size(), 2u);
+      EXPECT_EQ(rule.sources[0].text(), "model.layers.{L}.mlp.experts.{E}.gate_proj.weight");
+      EXPECT_EQ(rule.quantization.scale_suffix, "_scale_inv");
+    }
+    if (rule.name.text() == "model.layers.{L}.self_attn.indexer.weights_proj.weight" ||
+        rule.name.text() == "lm_head.weight") {
+      ++checked;
+      EXPECT_EQ(rule.quantization.destination_dtype, DType::kBF16) << rule.name.text();
+    }
+  }
+  EXPECT_EQ(checked, 3);
+}
+
 TEST(ModelSpec, VllmTargetsSayHowEveryTensorIsSplit) {
   ModelSpecLibrary library = ModelSpecLibrary::Builtin();
   for (const auto& name : library.ModelNames()) {

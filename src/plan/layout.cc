@@ -7,8 +7,6 @@
 namespace weightsync {
 namespace {
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // vLLM pads the vocabulary of embed_tokens / lm_head to this many rows
 // (DEFAULT_VOCAB_PADDING_SIZE).
 constexpr int64_t kVocabPadding = 64;

@@ -7,7 +7,7 @@
 
 namespace weightsync::plan_internal {
 
-inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+using weightsync::CeilDiv;
 
 // Slots are laid out on this alignment inside a staging ring (RDMA and vector loads like it).
 constexpr int64_t kSlotAlignment = 256;

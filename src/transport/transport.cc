@@ -16,6 +16,7 @@ Result<TransportOptions> OptionsFromConfig(const Config& config, int32_t rank) {
   }
   WS_ASSIGN_OR_RETURN(options.connect_timeout_s, config.GetSeconds("transport.connect_timeout"));
   WS_ASSIGN_OR_RETURN(options.write_timeout_s, config.GetSeconds("transport.write_timeout"));
+  WS_ASSIGN_OR_RETURN(options.ucx_library_dir, config.GetString("transport.ucx_library_dir"));
   WS_ASSIGN_OR_RETURN(options.ucx_tls, config.GetString("transport.ucx_tls"));
   WS_ASSIGN_OR_RETURN(options.ucx_net_devices, config.GetString("transport.ucx_net_devices"));
   WS_ASSIGN_OR_RETURN(options.cuda_streams, config.GetCount("transport.cuda_streams"));

@@ -95,6 +95,7 @@ struct TransportOptions {
   double connect_timeout_s = 30;      // transport.connect_timeout
   double write_timeout_s = 120;       // transport.write_timeout
   // UCX only.
+  std::string ucx_library_dir;        // transport.ucx_library_dir: "" = libucp.so.0 on the search path
   std::string ucx_tls;                // transport.ucx_tls: "" leaves UCX's choice / UCX_TLS
   std::string ucx_net_devices;        // transport.ucx_net_devices: "" = closest NIC to the GPU
   std::string gpu_pci_bus_id;         // the GPU this process drives ("0000:1b:00.0"), for NICs

@@ -90,6 +90,11 @@ class TransportBase : public Transport {
   // Starts the remote-completion flush; returns true when already complete. The base then
   // progresses until FlushDone(peer) is true.
   virtual Result<bool> DoStartFlush(Peer& peer) = 0;
+  // Called while a peer's window of max_in_flight writes is full, before each wait for a
+  // completion: makes the posted writes move on without blocking. The default starts a flush
+  // (cuda_ipc launches what it gathered); a backend whose flush is a request of its own (UCX)
+  // keeps at most one in flight, so a full window does not cost a flush per write.
+  virtual Status DoWindowFull(Peer& peer) { return DoStartFlush(peer).status(); }
   // Called after the last write of a PostWrites batch was handed to DoPost: a backend that
   // gathers writes (cuda_ipc's batched kernel) issues what it gathered.
   virtual Status DoEndBatch(Peer& /*peer*/, Deadline /*deadline*/) { return Status::Ok(); }
@@ -109,6 +114,12 @@ class TransportBase : public Transport {
   // writer's CPU).
   template <typename Describe>
   Status WaitStep(Peer& peer, Deadline deadline, const Describe& describe);
+
+  struct Resolved {
+    const LocalRegion* local;
+    const RemoteRegion* remote;
+  };
+  std::vector<Resolved> resolved_;  // PostWrites' validated batch, kept to reuse its capacity
 
   uint64_t next_id_ = 1;
   std::map<uint64_t, LocalRegion> regions_;

@@ -51,8 +51,14 @@ uint64_t EnvBytes(const char* name, uint64_t fallback) {
 
 class TransportTest : public ::testing::TestWithParam<BackendCase> {
  protected:
+  // The environment's transport.* rows (e.g. WEIGHTSYNC_TRANSPORT_UCX_LIBRARY_DIR, to run these
+  // cases against another UCX), then the case's own settings.
   TransportOptions Options(int32_t rank) const {
-    TransportOptions o;
+    auto config = Config::FromEnvironment();
+    EXPECT_TRUE(config.ok()) << config.status().ToString();
+    auto from_config = OptionsFromConfig(config.ok() ? *config : Config::Defaults(), rank);
+    EXPECT_TRUE(from_config.ok()) << from_config.status().ToString();
+    TransportOptions o = from_config.ok() ? *from_config : TransportOptions{};
     o.self = CurrentProcessIdentity(rank);
     o.ucx_tls = GetParam().tls;
     o.ucx_net_devices = GetParam().net_devices;
@@ -123,6 +129,29 @@ TEST_P(TransportTest, CapabilitiesSayWhyUnavailable) {
   } else {
     EXPECT_EQ(caps.unavailable_reason.rfind("unavailable: ", 0), 0u) << caps.unavailable_reason;
   }
+}
+
+// A UCX without the CUDA memory type (Debian's, RAPIDS' CUDA build on a host without a driver)
+// refuses GPU memory at Register, before UCX sees the pointer, saying why and what to change.
+TEST_P(TransportTest, UcxGpuRegistrationRefusedSayingWhy) {
+  if (GetParam().backend != "ucx") GTEST_SKIP() << "ucx only";
+  MAKE_OR_SKIP(t, 0);
+  if (t->capabilities().gpu_memory) {
+    GTEST_SKIP() << "this UCX takes GPU memory (" << t->capabilities().detail
+                 << "): transport_gpu_test writes it on GPU hosts";
+  }
+  alignas(64) static uint8_t not_device_memory[4096];
+  auto refused = t->Register(not_device_memory, sizeof(not_device_memory), MemoryKind::kCuda,
+                             "layers.3.mlp.experts.w13");
+  ASSERT_EQ(refused.status().code(), StatusCode::kUnimplemented) << refused.status().ToString();
+  const std::string& message = refused.status().message();
+  EXPECT_NE(message.find("layers.3.mlp.experts.w13"), std::string::npos) << message;
+  EXPECT_NE(message.find("GPU memory no ("), std::string::npos) << message;
+  // The reason names what to change: the TLS list, the driver, or the UCX build to load.
+  const bool actionable = message.find("transport.ucx_tls=") != std::string::npos ||
+                          message.find("libcuda.so.1") != std::string::npos ||
+                          message.find("transport.ucx_library_dir") != std::string::npos;
+  EXPECT_TRUE(actionable) << message;
 }
 
 // Memory from the backend's own allocator (for UCX: shared memory, which puts over shm reach with

@@ -3,6 +3,7 @@
 //   transport_test_peer <channel fd> <backend> <ucx_tls> <ucx_net_devices> <bytes> <rank> <memory>
 //
 // <memory> is "host" or "cuda:N" (device memory on GPU N; builds with cuda.h only).
+// Transport rows of the config table come from the environment (WEIGHTSYNC_TRANSPORT_*).
 // Registers a buffer of <bytes> filled from testing::kInitialSeed, sends its PeerAddress and
 // RegionDescriptor over the channel, then progresses the transport while answering commands:
 //   "VERIFY <seed> <src_size> <max_write>": rebuilds the expected image and compares every byte;
@@ -96,8 +97,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   SocketChannel channel(std::atoi(argv[1]));
-  TransportOptions options;
-  options.self = CurrentProcessIdentity(std::atoi(argv[6]));
+  // The environment's transport.* rows (WEIGHTSYNC_TRANSPORT_UCX_LIBRARY_DIR, say) as the writer
+  // sees them; the arguments override the rest.
+  auto config = Config::FromEnvironment();
+  if (!config.ok()) return Fail(config.status());
+  auto from_config = OptionsFromConfig(*config, std::atoi(argv[6]));
+  if (!from_config.ok()) return Fail(from_config.status());
+  TransportOptions options = *from_config;
   options.ucx_tls = std::string(argv[3]) == "-" ? "" : argv[3];
   options.ucx_net_devices = std::string(argv[4]) == "-" ? "" : argv[4];
   auto target = TargetMemory::Make(argv[7], std::strtoull(argv[5], nullptr, 10));

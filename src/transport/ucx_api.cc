@@ -2,8 +2,10 @@
 
 #include <dlfcn.h>
 
+#include <filesystem>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 namespace weightsync::transport {
 namespace {
@@ -19,14 +21,33 @@ Status Bind(void* handle, const char* symbol, Fn& out) {
   return Status::Ok();
 }
 
-Result<UcxApi*> Load() {
+// The file that defines `symbol` in this process ("" when unknown).
+std::string FileOf(const void* symbol) {
+  Dl_info info{};
+  if (symbol == nullptr || dladdr(symbol, &info) == 0 || info.dli_fname == nullptr) return "";
+  return info.dli_fname;
+}
+
+// `path`'s folder with links resolved, for comparing where libraries came from.
+std::string RealFolder(const std::string& path) {
+  std::error_code ec;
+  const auto real = std::filesystem::canonical(path, ec);
+  return ec ? path : real.parent_path().string();
+}
+
+Result<UcxApi*> Load(const std::string& library_dir) {
   auto api = std::make_unique<UcxApi>();
+  api->library_dir = library_dir;
   void* handle = nullptr;
   std::string errors;
-  for (const char* file : {"libucp.so.0", "libucp.so"}) {
+  std::vector<std::string> files = {"libucp.so.0", "libucp.so"};
+  if (!library_dir.empty()) {
+    files = {library_dir + "/libucp.so.0"};  // no fallback: the user asked for this UCX
+  }
+  for (const std::string& file : files) {
     // RTLD_GLOBAL: UCX loads its transport modules (libuct_*.so) with dlopen, and they resolve
     // symbols of libucs/libuct against the already-loaded copies.
-    handle = dlopen(file, RTLD_NOW | RTLD_GLOBAL);
+    handle = dlopen(file.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (handle != nullptr) {
       api->library = file;
       break;
@@ -34,9 +55,33 @@ Result<UcxApi*> Load() {
     const char* err = dlerror();
     errors += std::string(errors.empty() ? "" : "; ") + (err ? err : file);
   }
-  if (handle == nullptr) return Unavailable("unavailable: ", errors);
+  if (handle == nullptr) {
+    if (library_dir.empty()) return Unavailable("unavailable: ", errors);
+    return Unavailable("unavailable: ", errors, " (transport.ucx_library_dir=", library_dir, ")");
+  }
   // Never dlclose: UCX registers atexit handlers and memory hooks that must stay mapped.
   WS_RETURN_IF_ERROR(Bind(handle, "ucp_get_version", api->get_version));
+  // libucs is libucp's dependency: a lookup through libucp's handle finds the copy it uses.
+  WS_RETURN_IF_ERROR(Bind(handle, "ucs_status_string", api->status_string));
+  if (std::string file = FileOf(reinterpret_cast<void*>(api->get_version)); !file.empty()) {
+    api->library = file;
+  }
+  api->ucs_library = FileOf(reinterpret_cast<void*>(api->status_string));
+  if (!library_dir.empty()) {
+    // libucp finds libucs/libuct/libucm next to itself (RPATH $ORIGIN in UCX's builds), unless
+    // another UCX's copies are already in this process: the loader then reuses those by soname,
+    // and a mix of two UCX versions (with the other one's modules) would run.
+    const std::string want = RealFolder(library_dir + "/libucp.so.0");
+    for (const char* symbol : {"ucs_status_string", "uct_md_close", "ucm_set_event_handler"}) {
+      const std::string file = FileOf(dlsym(handle, symbol));
+      if (file.empty() || RealFolder(file) != want) {
+        return Unavailable("unavailable: transport.ucx_library_dir=", library_dir, ": ", symbol,
+                           " comes from ", file.empty() ? "nowhere" : file, ", not from ", want,
+                           " (another UCX was loaded into this process first, or that folder "
+                           "lacks UCX's libucs/libuct/libucm)");
+      }
+    }
+  }
   api->get_version(&api->major, &api->minor, &api->release);
   if (api->major != UCP_API_MAJOR || api->minor < 13) {
     return Unavailable("unavailable: ", api->library, " is UCX ", api->major, ".", api->minor,
@@ -67,7 +112,6 @@ Result<UcxApi*> Load() {
   WS_RETURN_IF_ERROR(Bind(handle, "ucp_request_check_status", api->request_check_status));
   WS_RETURN_IF_ERROR(Bind(handle, "ucp_request_cancel", api->request_cancel));
   WS_RETURN_IF_ERROR(Bind(handle, "ucp_request_free", api->request_free));
-  WS_RETURN_IF_ERROR(Bind(RTLD_DEFAULT, "ucs_status_string", api->status_string));
   return api.release();
 }
 
@@ -77,12 +121,19 @@ std::string UcxApi::StatusText(ucs_status_t status) const {
   return StrCat(status_string(status), " (", static_cast<int>(status), ")");
 }
 
-Result<const UcxApi*> LoadUcxApi() {
-  static std::once_flag once;
-  static Result<UcxApi*>* loaded = nullptr;
-  std::call_once(once, [] { loaded = new Result<UcxApi*>(Load()); });
-  if (!loaded->ok()) return loaded->status();
-  return static_cast<const UcxApi*>(loaded->value());
+Result<const UcxApi*> LoadUcxApi(const std::string& library_dir) {
+  static std::mutex mutex;
+  static const UcxApi* loaded = nullptr;  // never freed: UCX stays mapped (see Load)
+  std::lock_guard<std::mutex> lock(mutex);
+  if (loaded != nullptr) {
+    if (library_dir.empty() || library_dir == loaded->library_dir) return loaded;
+    return FailedPrecondition("transport.ucx_library_dir=", library_dir, ": this process already "
+                              "loaded UCX from ", loaded->library,
+                              " and cannot load a second one");
+  }
+  WS_ASSIGN_OR_RETURN(UcxApi * api, Load(library_dir));
+  loaded = api;
+  return loaded;
 }
 
 }  // namespace weightsync::transport

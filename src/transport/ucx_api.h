@@ -3,6 +3,8 @@
 // without UCX (the backend reports "unavailable: ...") and on machines with UCX 1.13-1.16
 // runtime libraries. Only functions whose ABI is unchanged across those versions are used; the
 // parameter structs are read by the library only up to the fields named in their field_mask.
+// A UCX outside the loader's search path (RAPIDS' CUDA-enabled libucx-cu13 wheel, say) is loaded
+// from its folder: transport.ucx_library_dir.
 //
 // Threading: LoadUcxApi() is thread-safe (loaded once); the table is immutable afterwards.
 #pragma once
@@ -17,7 +19,9 @@ namespace weightsync::transport {
 
 struct UcxApi {
   unsigned major = 0, minor = 0, release = 0;  // of the loaded library
-  std::string library;                         // the file that loaded
+  std::string library;      // the libucp file that loaded (its resolved path when known)
+  std::string ucs_library;  // the libucs it runs with; UCX finds its modules in <its folder>/ucx
+  std::string library_dir;  // transport.ucx_library_dir it was loaded for ("" = search path)
 
   decltype(&::ucp_get_version) get_version;
   decltype(&::ucp_config_read) config_read;
@@ -50,8 +54,12 @@ struct UcxApi {
   std::string StatusText(ucs_status_t status) const;
 };
 
-// Loads the library once per process; kUnavailable with the dlopen error (or a version below
-// 1.13) when it cannot be used.
-Result<const UcxApi*> LoadUcxApi();
+// Loads libucp once per process: `library_dir`/libucp.so.0 when library_dir is not empty (its
+// libucs, libuct and libucm must then come from that folder too), else libucp.so.0 from the
+// loader's search path. kUnavailable with the dlopen error, a version below 1.13, or libraries of
+// another UCX already in the process. A failed load may be retried; once one succeeded, a call
+// asking for another folder is kFailedPrecondition (two UCX copies cannot share a process), and
+// a call with "" gets the loaded one.
+Result<const UcxApi*> LoadUcxApi(const std::string& library_dir = "");
 
 }  // namespace weightsync::transport

@@ -3,6 +3,7 @@
 // across hosts, GPU memory when its build has CUDA support (queried at run time).
 #include "transport/ucx_transport.h"
 
+#include <filesystem>
 #include <list>
 #include <memory>
 
@@ -344,6 +345,15 @@ class UcxTransport final : public TransportBase {
     return false;
   }
 
+  // One flush at a time while the window is full: each ucp_ep_flush_nbx is a request UCX tracks
+  // (and over TCP a message), and a window that stays full would otherwise start one per write.
+  // A flush covers every put posted before it, so once it completes with the window still full,
+  // the next call starts another.
+  Status DoWindowFull(Peer& peer) override {
+    if (static_cast<UcxEndpoint*>(peer.backend)->flushes_pending > 0) return Status::Ok();
+    return DoStartFlush(peer).status();
+  }
+
   bool DoFlushDone(Peer& peer) override {
     return static_cast<UcxEndpoint*>(peer.backend)->flushes_pending == 0;
   }
@@ -384,10 +394,34 @@ std::string ChooseNetDevices(const TransportOptions& options) {
   return choice->nic.UcxDevice();
 }
 
+// Why a UCX context without the CUDA memory type cannot take GPU memory: the words of the error a
+// GPU registration gets, and of `weightsync info`.
+std::string NoCudaReason(const UcxApi& api, const TransportOptions& options) {
+  if (!options.ucx_tls.empty() && options.ucx_tls.find("cuda") == std::string::npos) {
+    return StrCat("transport.ucx_tls=", options.ucx_tls, " names no CUDA transport (add "
+                  "cuda_copy,cuda_ipc)");
+  }
+  // UCX looks for its modules in <libucs's folder>/ucx (unless UCX_MODULE_DIR says otherwise).
+  const std::filesystem::path modules =
+      std::filesystem::path(api.ucs_library.empty() ? api.library : api.ucs_library)
+          .parent_path() / "ucx";
+  std::error_code ec;
+  for (const char* name : {"libuct_cuda.so.0", "libuct_cuda.so"}) {
+    if (std::filesystem::exists(modules / name, ec)) {
+      return StrCat("UCX's CUDA module ", (modules / name).string(), " is there but reported no "
+                    "CUDA memory (no CUDA driver or GPU here: it needs libcuda.so.1 and "
+                    "libnvidia-ml.so.1)");
+    }
+  }
+  return StrCat("this UCX build (", api.library, ") has no CUDA support: no libuct_cuda in ",
+                modules.string(), "; point transport.ucx_library_dir at a CUDA-enabled UCX, e.g. "
+                "the lib folder of the libucx-cu13 wheel (docs/transport.md)");
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Transport>> CreateUcxTransport(const TransportOptions& options) {
-  WS_ASSIGN_OR_RETURN(const UcxApi* api, LoadUcxApi());
+  WS_ASSIGN_OR_RETURN(const UcxApi* api, LoadUcxApi(options.ucx_library_dir));
   ucp_config_t* config = nullptr;
   ucs_status_t st = api->config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return Unavailable("unavailable: ucp_config_read: ", api->StatusText(st));
@@ -435,7 +469,7 @@ Result<std::unique_ptr<Transport>> CreateUcxTransport(const TransportOptions& op
   // not need it, but which wire UCX picks is its decision, so targets always progress.
   caps.target_progress = true;
   caps.detail = StrCat("UCX ", api->major, ".", api->minor, ".", api->release, " (", api->library,
-                       "), GPU memory ", cuda ? "yes" : "no (this UCX build has no CUDA support)",
+                       "), GPU memory ", cuda ? "yes" : StrCat("no (", NoCudaReason(*api, options), ")"),
                        ", TLS ", options.ucx_tls.empty() ? "UCX default" : options.ucx_tls,
                        ", net devices ", net_devices.empty() ? "UCX default" : net_devices);
   return std::unique_ptr<Transport>(

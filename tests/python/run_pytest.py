@@ -2,7 +2,7 @@
 """ctest's entry to the Python tests: pytest on the given files, or exit 77 (skipped) when the
 test tools themselves are missing, which is not a failure of weightsync.
 `--needs MODULE` (repeatable, before the files): also skip when MODULE does not import (torch,
-which CI does not install)."""
+transformers: large optional packages)."""
 import importlib
 import sys
 

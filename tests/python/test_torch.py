@@ -124,8 +124,20 @@ def test_dtensor_shards_are_passed_as_their_local_tensor(model, one_rank_mesh):
 
 # On a GPU host: WEIGHTSYNC_TEST_TORCH_DEVICES="cuda:0,cuda:1" (trainer, inference) and
 # WEIGHTSYNC_TEST_TORCH_TRANSPORT=cuda_ipc run the same push with CUDA tensors on both sides.
+# WEIGHTSYNC_TEST_TORCH_{TRAINER,INFERENCE}_ALLOC_CONF set PYTORCH_CUDA_ALLOC_CONF for one side
+# only (e.g. expandable_segments:True: parameters in cuMemMap memory).
 DEVICES = os.environ.get("WEIGHTSYNC_TEST_TORCH_DEVICES", "cpu,cpu").split(",")
 TRANSPORT = os.environ.get("WEIGHTSYNC_TEST_TORCH_TRANSPORT", "ucx")
+ALLOC_CONF = {role: os.environ.get(f"WEIGHTSYNC_TEST_TORCH_{role.upper()}_ALLOC_CONF")
+              for role in ("trainer", "inference")}
+
+
+def env_for(role):
+    env = dict(os.environ)
+    env.pop("PYTORCH_CUDA_ALLOC_CONF", None)
+    if ALLOC_CONF[role]:
+        env["PYTORCH_CUDA_ALLOC_CONF"] = ALLOC_CONF[role]
+    return env
 
 
 def free_port():
@@ -151,8 +163,9 @@ def test_push_of_torch_tensors_matches_convert_tensors(tmp_path, trainers, fsdp2
             init = f"tcp://127.0.0.1:{free_port()}"
             commands = commands[:1] + [c + ["--fsdp2", init] for c in commands[1:]]
         procs = [subprocess.Popen([sys.executable, *c, *common, "--options", overrides],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for c in commands]
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env=env_for("inference" if i == 0 else "trainer"))
+                 for i, c in enumerate(commands)]
         outputs = []
         for proc in procs:
             try:

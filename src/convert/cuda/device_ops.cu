@@ -27,31 +27,67 @@ __device__ __forceinline__ bool IsNonFinite(uint32_t bits, uint32_t exponent) {
   return (bits & exponent) == exponent;
 }
 
+// Whether any element packed in `word` (two 16-bit or one 32-bit) has an all-ones exponent.
+__device__ __forceinline__ bool AnyNonFinite(uint32_t word, uint32_t exponent, int element_bytes) {
+  if (element_bytes == 4) return IsNonFinite(word, exponent);
+  return IsNonFinite(word & 0xffffu, exponent) || IsNonFinite(word >> 16, exponent);
+}
+
+__device__ __forceinline__ bool AnyNonFinite(const uint4& x, uint32_t exponent, int element_bytes) {
+  return AnyNonFinite(x.x, exponent, element_bytes) || AnyNonFinite(x.y, exponent, element_bytes) ||
+         AnyNonFinite(x.z, exponent, element_bytes) || AnyNonFinite(x.w, exponent, element_bytes);
+}
+
+// The first bad element of the 16-byte vector `x` (index of its first element: `base`), or ~0.
+__device__ __forceinline__ unsigned long long FirstIn(const uint4& x, int64_t base,
+                                                     uint32_t exponent, int element_bytes) {
+  const uint32_t words[4] = {x.x, x.y, x.z, x.w};
+  for (int w = 0; w < 4; ++w) {
+    if (element_bytes == 4) {
+      if (IsNonFinite(words[w], exponent)) return base + w;
+    } else if (IsNonFinite(words[w] & 0xffffu, exponent)) {
+      return base + 2 * w;
+    } else if (IsNonFinite(words[w] >> 16, exponent)) {
+      return base + 2 * w + 1;
+    }
+  }
+  return ~0ull;
+}
+
+// Each thread loads kScanUnroll vectors per step before testing any (the loads are independent,
+// so enough bytes are in flight to keep HBM busy); only a step that holds a bad element is
+// searched element by element, in index order, so a thread's first hit is its lowest index.
+constexpr int kScanUnroll = 4;
+
 __global__ void ScanKernel(const ScanChunk* chunks, unsigned long long* first) {
   const ScanChunk c = chunks[blockIdx.x];
+  const int element_bytes = static_cast<int>(c.element_bytes);
   unsigned long long mine = ~0ull;
-  const int per_vector = 16 / static_cast<int>(c.element_bytes);
+  const int per_vector = 16 / element_bytes;
   const bool aligned = (reinterpret_cast<uintptr_t>(c.data) & 15) == 0;
   const int64_t vectors = aligned ? c.count / per_vector : 0;
   const uint4* v = static_cast<const uint4*>(c.data);
-  for (int64_t i = threadIdx.x; i < vectors && mine == ~0ull; i += blockDim.x) {
-    const uint4 x = v[i];
-    const uint32_t words[4] = {x.x, x.y, x.z, x.w};
-    for (int w = 0; w < 4 && mine == ~0ull; ++w) {
-      if (c.element_bytes == 4) {
-        if (IsNonFinite(words[w], c.exponent)) mine = i * per_vector + w;
-      } else if (IsNonFinite(words[w] & 0xffffu, c.exponent)) {
-        mine = i * per_vector + 2 * w;
-      } else if (IsNonFinite(words[w] >> 16, c.exponent)) {
-        mine = i * per_vector + 2 * w + 1;
-      }
+  const int64_t stride = blockDim.x;
+  for (int64_t i = threadIdx.x; i < vectors && mine == ~0ull; i += stride * kScanUnroll) {
+    uint4 x[kScanUnroll];
+    bool any = false;
+#pragma unroll
+    for (int u = 0; u < kScanUnroll; ++u) {
+      const int64_t at = i + u * stride;
+      x[u] = at < vectors ? v[at] : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kScanUnroll; ++u) any |= AnyNonFinite(x[u], c.exponent, element_bytes);
+    if (!any) continue;
+    for (int u = 0; u < kScanUnroll && mine == ~0ull; ++u) {
+      mine = FirstIn(x[u], (i + u * stride) * per_vector, c.exponent, element_bytes);
     }
   }
   // The tail (or an unaligned chunk), element by element.
   for (int64_t i = vectors * per_vector + threadIdx.x; i < c.count && mine == ~0ull;
        i += blockDim.x) {
-    const uint32_t bits = c.element_bytes == 4 ? static_cast<const uint32_t*>(c.data)[i]
-                                               : static_cast<const uint16_t*>(c.data)[i];
+    const uint32_t bits = element_bytes == 4 ? static_cast<const uint32_t*>(c.data)[i]
+                                             : static_cast<const uint16_t*>(c.data)[i];
     if (IsNonFinite(bits, c.exponent)) mine = i;
   }
   if (mine != ~0ull) atomicMin(first + c.tensor, c.first_element + mine);

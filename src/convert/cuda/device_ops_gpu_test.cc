@@ -29,8 +29,15 @@ TEST(DeviceOpsGpu, NonFiniteScanMatchesTheCpuScan) {
       {DType::kF32, 4099, 3, {7, 4000}},
       {DType::kBF16, 0, 0, {}},
   };
+  // Many bad values, in every lane of every thread's unrolled step: the lowest must win.
+  Case dense{DType::kBF16, 2 * chunk, 0, {}};
+  for (int64_t i = 5000; i < 2 * chunk; i += 37) dense.planted.push_back(i);
+  cases.push_back(dense);
+  Case dense32{DType::kF32, chunk, 0, {}};
+  for (int64_t i = 70001; i < chunk; i += 1023) dense32.planted.push_back(i);
+  cases.push_back(dense32);
   for (int i = 0; i < 200; ++i) cases.push_back({DType::kBF16, 2048 * 7, 0, {}});
-  cases[50].planted = {13};  // one of many small tensors
+  cases[60].planted = {13};  // one of many small tensors
   std::vector<std::vector<uint8_t>> host;
   std::vector<void*> device;
   std::vector<DeviceElements> tensors;
