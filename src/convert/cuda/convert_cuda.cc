@@ -91,6 +91,10 @@ DeviceJob MakeDeviceJob(const ConvertJob& job, int64_t tile_begin) {
   return d;
 }
 
+bool IsFp32ToFp8(const ConvertJob& job) {
+  return job.src_dtype == DType::kF32 && job.dst_dtype == DType::kF8E4M3;
+}
+
 int64_t TileCount(const ConvertJob& job) {
   return convert_internal::CeilDiv(job.rows, cuda_convert::kTile) *
          convert_internal::CeilDiv(job.cols, cuda_convert::kTile);
@@ -223,10 +227,20 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     job.name = s.strings.emplace_back(job.name);
     job.context = s.strings.emplace_back(job.context);
   }
+  // The work list holds the tiled kernel's jobs first, then those of FP8 from fp32, which the
+  // register kernel converts faster (fp32_fp8_kernel.cu); empty jobs are left out.
   s.work_index.assign(jobs.size(), -1);
-  size_t work = 0;
+  size_t tiled_jobs = 0;
   for (size_t i = 0; i < jobs.size(); ++i) {
-    if (jobs[i].rows > 0 && jobs[i].cols > 0) s.work_index[i] = static_cast<int>(work++);
+    if (jobs[i].rows > 0 && jobs[i].cols > 0 && !IsFp32ToFp8(jobs[i])) {
+      s.work_index[i] = static_cast<int>(tiled_jobs++);
+    }
+  }
+  size_t work = tiled_jobs;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (jobs[i].rows > 0 && jobs[i].cols > 0 && IsFp32ToFp8(jobs[i])) {
+      s.work_index[i] = static_cast<int>(work++);
+    }
   }
   if (work > static_cast<size_t>(INT32_MAX))
     return InvalidArgument("CUDA conversion: too many jobs");
@@ -235,29 +249,37 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     s.pending = true;
     return Status::Ok();
   }
-  s.shaped.clear();
-  int64_t tiles = 0;
-  bool wide_sources = false;  // any fp32 source: stages hold fp32
+  s.shaped.assign(work, ConvertJob{});
+  int64_t tiled_tiles = 0, register_tiles = 0;
+  bool wide_sources = false;  // a tiled job with an fp32 source: stages hold fp32
   for (size_t i = 0; i < jobs.size(); ++i) {
-    if (s.work_index[i] < 0) continue;
-    s.shaped.push_back(ShapeForTiles(jobs[i]));
-    tiles += TileCount(s.shaped.back());
-    wide_sources |= jobs[i].src_dtype == DType::kF32;
+    const int w = s.work_index[i];
+    if (w < 0) continue;
+    s.shaped[w] = ShapeForTiles(jobs[i]);
+    if (static_cast<size_t>(w) < tiled_jobs) {
+      tiled_tiles += TileCount(s.shaped[w]);
+      wide_sources |= jobs[i].src_dtype == DType::kF32;
+    } else {
+      register_tiles += TileCount(s.shaped[w]);
+    }
   }
   // Tile numbers are 32-bit on the device, with room for the grid stride past the last one
   // (2^30 tiles are 32 TiB of bf16).
-  if (tiles > (int64_t{1} << 30)) {
+  if (tiled_tiles > (int64_t{1} << 30) || register_tiles > (int64_t{1} << 30)) {
     return InvalidArgument("CUDA conversion: more than 2^30 tiles of 128x128 in one batch");
   }
   const int stage_bytes = wide_sources ? cuda_convert::kStageBytes32 : cuda_convert::kStageBytes16;
-  WS_ASSIGN_OR_RETURN(const int resident, s.ResidentBlocks(stage_bytes));
-  const int blocks = static_cast<int>(std::min<int64_t>(resident, tiles));
+  int blocks = 0;
+  if (tiled_tiles > 0) {
+    WS_ASSIGN_OR_RETURN(const int resident, s.ResidentBlocks(stage_bytes));
+    blocks = static_cast<int>(std::min<int64_t>(resident, tiled_tiles));
+  }
 
-  // Work list, tile table and error words in one buffer, so one copy uploads them all (each
-  // operation on the stream costs microseconds, which matter for small batches). The table
-  // costs 4 bytes per 128x128 tile (under 0.4% of the bytes the tile moves).
+  // Work list, the tiled kernel's tile table and error words in one buffer, so one copy uploads
+  // them all (each operation on the stream costs microseconds, which matter for small batches).
+  // The table costs 4 bytes per 128x128 tile (under 0.4% of the bytes the tile moves).
   const size_t jobs_bytes = work * sizeof(DeviceJob);
-  const size_t table_bytes = (static_cast<size_t>(tiles) * sizeof(int32_t) + 7) / 8 * 8;
+  const size_t table_bytes = (static_cast<size_t>(tiled_tiles) * sizeof(int32_t) + 7) / 8 * 8;
   const size_t refused_bytes = work * sizeof(unsigned long long);
   static_assert(sizeof(DeviceJob) % 8 == 0);
   WS_RETURN_IF_ERROR(s.Reserve(jobs_bytes + table_bytes + refused_bytes));
@@ -265,10 +287,13 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
   auto* host_table = reinterpret_cast<int32_t*>(s.host_memory + jobs_bytes);
   int64_t tile_begin = 0;
   for (size_t w = 0; w < work; ++w) {
+    if (w == tiled_jobs) tile_begin = 0;  // each kernel numbers its own tiles
     host_jobs[w] = MakeDeviceJob(s.shaped[w], tile_begin);
     const int64_t job_tiles = TileCount(s.shaped[w]);
-    std::fill(host_table + tile_begin, host_table + tile_begin + job_tiles,
-              static_cast<int32_t>(w));
+    if (w < tiled_jobs) {
+      std::fill(host_table + tile_begin, host_table + tile_begin + job_tiles,
+                static_cast<int32_t>(w));
+    }
     tile_begin += job_tiles;
   }
   s.host_refused = reinterpret_cast<unsigned long long*>(s.host_memory + jobs_bytes + table_bytes);
@@ -279,12 +304,21 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
                                           jobs_bytes + table_bytes + refused_bytes,
                                           cudaMemcpyHostToDevice, stream),
                           "uploading the work list");
-  WS_CUDA_RETURN_IF_ERROR(
-      static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
-          reinterpret_cast<const DeviceJob*>(s.device_memory),
-          reinterpret_cast<const int32_t*>(s.device_memory + jobs_bytes),
-          static_cast<int>(tiles), blocks, stage_bytes, s.device_refused, stream)),
-      "launching the conversion kernel");
+  const auto* device_jobs = reinterpret_cast<const DeviceJob*>(s.device_memory);
+  if (tiled_tiles > 0) {
+    WS_CUDA_RETURN_IF_ERROR(
+        static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
+            device_jobs, reinterpret_cast<const int32_t*>(s.device_memory + jobs_bytes),
+            static_cast<int>(tiled_tiles), blocks, stage_bytes, s.device_refused, stream)),
+        "launching the conversion kernel");
+  }
+  if (register_tiles > 0) {
+    WS_CUDA_RETURN_IF_ERROR(
+        static_cast<cudaError_t>(cuda_convert::LaunchFp32Fp8Kernel(
+            device_jobs + tiled_jobs, static_cast<int>(work - tiled_jobs),
+            static_cast<int>(register_tiles), s.device_refused + tiled_jobs, stream)),
+        "launching the fp32 -> FP8 kernel");
+  }
   WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.host_refused, s.device_refused, refused_bytes,
                                           cudaMemcpyDeviceToHost, stream),
                           "reading the error words");

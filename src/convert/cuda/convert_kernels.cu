@@ -15,15 +15,16 @@
 // single stage read into registers before the refill (bench/results/2026-11-29-gpu-convert.md).
 // A warp reads back only the stage slots it filled itself, so the ring needs warp barriers only.
 //
-// FP8 tiles: every source is kept as 16-bit values (bf16, fp16, or fp32 already rounded to bf16
-// by the value rule), reduced to the block amax (one CTA barrier per tile), then quantized from
-// registers. Casts are elementwise, pass by pass.
+// FP8 tiles of 16-bit sources are reduced to the block amax (one CTA barrier per tile), then
+// quantized from registers. FP8 from fp32 is not converted here: those jobs go to the register
+// kernel of fp32_fp8_kernel.cu, faster for them (convert_cuda.cc splits the batch). Casts are
+// elementwise, pass by pass; fp32 casts come through stages of fp32.
 #include <cuda_runtime.h>
 
 #include <type_traits>
 
 #include "convert/cuda/device_job.h"
-#include "convert/cuda/quantize_device.cuh"
+#include "convert/cuda/tile_common.cuh"
 
 // Pipeline depth; set on the compiler command line only for experiments (bench/results).
 // Batches with fp32 sources use at most 3 stages (3 x 64 KiB of the 227 KiB a CTA may have).
@@ -36,17 +37,9 @@ namespace {
 
 constexpr int kStages16 = WS_CONVERT_STAGES;
 constexpr int kStages32 = WS_CONVERT_STAGES < 3 ? WS_CONVERT_STAGES : 3;
-constexpr int kChunk = 8;                                         // elements per thread access
-constexpr int kRowsPerPass = kThreadsPerTile / (kTile / kChunk);  // 32
-constexpr int kPasses = kTile / kRowsPerPass;                     // 4
-constexpr int kWarps = kThreadsPerTile / 32;
 constexpr int kSlotBytes = kThreadsPerTile * 16;  // one 16-byte slot per thread
 static_assert(kStageBytes16 == kPasses * kSlotBytes);
 static_assert(kStages32 >= 2);
-
-// fp32 magnitudes from here up round to Inf in bf16 (convert_internal::kBF16OverflowBits).
-constexpr uint32_t kBF16OverflowBits = 0x7f7f8000u;
-constexpr uint32_t kNonFiniteBits = 0x7f800000u;
 
 // ---- cp.async: 16 bytes from global to shared memory without passing through registers.
 
@@ -97,27 +90,6 @@ __device__ __forceinline__ TileAt Locate(const DeviceJob* jobs, const int* tile_
   return at;
 }
 
-// How many of `max` consecutive items from `first` exist below `end` (0..max).
-__device__ __forceinline__ int Present(int64_t end, int64_t first, int max) {
-  const int64_t left = end - first;
-  return left <= 0 ? 0 : (left < max ? static_cast<int>(left) : max);
-}
-
-// The thread's chunk: its first row and column, and how many of its 8 columns exist.
-struct ChunkPlace {
-  int64_t row0;
-  int64_t col;
-  int n;
-};
-
-__device__ __forceinline__ ChunkPlace PlaceChunk(int64_t cols, const TileAt& at) {
-  ChunkPlace place;
-  place.row0 = int64_t{at.row} * kTile + (threadIdx.x >> 4);
-  place.col = int64_t{at.col} * kTile + (threadIdx.x & 15) * kChunk;
-  place.n = Present(cols, place.col, kChunk);
-  return place;
-}
-
 // Stage slots: slot s of thread t is the 16 bytes at s * kSlotBytes + t * 16 of the stage, so a
 // warp's accesses to one slot are 512 contiguous bytes (no bank conflicts). A thread's chunk of
 // pass p is in slot p (16-bit sources) or slots 2p and 2p + 1 (fp32: elements 0-3 and 4-7).
@@ -146,7 +118,7 @@ __device__ __forceinline__ uint4 LoadElements32(const uint32_t* p, int n) {
 // synchronously; slots past the job's edge get zeros.
 __device__ __forceinline__ void FetchTile16(const DeviceJob& job, const TileAt& at,
                                             uint32_t stage) {
-  const ChunkPlace place = PlaceChunk(job.cols, at);
+  const ChunkPlace place = PlaceChunk(job.cols, at.row, at.col);
   const int rows = Present(job.rows, place.row0, kTile);  // rows from row0 on, up to 128
   const uint16_t* p = static_cast<const uint16_t*>(job.src) + place.row0 * job.src_stride +
                       place.col;
@@ -216,54 +188,6 @@ __device__ __forceinline__ void FetchTile32(const DeviceJob& job, const TileAt& 
   }
 }
 
-// ---- Shared arithmetic.
-
-__device__ __forceinline__ uint32_t PackBF16(uint32_t lo_bits, uint32_t hi_bits) {
-  return (RoundToBF16Bits(lo_bits) >> 16) | RoundToBF16Bits(hi_bits);
-}
-
-__device__ __forceinline__ uint32_t Max16x2(uint32_t acc, uint4 w) {
-  acc = __vmaxu2(acc, w.x & 0x7fff7fffu);
-  acc = __vmaxu2(acc, w.y & 0x7fff7fffu);
-  acc = __vmaxu2(acc, w.z & 0x7fff7fffu);
-  return __vmaxu2(acc, w.w & 0x7fff7fffu);
-}
-__device__ __forceinline__ uint32_t Max32(uint32_t acc, uint4 w) {
-  acc = max(acc, w.x & 0x7fffffffu);
-  acc = max(acc, w.y & 0x7fffffffu);
-  acc = max(acc, w.z & 0x7fffffffu);
-  return max(acc, w.w & 0x7fffffffu);
-}
-
-// The rule of FindFirstInvalid on one raw source element.
-template <int kSrc, int kDst>
-__device__ __forceinline__ bool IsRefused(uint32_t raw) {
-  if constexpr (kSrc == kSrcBF16) return (raw & 0x7fffu) >= 0x7f80u;
-  if constexpr (kSrc == kSrcF16) return (raw & 0x7fffu) >= 0x7c00u;
-  return (raw & 0x7fffffffu) >= (kDst == kDstF32 ? kNonFiniteBits : kBF16OverflowBits);
-}
-
-// Rare path, taken by a thread whose chunk holds a refused value: rescan the chunk from memory
-// and lower the job's first refused index (row-major over the region) to the smallest found.
-template <int kSrc, int kDst>
-__device__ __noinline__ void ReportRefused(const DeviceJob* job, int64_t row0, int64_t col, int n,
-                                           unsigned long long* first_refused) {
-  unsigned long long best = kNoRefusedElement;
-  for (int pass = 0; pass < kPasses; ++pass) {
-    const int64_t row = row0 + pass * kRowsPerPass;
-    if (row >= job->rows) break;
-    for (int i = 0; i < n; ++i) {
-      const int64_t at = row * job->src_stride + col + i;
-      const uint32_t raw = kSrc == kSrcF32 ? static_cast<const uint32_t*>(job->src)[at]
-                                           : static_cast<const uint16_t*>(job->src)[at];
-      if (IsRefused<kSrc, kDst>(raw)) {
-        best = min(best, static_cast<unsigned long long>(row * job->cols + col + i));
-      }
-    }
-  }
-  atomicMin(first_refused, best);
-}
-
 // ---- Converting a tile from its stage.
 
 // The thread's chunk of pass p from the stage: 8 fp32 as raw bits (a, b) or 8 16-bit values (a).
@@ -277,56 +201,42 @@ __device__ __forceinline__ void ReadChunk(uint32_t slot, int pass, uint4& a, uin
   }
 }
 
-// One 128x128 FP8 block: amax, scale, codes.
+// One 128x128 FP8 block of a 16-bit source (bf16, or fp16 when kSrc is kSrcF16): amax, scale,
+// codes.
 template <int kSrc>
 __device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& at,
                                         uint32_t stage, unsigned long long* first_refused,
                                         uint32_t* warp_max) {
+  static_assert(kSrc != kSrcF32, "FP8 from fp32 is fp32_fp8_kernel.cu's");
   // The fields this tile needs, in registers (the stores below could alias the work list as far
   // as the compiler knows, which would make it reload them).
   const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
   uint8_t* const dst = static_cast<uint8_t*>(job_ptr->dst);
-  const ChunkPlace place = PlaceChunk(cols, at);
+  const ChunkPlace place = PlaceChunk(cols, at.row, at.col);
   const uint32_t slot = stage + threadIdx.x * 16;
-  uint4 values[kPasses];  // 16-bit values after the value rule (zeros outside the job)
-  uint32_t raw_max = 0;   // fp32 sources: max magnitude before rounding to bf16
+  uint4 values[kPasses];  // zeros outside the job
 #pragma unroll
   for (int pass = 0; pass < kPasses; ++pass) {
-    uint4 a, b;
-    ReadChunk<kSrc>(slot, pass, a, b);
-    if constexpr (kSrc == kSrcF32) {
-      raw_max = Max32(Max32(raw_max, a), b);
-      values[pass] = make_uint4(PackBF16(a.x, a.y), PackBF16(a.z, a.w), PackBF16(b.x, b.y),
-                                PackBF16(b.z, b.w));
-    } else {
-      values[pass] = a;
-    }
+    uint4 unused;
+    ReadChunk<kSrc>(slot, pass, values[pass], unused);
   }
-  uint32_t thread_max = raw_max;
-  bool refused = raw_max >= kBF16OverflowBits;
-  if constexpr (kSrc != kSrcF32) {
-    uint32_t pair_max = 0;
+  uint32_t pair_max = 0;
 #pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) pair_max = Max16x2(pair_max, values[pass]);
-    thread_max = max(pair_max & 0xffffu, pair_max >> 16);
-    refused = thread_max >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
-  }
+  for (int pass = 0; pass < kPasses; ++pass) pair_max = Max16x2(pair_max, values[pass]);
+  uint32_t thread_max = max(pair_max & 0xffffu, pair_max >> 16);
+  const bool refused = thread_max >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
   // Block amax: integer max of magnitude bits (order-free, like the CPU paths), warps then CTA.
   const int lane = threadIdx.x & 31;
   thread_max = __reduce_max_sync(0xffffffffu, thread_max);
   if (lane == 0) warp_max[threadIdx.x >> 5] = thread_max;
   __syncthreads();
   const uint32_t block_max = __reduce_max_sync(0xffffffffu, warp_max[lane % kWarps]);
-  float amax;
-  if constexpr (kSrc == kSrcBF16) amax = __uint_as_float(block_max << 16);
-  if constexpr (kSrc == kSrcF16) amax = HalfBitsToFloat(block_max);
-  // Rounding is monotonic, so the rounded max is the max of the rounded values.
-  if constexpr (kSrc == kSrcF32) amax = __uint_as_float(RoundToBF16Bits(block_max));
+  const float amax =
+      kSrc == kSrcBF16 ? __uint_as_float(block_max << 16) : HalfBitsToFloat(block_max);
   const float scale = DeviceFp8Scale(amax);
   if (threadIdx.x == 0) job_ptr->scales[at.row * job_ptr->scale_stride + at.col] = scale;
   const float inv = __frcp_rn(scale);
 
-  constexpr bool kHalf = kSrc == kSrcF16;
   const bool vector = place.n == kChunk && (job_ptr->flags & kDstVector);
   const int present_rows = Present(rows, place.row0, kTile);
   uint8_t* out = dst + place.row0 * dst_stride + place.col;
@@ -334,17 +244,13 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& 
 #pragma unroll
   for (int pass = 0; pass < kPasses; ++pass, out += pass_step) {
     if (pass * kRowsPerPass >= present_rows || place.n == 0) continue;
-    const uint4 v = values[pass];
-    const uint32_t lo = __byte_perm(QuantizePair<kHalf>(v.x, scale, inv),
-                                    QuantizePair<kHalf>(v.y, scale, inv), 0x5410);
-    const uint32_t hi = __byte_perm(QuantizePair<kHalf>(v.z, scale, inv),
-                                    QuantizePair<kHalf>(v.w, scale, inv), 0x5410);
+    const uint2 codes = QuantizeChunk<kSrc == kSrcF16>(values[pass], scale, inv);
     if (vector) {
-      __stcs(reinterpret_cast<uint2*>(out), make_uint2(lo, hi));
+      __stcs(reinterpret_cast<uint2*>(out), codes);
     } else {
 #pragma unroll
       for (int i = 0; i < kChunk; ++i) {
-        if (i < place.n) out[i] = static_cast<uint8_t>((i < 4 ? lo : hi) >> (8 * (i % 4)));
+        if (i < place.n) out[i] = static_cast<uint8_t>((i < 4 ? codes.x : codes.y) >> (8 * (i % 4)));
       }
     }
   }
@@ -371,7 +277,7 @@ __device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt&
   const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
   using Out = std::conditional_t<kDst == kDstF32, uint32_t, uint16_t>;
   Out* const dst = static_cast<Out*>(job_ptr->dst);
-  const ChunkPlace place = PlaceChunk(cols, at);
+  const ChunkPlace place = PlaceChunk(cols, at.row, at.col);
   const uint32_t slot = stage + threadIdx.x * 16;
   const bool vector = place.n == kChunk && (job_ptr->flags & kDstVector);
   const int present_rows = Present(rows, place.row0, kTile);
@@ -458,10 +364,6 @@ __device__ __forceinline__ void Convert(const DeviceJob* jobs, const int* tile_j
       break;
     case kSrcF16 * 3 + kDstF8:
       Fp8Tile<kSrcF16>(job, at, stage, refused, warp_max[fp8_parity]);
-      fp8_parity ^= 1;
-      break;
-    case kSrcF32 * 3 + kDstF8:
-      Fp8Tile<kSrcF32>(job, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcBF16 * 3 + kDstBF16:
