@@ -104,7 +104,8 @@ int64_t TileCount(const ConvertJob& job) {
 
 struct CudaConverter::State {
   // One allocation on the device and one in pinned host memory, grown as needed and kept for the
-  // next batch; a batch uses [DeviceJobs][tile table][error words] of them (Enqueue).
+  // next batch; a batch uses [DeviceJobs][error words] of both and, on the device, the tiled
+  // kernel's tile table after them (Enqueue).
   unsigned char* device_memory = nullptr;
   unsigned char* host_memory = nullptr;
   size_t capacity = 0;  // bytes
@@ -275,40 +276,35 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     blocks = static_cast<int>(std::min<int64_t>(resident, tiled_tiles));
   }
 
-  // Work list, the tiled kernel's tile table and error words in one buffer, so one copy uploads
-  // them all (each operation on the stream costs microseconds, which matter for small batches).
-  // The table costs 4 bytes per 128x128 tile (under 0.4% of the bytes the tile moves).
+  // Work list and error words in one buffer, so one copy uploads both (each operation on the
+  // stream costs microseconds, which matter for small batches); the tiled kernel's tile table
+  // (4 bytes per 128x128 tile) follows them on the device, where it is built
+  // (LaunchConvertKernel says why).
   const size_t jobs_bytes = work * sizeof(DeviceJob);
-  const size_t table_bytes = (static_cast<size_t>(tiled_tiles) * sizeof(int32_t) + 7) / 8 * 8;
   const size_t refused_bytes = work * sizeof(unsigned long long);
+  const size_t table_bytes = static_cast<size_t>(tiled_tiles) * sizeof(int32_t);
   static_assert(sizeof(DeviceJob) % 8 == 0);
-  WS_RETURN_IF_ERROR(s.Reserve(jobs_bytes + table_bytes + refused_bytes));
+  WS_RETURN_IF_ERROR(s.Reserve(jobs_bytes + refused_bytes + table_bytes));
   auto* host_jobs = reinterpret_cast<DeviceJob*>(s.host_memory);
-  auto* host_table = reinterpret_cast<int32_t*>(s.host_memory + jobs_bytes);
   int64_t tile_begin = 0;
   for (size_t w = 0; w < work; ++w) {
     if (w == tiled_jobs) tile_begin = 0;  // each kernel numbers its own tiles
     host_jobs[w] = MakeDeviceJob(s.shaped[w], tile_begin);
-    const int64_t job_tiles = TileCount(s.shaped[w]);
-    if (w < tiled_jobs) {
-      std::fill(host_table + tile_begin, host_table + tile_begin + job_tiles,
-                static_cast<int32_t>(w));
-    }
-    tile_begin += job_tiles;
+    tile_begin += TileCount(s.shaped[w]);
   }
-  s.host_refused = reinterpret_cast<unsigned long long*>(s.host_memory + jobs_bytes + table_bytes);
-  s.device_refused =
-      reinterpret_cast<unsigned long long*>(s.device_memory + jobs_bytes + table_bytes);
+  s.host_refused = reinterpret_cast<unsigned long long*>(s.host_memory + jobs_bytes);
+  s.device_refused = reinterpret_cast<unsigned long long*>(s.device_memory + jobs_bytes);
   std::memset(s.host_refused, 0xff, refused_bytes);
   WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.device_memory, s.host_memory,
-                                          jobs_bytes + table_bytes + refused_bytes,
-                                          cudaMemcpyHostToDevice, stream),
+                                          jobs_bytes + refused_bytes, cudaMemcpyHostToDevice,
+                                          stream),
                           "uploading the work list");
   const auto* device_jobs = reinterpret_cast<const DeviceJob*>(s.device_memory);
   if (tiled_tiles > 0) {
     WS_CUDA_RETURN_IF_ERROR(
         static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
-            device_jobs, reinterpret_cast<const int32_t*>(s.device_memory + jobs_bytes),
+            device_jobs, static_cast<int>(tiled_jobs),
+            reinterpret_cast<int32_t*>(s.device_memory + jobs_bytes + refused_bytes),
             static_cast<int>(tiled_tiles), blocks, stage_bytes, s.device_refused, stream)),
         "launching the conversion kernel");
   }

@@ -427,6 +427,23 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
   }
 }
 
+// tile_jobs[t] = the job of tile t, for the tiles of every job (jobs in tile order, the last
+// ending at total_tiles). Built on the device rather than uploaded with the work list: a copy of
+// tens of KiB from the host goes through a copy engine, and after large frees the driver keeps
+// those busy for milliseconds (an H200 delayed a 32 KiB upload by about 1 ms for some 25 ms after
+// 16 GB were freed), while the work list alone stays a few hundred bytes for large tensors.
+__global__ void FillTileTable(const DeviceJob* __restrict__ jobs, int num_jobs, int total_tiles,
+                              int* __restrict__ tile_jobs) {
+  for (int job = static_cast<int>(blockIdx.x); job < num_jobs;
+       job += static_cast<int>(gridDim.x)) {
+    const int end = job + 1 < num_jobs ? jobs[job + 1].tile_begin : total_tiles;
+    for (int tile = jobs[job].tile_begin + static_cast<int>(threadIdx.x); tile < end;
+         tile += static_cast<int>(blockDim.x)) {
+      tile_jobs[tile] = job;
+    }
+  }
+}
+
 // The kernel for a batch whose stages are `stage_bytes` large, and its shared memory.
 auto KernelFor(int stage_bytes) {
   return stage_bytes > kStageBytes16 ? ConvertKernel<kStages32> : ConvertKernel<kStages16>;
@@ -449,10 +466,14 @@ int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor) {
   return static_cast<int>(error);
 }
 
-int LaunchConvertKernel(const DeviceJob* jobs, const int32_t* tile_jobs, int total_tiles,
+int LaunchConvertKernel(const DeviceJob* jobs, int num_jobs, int32_t* tile_jobs, int total_tiles,
                         int num_blocks, int stage_bytes, unsigned long long* first_refused,
                         CudaStream stream) {
-  if (num_blocks <= 0 || total_tiles <= 0) return cudaSuccess;
+  if (num_blocks <= 0 || total_tiles <= 0 || num_jobs <= 0) return cudaSuccess;
+  // One CTA per job up to 4096, which fills the table of a large job or of thousands of small
+  // ones in a few microseconds.
+  FillTileTable<<<static_cast<unsigned>(num_jobs < 4096 ? num_jobs : 4096), 256, 0, stream>>>(
+      jobs, num_jobs, total_tiles, tile_jobs);
   KernelFor(stage_bytes)<<<static_cast<unsigned>(num_blocks), kThreadsPerTile,
                            SharedBytes(stage_bytes), stream>>>(jobs, tile_jobs, total_tiles,
                                                                stage_bytes, first_refused);

@@ -41,12 +41,13 @@ struct DeviceJob {
 int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor);
 
 // The tiled kernel (convert_kernels.cu), for every job but FP8 from fp32: one launch of
-// `num_blocks` CTAs over `total_tiles` tiles (< 2^31) of the work list `jobs`; tile_jobs[t] is
-// the work-list index of tile t's job. stage_bytes: kStageBytes32 if any job has an fp32 source,
-// else kStageBytes16. first_refused[j] must hold kNoRefusedElement; the kernel
+// `num_blocks` CTAs over the `total_tiles` tiles (< 2^31) of the `num_jobs` jobs of `jobs`,
+// after a launch that writes the work-list index of tile t's job to tile_jobs[t] (device memory
+// of total_tiles entries). stage_bytes: kStageBytes32 if any job has an fp32 source, else
+// kStageBytes16. first_refused[j] must hold kNoRefusedElement; the kernel
 // lowers it to the smallest row-major index (row * cols + col) of a refused element of job j.
 // Returns the launch's cudaError_t as an int.
-int LaunchConvertKernel(const DeviceJob* jobs, const int32_t* tile_jobs, int total_tiles,
+int LaunchConvertKernel(const DeviceJob* jobs, int num_jobs, int32_t* tile_jobs, int total_tiles,
                         int num_blocks, int stage_bytes, unsigned long long* first_refused,
                         CudaStream stream);
 
