@@ -3,12 +3,12 @@
 // Bandwidth counts bytes read plus bytes written, for the kernel (source + destination + scales)
 // and for the baseline (cudaMemcpy device to device of a 2 GiB buffer: 2 x its size). Each case
 // is timed with CUDA events around one CudaConverter::Enqueue (work-list upload, error-word
-// reset, the kernel, error-word download), behind a short delay kernel so the host's enqueueing
-// is not in the timing; the median of the iterations is reported. Cases with at most 1 GiB of
-// source are then checked byte for byte against ConvertFast (bit-exact with the scalar
-// reference) on the host; a mismatch exits 1. Each case is then captured into a CUDA graph and
-// its pieces (upload, kernels, download) are timed alone at the same place in the run, each
-// iteration printed to stderr; the kernels' median is a column of the table printed last.
+// reset, the kernels, error-word download), behind a short delay kernel so the host's enqueueing
+// is not in the timing; the median of the iterations is reported. Each batch is then captured
+// into a CUDA graph and its pieces (upload, kernels, download) are timed alone at the same place
+// in the run, every iteration printed to stderr; the kernels' median is a column of the table
+// printed last. Cases with at most 1 GiB of source are then checked byte for byte against
+// ConvertFast (bit-exact with the scalar reference) on the host; a mismatch exits 1.
 // Without a GPU it says so and exits 0.
 //
 //   convert_gpu_bench [SUBSTRING]   only the cases whose name holds SUBSTRING (for profiling)
