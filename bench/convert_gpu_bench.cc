@@ -3,13 +3,21 @@
 // Bandwidth counts bytes read plus bytes written, for the kernel (source + destination + scales)
 // and for the baseline (cudaMemcpy device to device of a 2 GiB buffer: 2 x its size). Each case
 // is timed with CUDA events around one CudaConverter::Enqueue (work-list upload, error-word
-// reset, the kernel, error-word download), behind a short delay kernel so the host's enqueueing
-// is not in the timing; the median of the iterations is reported. Prints a table last.
+// reset, the kernels, error-word download), behind a short delay kernel so the host's enqueueing
+// is not in the timing; the median of the iterations is reported. Each batch is then captured
+// into a CUDA graph and its pieces (upload, kernels, download) are timed alone at the same place
+// in the run, every iteration printed to stderr; the kernels' median is a column of the table
+// printed last. Cases with at most 1 GiB of source are then checked byte for byte against
+// ConvertFast (bit-exact with the scalar reference) on the host; a mismatch exits 1.
 // Without a GPU it says so and exits 0.
+//
+//   convert_gpu_bench [SUBSTRING]   only the cases whose name holds SUBSTRING (for profiling)
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -84,7 +92,123 @@ struct Row {
   std::string name;
   size_t jobs;
   double bytes, seconds;
+  double kernel_seconds;  // the batch's kernels alone (KernelSeconds)
+  bool verified;
 };
+
+// Median seconds of `graph` launched behind a delay kernel, as RunCase times a batch; `label`
+// prints every iteration to stderr.
+double GraphSeconds(cudaGraph_t graph, cudaStream_t stream, int delay_us, const std::string& label) {
+  cudaGraphExec_t exec;
+  CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  std::vector<double> times;
+  std::string each;
+  for (int i = 0; i < kIterations + 2; ++i) {
+    CheckOk(cuda_convert::DelayStream(stream, delay_us), "delay");
+    CHECK_CUDA(cudaEventRecord(start, stream));
+    CHECK_CUDA(cudaGraphLaunch(exec, stream));
+    CHECK_CUDA(cudaEventRecord(stop, stream));
+    CHECK_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    if (i >= 2) times.push_back(ms / 1e3);
+    each += " " + std::to_string(static_cast<int>(ms * 1e3));
+  }
+  std::fprintf(stderr, "  %s (us):%s\n", label.c_str(), each.c_str());
+  CHECK_CUDA(cudaEventDestroy(start));
+  CHECK_CUDA(cudaEventDestroy(stop));
+  CHECK_CUDA(cudaGraphExecDestroy(exec));
+  return Median(times);
+}
+
+// What one Enqueue puts on the stream, timed piece by piece at the same place in the run: the
+// batch is captured into a CUDA graph, and each of its nodes (work-list upload, kernels,
+// error-word download) is timed alone, then the kernels together. Returns the kernels' median.
+double KernelSeconds(CudaConverter& converter, const std::vector<ConvertJob>& jobs,
+                     cudaStream_t stream, int delay_us) {
+  cudaGraph_t whole;
+  CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  const Status captured = converter.Enqueue(jobs, stream);
+  CHECK_CUDA(cudaStreamEndCapture(stream, &whole));
+  CheckOk(captured, "enqueue (captured)");
+  CheckOk(converter.Finish(), "finish (captured)");  // nothing ran: the words say "none refused"
+  size_t count = 0;
+  CHECK_CUDA(cudaGraphGetNodes(whole, nullptr, &count));
+  std::vector<cudaGraphNode_t> nodes(count);
+  CHECK_CUDA(cudaGraphGetNodes(whole, nodes.data(), &count));
+  cudaGraph_t kernels;
+  CHECK_CUDA(cudaGraphCreate(&kernels, 0));
+  cudaGraphNode_t last = nullptr;
+  for (size_t i = 0; i < count; ++i) {
+    cudaGraphNodeType type;
+    CHECK_CUDA(cudaGraphNodeGetType(nodes[i], &type));
+    cudaGraph_t alone;
+    CHECK_CUDA(cudaGraphCreate(&alone, 0));
+    cudaGraphNode_t added;
+    std::string label;
+    if (type == cudaGraphNodeTypeKernel) {
+      cudaKernelNodeParams params;
+      CHECK_CUDA(cudaGraphKernelNodeGetParams(nodes[i], &params));
+      CHECK_CUDA(cudaGraphAddKernelNode(&added, alone, nullptr, 0, &params));
+      CHECK_CUDA(cudaGraphAddKernelNode(&added, kernels, last ? &last : nullptr, last ? 1 : 0,
+                                        &params));
+      last = added;
+      label = "node " + std::to_string(i) + ": kernel of " + std::to_string(params.gridDim.x) +
+              " CTAs, " + std::to_string(params.sharedMemBytes) + " B shared";
+    } else if (type == cudaGraphNodeTypeMemcpy) {
+      cudaMemcpy3DParms params;
+      CHECK_CUDA(cudaGraphMemcpyNodeGetParams(nodes[i], &params));
+      CHECK_CUDA(cudaGraphAddMemcpyNode(&added, alone, nullptr, 0, &params));
+      label = "node " + std::to_string(i) + ": copy of " + std::to_string(params.extent.width) +
+              " B, kind " + std::to_string(static_cast<int>(params.kind));
+    } else {
+      label = "node " + std::to_string(i) + ": type " + std::to_string(static_cast<int>(type));
+    }
+    if (type == cudaGraphNodeTypeKernel || type == cudaGraphNodeTypeMemcpy) {
+      GraphSeconds(alone, stream, delay_us, label);
+    } else {
+      std::fprintf(stderr, "  %s (not timed)\n", label.c_str());
+    }
+    CHECK_CUDA(cudaGraphDestroy(alone));
+  }
+  GraphSeconds(whole, stream, delay_us, "the whole captured batch");
+  const double seconds = GraphSeconds(kernels, stream, delay_us, "its kernels alone");
+  CHECK_CUDA(cudaGraphDestroy(kernels));
+  CHECK_CUDA(cudaGraphDestroy(whole));
+  return seconds;
+}
+
+// Every destination and scale byte of `jobs` (device pointers into src/dst/scales) against
+// ConvertFast on host copies. Exits 1 on the first difference.
+void Verify(const Case& c, const std::vector<ConvertJob>& jobs, const char* src, size_t src_bytes,
+            const char* dst, size_t dst_bytes, const float* scales, size_t scale_count) {
+  std::vector<char> host_src(src_bytes), got(dst_bytes), want(dst_bytes);
+  std::vector<float> got_scales(scale_count), want_scales(scale_count);
+  CHECK_CUDA(cudaMemcpy(host_src.data(), src, src_bytes, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(got.data(), dst, dst_bytes, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(got_scales.data(), scales, scale_count * 4, cudaMemcpyDeviceToHost));
+  for (ConvertJob job : jobs) {
+    job.src = host_src.data() + (static_cast<const char*>(job.src) - src);
+    job.dst = want.data() + (static_cast<char*>(job.dst) - dst);
+    if (job.scales != nullptr) job.scales = want_scales.data() + (job.scales - scales);
+    // Threads only for large jobs: starting them would dominate thousands of small ones.
+    CheckOk(ConvertFast(job, job.rows * job.cols >= (int64_t{1} << 20) ? 0 : 1), "host reference");
+  }
+  for (size_t i = 0; i < dst_bytes; ++i) {
+    if (got[i] != want[i]) {
+      std::fprintf(stderr, "%s: destination byte %zu differs from the host reference\n",
+                   c.name.c_str(), i);
+      std::exit(1);
+    }
+  }
+  if (std::memcmp(got_scales.data(), want_scales.data(), scale_count * 4) != 0) {
+    std::fprintf(stderr, "%s: scales differ from the host reference\n", c.name.c_str());
+    std::exit(1);
+  }
+}
 
 Row RunCase(const Case& c, cudaStream_t stream) {
   const size_t src_size = DTypeSize(c.src), dst_size = DTypeSize(c.dst);
@@ -128,28 +252,46 @@ Row RunCase(const Case& c, cudaStream_t stream) {
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
   std::vector<double> times;
+  std::string each, host_each;
+  // Long enough for the host to build and enqueue the work list (about 1 us per job).
+  const int delay_us = 200 + 2 * static_cast<int>(jobs.size());
   for (int i = 0; i < kIterations + 2; ++i) {
-    // Long enough for the host to build and enqueue the work list (about 1 us per job).
-    CheckOk(cuda_convert::DelayStream(stream, 200 + 2 * static_cast<int>(jobs.size())), "delay");
+    CheckOk(cuda_convert::DelayStream(stream, delay_us), "delay");
     cudaEventRecord(start, stream);
+    const auto host_start = std::chrono::steady_clock::now();
     CheckOk(converter.Enqueue(jobs, stream), "enqueue");
+    const auto host_end = std::chrono::steady_clock::now();
     cudaEventRecord(stop, stream);
     CheckOk(converter.Finish(), c.name.c_str());
+    host_each +=
+        " " + std::to_string(
+                  std::chrono::duration_cast<std::chrono::microseconds>(host_end - host_start)
+                      .count());
     float ms = 0;
     cudaEventElapsedTime(&ms, start, stop);
     if (i >= 2) times.push_back(ms / 1e3);
+    each += " " + std::to_string(static_cast<int>(ms * 1e3));
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+  std::fprintf(stderr, "%s\n  Enqueue (us):%s\n  Enqueue on the host (us, delay %d):%s\n",
+               c.name.c_str(), each.c_str(), delay_us, host_each.c_str());
+  const double kernel_seconds = KernelSeconds(converter, jobs, stream, delay_us);
+  const size_t src_bytes = static_cast<size_t>(src_elems) * src_size;
+  const bool verify = src_bytes <= (size_t{1} << 30);
+  if (verify) {
+    Verify(c, jobs, src, src_bytes, dst, static_cast<size_t>(src_elems) * dst_size, scales,
+           static_cast<size_t>(scale_elems));
+  }
   cudaFree(src);
   cudaFree(dst);
   cudaFree(scales);
   const double bytes = static_cast<double>(src_elems) * static_cast<double>(src_size + dst_size) +
                        static_cast<double>(scale_elems) * 4;
-  return {c.name, jobs.size(), bytes, Median(times)};
+  return {c.name, jobs.size(), bytes, Median(times), kernel_seconds, verify};
 }
 
-int Main() {
+int Main(const char* filter) {
   const Status available = CudaConversionAvailable();
   if (!available.ok()) {
     std::printf("skipped: no CUDA device (%s)\n", available.message().c_str());
@@ -190,19 +332,27 @@ int Main() {
   };
   std::vector<Row> rows;
   for (const Case& c : cases) {
+    if (filter != nullptr && c.name.find(filter) == std::string::npos) continue;
     rows.push_back(RunCase(c, stream));
     std::fprintf(stderr, "%s done\n", c.name.c_str());
   }
 
   std::printf("\ncudaMemcpy D2D %zu MiB: %.1f us, %.1f GB/s (read + write)\n\n", copy_bytes >> 20,
               copy_seconds * 1e6, copy_bw / 1e9);
-  std::printf("| case | jobs | MB moved | time (us) | GB/s | / copy |\n");
-  std::printf("|---|---|---|---|---|---|\n");
+  std::printf("| case | jobs | MB moved | time (us) | GB/s | / copy | kernels alone (us) | / copy |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
     const double bw = r.bytes / r.seconds;
-    std::printf("| %s | %zu | %.1f | %.1f | %.1f | %.3f |\n", r.name.c_str(), r.jobs, r.bytes / 1e6,
-                r.seconds * 1e6, bw / 1e9, bw / copy_bw);
+    const double kernel_bw = r.bytes / r.kernel_seconds;
+    std::printf("| %s | %zu | %.1f | %.1f | %.1f | %.3f | %.1f | %.3f |\n", r.name.c_str(), r.jobs,
+                r.bytes / 1e6, r.seconds * 1e6, bw / 1e9, bw / copy_bw, r.kernel_seconds * 1e6,
+                kernel_bw / copy_bw);
   }
+  std::printf("\nchecked byte for byte against ConvertFast on the host:");
+  for (const Row& r : rows) {
+    if (r.verified) std::printf(" [%s]", r.name.c_str());
+  }
+  std::printf("\n");
   cudaStreamDestroy(stream);
   return 0;
 }
@@ -210,4 +360,4 @@ int Main() {
 }  // namespace
 }  // namespace weightsync
 
-int main() { return weightsync::Main(); }
+int main(int argc, char** argv) { return weightsync::Main(argc > 1 ? argv[1] : nullptr); }

@@ -9,6 +9,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -76,8 +77,8 @@ DeviceJob MakeDeviceJob(const ConvertJob& job, int64_t tile_begin) {
   d.src_stride = job.src_row_stride;
   d.dst_stride = job.dst_row_stride;
   d.scale_stride = job.scale_row_stride;
-  d.tile_begin = tile_begin;
-  d.tile_cols = convert_internal::CeilDiv(job.cols, cuda_convert::kTile);
+  d.tile_begin = static_cast<int32_t>(tile_begin);
+  d.tile_cols = static_cast<int32_t>(convert_internal::CeilDiv(job.cols, cuda_convert::kTile));
   d.src_type = SourceType(job.src_dtype);
   d.dst_type = DestinationType(job.dst_dtype);
   const int64_t src_size = static_cast<int64_t>(DTypeSize(job.src_dtype));
@@ -90,15 +91,31 @@ DeviceJob MakeDeviceJob(const ConvertJob& job, int64_t tile_begin) {
   return d;
 }
 
+bool IsFp32ToFp8(const ConvertJob& job) {
+  return job.src_dtype == DType::kF32 && job.dst_dtype == DType::kF8E4M3;
+}
+
+int64_t TileCount(const ConvertJob& job) {
+  return convert_internal::CeilDiv(job.rows, cuda_convert::kTile) *
+         convert_internal::CeilDiv(job.cols, cuda_convert::kTile);
+}
+
 }  // namespace
 
 struct CudaConverter::State {
-  // Device and pinned host buffers, grown as needed and kept for the next batch.
-  DeviceJob* device_jobs = nullptr;
-  DeviceJob* host_jobs = nullptr;
+  // One allocation on the device and one in pinned host memory, grown as needed and kept for the
+  // next batch; a batch uses [DeviceJobs][error words] of both and, on the device, the tiled
+  // kernel's tile table after them (Enqueue).
+  unsigned char* device_memory = nullptr;
+  unsigned char* host_memory = nullptr;
+  size_t capacity = 0;  // bytes
   unsigned long long* device_refused = nullptr;
   unsigned long long* host_refused = nullptr;
-  size_t capacity = 0;
+
+  // The device the kernel was last prepared for, and how many CTAs it keeps resident there with
+  // 16-bit and with fp32 stages.
+  int device = -1;
+  int resident16 = 0, resident32 = 0;
 
   // The batch in flight: the jobs (strings owned here) and which entry of the work list each is.
   bool pending = false;
@@ -106,27 +123,51 @@ struct CudaConverter::State {
   std::vector<ConvertJob> jobs;
   std::vector<std::string> strings;
   std::vector<int> work_index;  // per job: its work-list index, or -1 (empty job)
+  std::vector<ConvertJob> shaped;  // per work-list entry: its job as the kernel tiles it
 
   void Release() {
-    cudaFree(device_jobs);
-    cudaFreeHost(host_jobs);
-    device_jobs = host_jobs = nullptr;
+    cudaFree(device_memory);
+    cudaFreeHost(host_memory);
+    device_memory = host_memory = nullptr;
     device_refused = host_refused = nullptr;
     capacity = 0;
   }
 
-  Status Reserve(size_t n) {
-    if (n <= capacity) return Status::Ok();
+  Status Reserve(size_t bytes) {
+    if (bytes <= capacity) return Status::Ok();
     Release();
-    const size_t want = std::max<size_t>(n, 64);
-    // Room for `want` DeviceJobs and error words, alike on the device and in pinned host
-    // memory; a batch of n jobs uses [n DeviceJobs][n error words] (Enqueue).
-    static_assert(sizeof(DeviceJob) % sizeof(unsigned long long) == 0);
-    const size_t bytes = want * (sizeof(DeviceJob) + sizeof(unsigned long long));
-    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_jobs, bytes), "cudaMalloc");
-    WS_CUDA_RETURN_IF_ERROR(cudaMallocHost(&host_jobs, bytes), "cudaMallocHost");
+    const size_t want = std::max<size_t>(bytes, size_t{64} << 10);
+    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_memory, want), "cudaMalloc");
+    WS_CUDA_RETURN_IF_ERROR(cudaMallocHost(&host_memory, want), "cudaMallocHost");
     capacity = want;
     return Status::Ok();
+  }
+
+  // CTAs the GPU holds at once for a batch with stages of `stage_bytes`, on the current device
+  // (the kernel's shared-memory limit is raised there the first time).
+  Result<int> ResidentBlocks(int stage_bytes) {
+    int current = 0;
+    WS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&current), "cudaGetDevice");
+    if (current != device) {
+      int multiprocessors = 0, per16 = 0, per32 = 0;
+      WS_CUDA_RETURN_IF_ERROR(
+          cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, current),
+          "reading the multiprocessor count");
+      WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::PrepareConvertKernel(
+                                  cuda_convert::kStageBytes16, &per16)),
+                              "preparing the conversion kernel");
+      WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::PrepareConvertKernel(
+                                  cuda_convert::kStageBytes32, &per32)),
+                              "preparing the conversion kernel");
+      if (per16 < 1 || per32 < 1) {
+        return Internal("CUDA conversion: the kernel does not fit on device ", current,
+                        " (resident CTAs per multiprocessor: ", per16, ", ", per32, ")");
+      }
+      device = current;
+      resident16 = multiprocessors * per16;
+      resident32 = multiprocessors * per32;
+    }
+    return stage_bytes > cuda_convert::kStageBytes16 ? resident32 : resident16;
   }
 
   // The reference's message for element `index` (row-major in the region) of `job`: the value is
@@ -187,10 +228,20 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     job.name = s.strings.emplace_back(job.name);
     job.context = s.strings.emplace_back(job.context);
   }
+  // The work list holds the tiled kernel's jobs first, then those of FP8 from fp32, which the
+  // register kernel converts faster (fp32_fp8_kernel.cu); empty jobs are left out.
   s.work_index.assign(jobs.size(), -1);
-  size_t work = 0;
+  size_t tiled_jobs = 0;
   for (size_t i = 0; i < jobs.size(); ++i) {
-    if (jobs[i].rows > 0 && jobs[i].cols > 0) s.work_index[i] = static_cast<int>(work++);
+    if (jobs[i].rows > 0 && jobs[i].cols > 0 && !IsFp32ToFp8(jobs[i])) {
+      s.work_index[i] = static_cast<int>(tiled_jobs++);
+    }
+  }
+  size_t work = tiled_jobs;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (jobs[i].rows > 0 && jobs[i].cols > 0 && IsFp32ToFp8(jobs[i])) {
+      s.work_index[i] = static_cast<int>(work++);
+    }
   }
   if (work > static_cast<size_t>(INT32_MAX))
     return InvalidArgument("CUDA conversion: too many jobs");
@@ -199,32 +250,74 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     s.pending = true;
     return Status::Ok();
   }
-  WS_RETURN_IF_ERROR(s.Reserve(work));
-  int64_t tiles = 0;
+  s.shaped.assign(work, ConvertJob{});
+  int64_t tiled_tiles = 0, register_tiles = 0;
+  bool wide_sources = false;  // a tiled job with an fp32 source: stages hold fp32
   for (size_t i = 0; i < jobs.size(); ++i) {
-    if (s.work_index[i] < 0) continue;
-    const ConvertJob job = ShapeForTiles(jobs[i]);
-    s.host_jobs[s.work_index[i]] = MakeDeviceJob(job, tiles);
-    tiles += convert_internal::CeilDiv(job.rows, cuda_convert::kTile) *
-             convert_internal::CeilDiv(job.cols, cuda_convert::kTile);
+    const int w = s.work_index[i];
+    if (w < 0) continue;
+    s.shaped[w] = ShapeForTiles(jobs[i]);
+    if (static_cast<size_t>(w) < tiled_jobs) {
+      tiled_tiles += TileCount(s.shaped[w]);
+      wide_sources |= jobs[i].src_dtype == DType::kF32;
+    } else {
+      register_tiles += TileCount(s.shaped[w]);
+    }
   }
-  // The error words follow the work list in one allocation, so one copy uploads both (each
-  // operation on the stream costs microseconds, which matter for small batches).
-  s.device_refused = reinterpret_cast<unsigned long long*>(s.device_jobs + work);
-  s.host_refused = reinterpret_cast<unsigned long long*>(s.host_jobs + work);
-  std::memset(s.host_refused, 0xff, work * sizeof(unsigned long long));
-  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.device_jobs, s.host_jobs,
-                                          work * (sizeof(DeviceJob) + sizeof(unsigned long long)),
-                                          cudaMemcpyHostToDevice, stream),
+  // Tile numbers are 32-bit on the device, with room for the grid stride past the last one
+  // (2^30 tiles are 32 TiB of bf16).
+  if (tiled_tiles > (int64_t{1} << 30) || register_tiles > (int64_t{1} << 30)) {
+    return InvalidArgument("CUDA conversion: more than 2^30 tiles of 128x128 in one batch");
+  }
+  const int stage_bytes = wide_sources ? cuda_convert::kStageBytes32 : cuda_convert::kStageBytes16;
+  int blocks = 0;
+  if (tiled_tiles > 0) {
+    WS_ASSIGN_OR_RETURN(const int resident, s.ResidentBlocks(stage_bytes));
+    blocks = static_cast<int>(std::min<int64_t>(resident, tiled_tiles));
+  }
+
+  // Work list and error words in one buffer, so one copy uploads both (each operation on the
+  // stream costs microseconds, which matter for small batches); the tiled kernel's tile table
+  // (4 bytes per 128x128 tile) follows them on the device, where it is built
+  // (LaunchConvertKernel says why).
+  const size_t jobs_bytes = work * sizeof(DeviceJob);
+  const size_t refused_bytes = work * sizeof(unsigned long long);
+  const size_t table_bytes = static_cast<size_t>(tiled_tiles) * sizeof(int32_t);
+  static_assert(sizeof(DeviceJob) % 8 == 0);
+  WS_RETURN_IF_ERROR(s.Reserve(jobs_bytes + refused_bytes + table_bytes));
+  auto* host_jobs = reinterpret_cast<DeviceJob*>(s.host_memory);
+  int64_t tile_begin = 0;
+  for (size_t w = 0; w < work; ++w) {
+    if (w == tiled_jobs) tile_begin = 0;  // each kernel numbers its own tiles
+    host_jobs[w] = MakeDeviceJob(s.shaped[w], tile_begin);
+    tile_begin += TileCount(s.shaped[w]);
+  }
+  s.host_refused = reinterpret_cast<unsigned long long*>(s.host_memory + jobs_bytes);
+  s.device_refused = reinterpret_cast<unsigned long long*>(s.device_memory + jobs_bytes);
+  std::memset(s.host_refused, 0xff, refused_bytes);
+  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.device_memory, s.host_memory,
+                                          jobs_bytes + refused_bytes, cudaMemcpyHostToDevice,
+                                          stream),
                           "uploading the work list");
-  WS_CUDA_RETURN_IF_ERROR(
-      static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
-          s.device_jobs, static_cast<int>(work), tiles, s.device_refused, stream)),
-      "launching the conversion kernel");
-  WS_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(s.host_refused, s.device_refused, work * sizeof(unsigned long long),
-                      cudaMemcpyDeviceToHost, stream),
-      "reading the error words");
+  const auto* device_jobs = reinterpret_cast<const DeviceJob*>(s.device_memory);
+  if (tiled_tiles > 0) {
+    WS_CUDA_RETURN_IF_ERROR(
+        static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
+            device_jobs, static_cast<int>(tiled_jobs),
+            reinterpret_cast<int32_t*>(s.device_memory + jobs_bytes + refused_bytes),
+            static_cast<int>(tiled_tiles), blocks, stage_bytes, s.device_refused, stream)),
+        "launching the conversion kernel");
+  }
+  if (register_tiles > 0) {
+    WS_CUDA_RETURN_IF_ERROR(
+        static_cast<cudaError_t>(cuda_convert::LaunchFp32Fp8Kernel(
+            device_jobs + tiled_jobs, static_cast<int>(work - tiled_jobs),
+            static_cast<int>(register_tiles), s.device_refused + tiled_jobs, stream)),
+        "launching the fp32 -> FP8 kernel");
+  }
+  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.host_refused, s.device_refused, refused_bytes,
+                                          cudaMemcpyDeviceToHost, stream),
+                          "reading the error words");
   s.pending = true;
   return Status::Ok();
 }

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -368,6 +369,44 @@ TEST_F(ConvertGpuTest, ThousandsOfSmallJobsInOneLaunch) {
   ExpectSameBytes(RunBatch(batch));
 }
 
+// A batch of 16-bit sources only (stages of 16-bit values, two CTAs per multiprocessor) with
+// more tiles than CTAs, so each CTA converts tiles of many jobs of every kind in turn.
+TEST_F(ConvertGpuTest, ManyJobsPerCtaIn16BitBatches) {
+  Batch batch;
+  std::mt19937 rng(9);
+  for (int i = 0; i < 600; ++i) {
+    const DType src = (i % 2) ? DType::kBF16 : DType::kF16;
+    const DType dst = kDestinations[rng() % 3];
+    auto pick = [&](uint32_t n) { return static_cast<int64_t>(rng() % n); };
+    const bool aligned = rng() % 4 != 0;
+    AddJob(batch,
+           {src, dst, 1 + pick(700), 1 + pick(900), aligned ? 0 : 1 + pick(3), pick(2), pick(2),
+            aligned ? 0 : 1},
+           static_cast<uint32_t>(1000 + i));
+  }
+  NameJobs(batch);
+  ExpectSameBytes(RunBatch(batch));
+}
+
+// fp32 casts without FP8 from fp32: the tiled kernel alone, with stages of fp32 (one CTA per
+// multiprocessor) and more tiles than CTAs, next to tiles of 16-bit sources.
+TEST_F(ConvertGpuTest, Fp32CastsInTheTiledKernel) {
+  Batch batch;
+  std::mt19937 rng(11);
+  for (int i = 0; i < 400; ++i) {
+    const DType src = kSources[i % 3];
+    const DType dst = src == DType::kF32 ? kDestinations[1 + rng() % 2] : kDestinations[rng() % 3];
+    auto pick = [&](uint32_t n) { return static_cast<int64_t>(rng() % n); };
+    const bool aligned = rng() % 4 != 0;
+    AddJob(batch,
+           {src, dst, 1 + pick(600), 1 + pick(700), aligned ? 0 : 1 + pick(3), pick(2), pick(2),
+            aligned ? 0 : 1},
+           static_cast<uint32_t>(3000 + i));
+  }
+  NameJobs(batch);
+  ExpectSameBytes(RunBatch(batch));
+}
+
 TEST_F(ConvertGpuTest, LargeMatrixFillsTheGpu) {
   Batch batch;
   AddJob(batch, {DType::kBF16, DType::kF8E4M3, 2048, 7168 + 64}, 5);
@@ -410,6 +449,29 @@ TEST_F(ConvertGpuTest, RefusedValuesNameTensorAndCoordinate) {
         EXPECT_NE(out.gpu.message().find("(expert 5)"), std::string::npos) << out.gpu.message();
       }
     }
+  }
+}
+
+// FP8 from fp32 goes to its own kernel, after the other jobs in the work list; the refusal
+// reported is still the first in the caller's job order, whichever kernel found it.
+TEST_F(ConvertGpuTest, RefusalsInJobOrderAcrossBothKernels) {
+  for (const bool fp32_first : {true, false}) {
+    SCOPED_TRACE(fp32_first ? "fp32 -> fp8 refused first" : "bf16 -> fp8 refused first");
+    Batch batch;
+    AddJob(batch, {DType::kF32, DType::kF8E4M3, 300, 257}, 21);  // clean
+    AddJob(batch, {DType::kBF16, DType::kBF16, 200, 300}, 22);   // clean
+    const DType first = fp32_first ? DType::kF32 : DType::kBF16;
+    const DType second = fp32_first ? DType::kBF16 : DType::kF32;
+    Spec& a = AddJob(batch, {first, DType::kF8E4M3, 300, 257}, 23);
+    Store(At(batch.buffers, a.src), first, 250 * 257 + 3, NAN);
+    AddJob(batch, {second, DType::kF8E4M3, 300, 257}, 24);  // (a is dangling from here on)
+    Store(At(batch.buffers, batch.specs[3].src), second, 7, INFINITY);
+    NameJobs(batch);
+    const Outcome out = RunBatch(batch);
+    EXPECT_EQ(out.reference.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(out.gpu.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(out.gpu.message(), out.reference.message());
+    EXPECT_NE(out.gpu.message().find("test.weight.2: NaN"), std::string::npos) << out.gpu.message();
   }
 }
 

@@ -1,4 +1,4 @@
-// The work list entry the conversion kernel reads, and its launcher. Internal to src/convert/cuda;
+// The work list the conversion kernel reads, and its launcher. Internal to src/convert/cuda;
 // plain C++ so the host code can be compiled by the host compiler.
 #pragma once
 
@@ -19,21 +19,42 @@ inline constexpr int kTile = 128;
 inline constexpr int kThreadsPerTile = 512;
 inline constexpr unsigned long long kNoRefusedElement = ~0ull;
 
+// Shared memory of one pipeline stage (one tile of source data): 8 elements per thread and row
+// pass, 4 passes, as 16-bit values or, in batches with fp32 sources, as fp32.
+inline constexpr int kStageBytes16 = kThreadsPerTile * 4 * 16;  // 32 KiB
+inline constexpr int kStageBytes32 = 2 * kStageBytes16;         // 64 KiB
+
 struct DeviceJob {
   const void* src;
   void* dst;
   float* scales;
   int64_t rows, cols;
   int64_t src_stride, dst_stride, scale_stride;  // elements
-  int64_t tile_begin;  // the job's first tile in the launch's numbering (jobs are in tile order)
-  int64_t tile_cols;   // ceil(cols / kTile)
+  int32_t tile_begin;  // the job's first tile in the launch's numbering (jobs in tile order)
+  int32_t tile_cols;   // ceil(cols / kTile)
   uint8_t src_type, dst_type, flags;
 };
 
-// One launch over `num_jobs` jobs covering `total_tiles` tiles. first_refused[j] must hold
-// kNoRefusedElement; the kernel lowers it to the smallest row-major index (row * cols + col) of a
-// refused element of job j. Returns the launch's cudaError_t as an int.
-int LaunchConvertKernel(const DeviceJob* jobs, int num_jobs, int64_t total_tiles,
+// The kernel's resident CTAs per multiprocessor with pipeline stages of `stage_bytes` on the
+// current device (kStageBytes16 or kStageBytes32), after raising its shared-memory limit there.
+// Returns the cudaError_t as an int.
+int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor);
+
+// The tiled kernel (convert_kernels.cu), for every job but FP8 from fp32: one launch of
+// `num_blocks` CTAs over the `total_tiles` tiles (< 2^31) of the `num_jobs` jobs of `jobs`,
+// after a launch that writes the work-list index of tile t's job to tile_jobs[t] (device memory
+// of total_tiles entries). stage_bytes: kStageBytes32 if any job has an fp32 source, else
+// kStageBytes16. first_refused[j] must hold kNoRefusedElement; the kernel
+// lowers it to the smallest row-major index (row * cols + col) of a refused element of job j.
+// Returns the launch's cudaError_t as an int.
+int LaunchConvertKernel(const DeviceJob* jobs, int num_jobs, int32_t* tile_jobs, int total_tiles,
+                        int num_blocks, int stage_bytes, unsigned long long* first_refused,
+                        CudaStream stream);
+
+// The register kernel (fp32_fp8_kernel.cu), for FP8 from fp32 only: one launch over the
+// `num_jobs` jobs of `jobs`, which cover `total_tiles` tiles (<= 2^30) numbered from 0 by their
+// tile_begin; first_refused as above, indexed like `jobs`.
+int LaunchFp32Fp8Kernel(const DeviceJob* jobs, int num_jobs, int total_tiles,
                         unsigned long long* first_refused, CudaStream stream);
 
 }  // namespace weightsync::cuda_convert

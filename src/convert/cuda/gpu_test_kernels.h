@@ -21,7 +21,7 @@ struct SweepResult {
 // in [0, 448], both in the low and in the high byte. example = the fp32 bits.
 Result<SweepResult> SweepEncoder();
 
-// The kernel's quantizer (DeviceFp8Scale, ScaledMagnitude, EncodeE4M3Pair, sign OR) against
+// The kernel's quantizer (DeviceFp8Scale, ScaledQuotient, EncodeE4M3Pair) against
 // the plain definition (IEEE division, clamp, integer encoder) for every finite block amax and
 // every +-x with |x| <= amax, x and amax bf16 (half = false; this covers fp32 sources, which are
 // rounded to bf16 first) or fp16 (half = true). example = amax bits << 16 | x bits.

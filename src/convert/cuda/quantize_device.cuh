@@ -29,20 +29,26 @@ __device__ __forceinline__ float DeviceFp8Scale(float amax) {
   return fmaxf(__fdiv_rn(amax, kDeviceE4M3Max), kDeviceMinScale);
 }
 
-// min(|x| / scale, 448) with the correctly rounded quotient, for |x| <= the block's amax.
-// inv must be __frcp_rn(scale). With y = RN(1/b) and q0 = RN(a * y) within an ulp of a/b, the
-// remainder r = a - q0*b is exact in an FMA and RN(q0 + r*y) is RN(a/b) (Markstein), as long as
-// the quotient is an fp32 normal; smaller quotients (< 2^-126) encode to zero either way. The
-// GPU test compares this with __fdiv_rn for every (bf16 or fp16 value, block amax) pair.
-__device__ __forceinline__ float ScaledMagnitude(float magnitude, float scale, float inv) {
-  const float q0 = __fmul_rn(magnitude, inv);
-  const float r = __fmaf_rn(-q0, scale, magnitude);
-  return fminf(__fmaf_rn(r, inv, q0), kDeviceE4M3Max);
+// x / scale, correctly rounded, with the sign of x (also for x = -0). inv must be
+// __frcp_rn(scale). With y = RN(1/b) and q0 = RN(a * y) within an ulp of a/b, the remainder
+// r = a - q0*b is exact in an FMA and RN(q0 + r*y) is RN(a/b) (Markstein), as long as the
+// quotient is an fp32 normal; smaller quotients (< 2^-126) encode to (signed) zero either way.
+// Every step rounds to nearest even, which is symmetric in the sign, so the quotient of -x is
+// minus that of x; only x = -0 comes out +0 (r = +0 - 0), hence the sign OR. The GPU test
+// compares the whole pair quantizer with __fdiv_rn for every (bf16 or fp16 value, block amax)
+// pair, both signs.
+__device__ __forceinline__ float ScaledQuotient(float x, float scale, float inv) {
+  const float q0 = __fmul_rn(x, inv);
+  const float r = __fmaf_rn(-q0, scale, x);
+  const float q = __fmaf_rn(r, inv, q0);
+  return __uint_as_float(__float_as_uint(q) | (__float_as_uint(x) & 0x80000000u));
 }
 
-// Two non-negative values <= 448 to e4m3fn codes (lo in bits 0-7, hi in 8-15) with the hardware
-// converter: round to nearest even, subnormals kept. Tested against PortFloatToE4M3 on every
-// fp32 in [0, 448].
+// Two values to e4m3fn codes (lo in bits 0-7, hi in 8-15) with the hardware converter: round to
+// nearest even, subnormals kept, sign-magnitude (code(-y) = code(y) | 0x80, -0 too), and
+// magnitudes past 448 saturated to 448 (.satfinite): the same codes as min(|y|, 448) encoded,
+// since RN to e4m3 takes [448, 464) to 448 and .satfinite takes the rest there. Tested against
+// PortFloatToE4M3 on every fp32 in [0, 448].
 __device__ __forceinline__ uint32_t EncodeE4M3Pair(float lo, float hi) {
   unsigned short out;
   // PTX: the first source operand goes to the upper byte.
@@ -58,17 +64,14 @@ __device__ __forceinline__ uint8_t ReferenceQuantize(float x, float scale) {
 }
 
 // What the kernel computes for a pair of 16-bit values (bf16 when `half` is false, else fp16)
-// packed in one word: two codes, with the sign bits ORed in (sign-magnitude, and RNE is
-// symmetric, so code(-y) = code(y) | 0x80, also for -0 and negatives rounding to zero).
+// packed in one word: two codes, lo in bits 0-7 and hi in bits 8-15. The quotients are at most
+// 448 (1 + 2^-23) in magnitude (|x| <= amax, scale = RN(amax / 448)), so the encoder's
+// saturation is the reference's clamp to 448.
 template <bool kHalf>
 __device__ __forceinline__ uint32_t QuantizePair(uint32_t word, float scale, float inv) {
-  const uint32_t lo_mag = word & 0x7fffu;
-  const uint32_t hi_mag = (word >> 16) & 0x7fffu;
-  const float lo = kHalf ? HalfBitsToFloat(lo_mag) : __uint_as_float(lo_mag << 16);
-  const float hi = kHalf ? HalfBitsToFloat(hi_mag) : __uint_as_float(hi_mag << 16);
-  const uint32_t codes =
-      EncodeE4M3Pair(ScaledMagnitude(lo, scale, inv), ScaledMagnitude(hi, scale, inv));
-  return codes | ((word >> 8) & 0x80u) | ((word >> 16) & 0x8000u);
+  const float lo = kHalf ? HalfBitsToFloat(word & 0xffffu) : __uint_as_float(word << 16);
+  const float hi = kHalf ? HalfBitsToFloat(word >> 16) : __uint_as_float(word & 0xffff0000u);
+  return EncodeE4M3Pair(ScaledQuotient(lo, scale, inv), ScaledQuotient(hi, scale, inv));
 }
 
 }  // namespace weightsync::cuda_convert

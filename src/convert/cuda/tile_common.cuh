@@ -1,0 +1,103 @@
+// Device code shared by the two conversion kernels (convert_kernels.cu: the tiled kernel with
+// its shared-memory ring; fp32_fp8_kernel.cu: FP8 from fp32 through registers): the thread layout
+// of a 128x128 tile, the value rules and the refusal report.
+#pragma once
+
+#include <cstdint>
+
+#include "convert/cuda/device_job.h"
+#include "convert/cuda/quantize_device.cuh"
+
+namespace weightsync::cuda_convert {
+
+// A CTA of kThreadsPerTile threads converts one tile at a time: thread t owns the 8-column chunk
+// t % 16 of rows t / 16 + 32k (k = 0..3), so each warp covers two rows of the tile.
+inline constexpr int kChunk = 8;                                         // elements per access
+inline constexpr int kRowsPerPass = kThreadsPerTile / (kTile / kChunk);  // 32
+inline constexpr int kPasses = kTile / kRowsPerPass;                     // 4
+inline constexpr int kWarps = kThreadsPerTile / 32;
+
+// fp32 magnitudes from here up round to Inf in bf16 (convert_internal::kBF16OverflowBits).
+inline constexpr uint32_t kBF16OverflowBits = 0x7f7f8000u;
+inline constexpr uint32_t kNonFiniteBits = 0x7f800000u;
+
+// How many of `max` consecutive items from `first` exist below `end` (0..max).
+__device__ __forceinline__ int Present(int64_t end, int64_t first, int max) {
+  const int64_t left = end - first;
+  return left <= 0 ? 0 : (left < max ? static_cast<int>(left) : max);
+}
+
+// The thread's chunk in tile (tile_row, tile_col) of a job with `cols` columns: its first row
+// and column, and how many of its 8 columns exist.
+struct ChunkPlace {
+  int64_t row0;
+  int64_t col;
+  int n;
+};
+
+__device__ __forceinline__ ChunkPlace PlaceChunk(int64_t cols, int64_t tile_row,
+                                                 int64_t tile_col) {
+  ChunkPlace place;
+  place.row0 = tile_row * kTile + (threadIdx.x >> 4);
+  place.col = tile_col * kTile + (threadIdx.x & 15) * kChunk;
+  place.n = Present(cols, place.col, kChunk);
+  return place;
+}
+
+__device__ __forceinline__ uint32_t PackBF16(uint32_t lo_bits, uint32_t hi_bits) {
+  return (RoundToBF16Bits(lo_bits) >> 16) | RoundToBF16Bits(hi_bits);
+}
+
+__device__ __forceinline__ uint32_t Max16x2(uint32_t acc, uint4 w) {
+  acc = __vmaxu2(acc, w.x & 0x7fff7fffu);
+  acc = __vmaxu2(acc, w.y & 0x7fff7fffu);
+  acc = __vmaxu2(acc, w.z & 0x7fff7fffu);
+  return __vmaxu2(acc, w.w & 0x7fff7fffu);
+}
+__device__ __forceinline__ uint32_t Max32(uint32_t acc, uint4 w) {
+  acc = max(acc, w.x & 0x7fffffffu);
+  acc = max(acc, w.y & 0x7fffffffu);
+  acc = max(acc, w.z & 0x7fffffffu);
+  return max(acc, w.w & 0x7fffffffu);
+}
+
+// The rule of FindFirstInvalid on one raw source element.
+template <int kSrc, int kDst>
+__device__ __forceinline__ bool IsRefused(uint32_t raw) {
+  if constexpr (kSrc == kSrcBF16) return (raw & 0x7fffu) >= 0x7f80u;
+  if constexpr (kSrc == kSrcF16) return (raw & 0x7fffu) >= 0x7c00u;
+  return (raw & 0x7fffffffu) >= (kDst == kDstF32 ? kNonFiniteBits : kBF16OverflowBits);
+}
+
+// Rare path, taken by a thread whose chunk holds a refused value: rescan the chunk from memory
+// and lower the job's first refused index (row-major over the region) to the smallest found.
+template <int kSrc, int kDst>
+__device__ __noinline__ void ReportRefused(const DeviceJob* job, int64_t row0, int64_t col, int n,
+                                           unsigned long long* first_refused) {
+  unsigned long long best = kNoRefusedElement;
+  for (int pass = 0; pass < kPasses; ++pass) {
+    const int64_t row = row0 + pass * kRowsPerPass;
+    if (row >= job->rows) break;
+    for (int i = 0; i < n; ++i) {
+      const int64_t at = row * job->src_stride + col + i;
+      const uint32_t raw = kSrc == kSrcF32 ? static_cast<const uint32_t*>(job->src)[at]
+                                           : static_cast<const uint16_t*>(job->src)[at];
+      if (IsRefused<kSrc, kDst>(raw)) {
+        best = min(best, static_cast<unsigned long long>(row * job->cols + col + i));
+      }
+    }
+  }
+  atomicMin(first_refused, best);
+}
+
+// The 8 FP8 codes of a thread's chunk of 16-bit values (bf16, or fp16 when kHalf), packed in
+// element order: lo holds elements 0-3, hi 4-7.
+template <bool kHalf>
+__device__ __forceinline__ uint2 QuantizeChunk(uint4 v, float scale, float inv) {
+  return make_uint2(__byte_perm(QuantizePair<kHalf>(v.x, scale, inv),
+                                QuantizePair<kHalf>(v.y, scale, inv), 0x5410),
+                    __byte_perm(QuantizePair<kHalf>(v.z, scale, inv),
+                                QuantizePair<kHalf>(v.w, scale, inv), 0x5410));
+}
+
+}  // namespace weightsync::cuda_convert
