@@ -2,7 +2,8 @@
 
 ``sources_from_module(model, plan, rank)`` returns, for every tensor the plan says trainer `rank`
 passes, a view of the model's own memory: a plain (unsharded) parameter is cut to the rank's dim-0
-chunk (torch.chunk semantics, as FSDP2 shards), an FSDP2 DTensor gives its local shard. Nothing is
+chunk (torch.chunk semantics, as FSDP2 shards), a DTensor (FSDP2, torchtitan's expert parallel)
+gives its local shard once torch's own geometry of it matches the plan's rows. Nothing is
 ever copied or cast: the agent reads these tensors at every push, so a copy would push the weights
 of the moment it was made. Hence a wrong dtype or a non-contiguous tensor is an error, not a fix.
 """
@@ -30,7 +31,12 @@ def _named_tensors(model: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 
 def _dtensor_type():
     try:
-        from torch.distributed.tensor import DTensor
+        from torch.distributed.tensor import DTensor  # torch 2.5+
+        return DTensor
+    except ImportError:
+        pass
+    try:
+        from torch.distributed._tensor import DTensor  # torch 2.4
         return DTensor
     except ImportError:  # torch built without distributed: no DTensors can exist
         return None
@@ -51,21 +57,54 @@ def _row_offsets(plan: JobPlan, rank: int) -> Dict[str, Tuple[int, int]]:
     return {name: (before.get(name, 0), t) for name, t in total.items()}
 
 
+def _shard_geometry():
+    """torch's own (local shape, global offset) of a DTensor shard on this rank, which knows
+    every placement (_StridedShard included). Private in every torch so far: its path moved
+    from torch.distributed._tensor (2.4) to torch.distributed.tensor (2.5+)."""
+    try:
+        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+    except ImportError:
+        from torch.distributed._tensor._utils import compute_local_shape_and_global_offset
+    return compute_local_shape_and_global_offset
+
+
+def _dtensor_local(where: str, tensor: Any, spec, first: int, total: int):
+    """A DTensor's local shard, checked to be the dim-0 rows the plan gives this rank. Any
+    placements qualify (FSDP2's Shard(0), torchtitan's expert-parallel _StridedShard(0) +
+    Shard(0) on a 2D mesh, HSDP's Replicate) when the local shard is one run of whole rows:
+    the rows are computed from the DTensor's mesh and placements, not from its local shape
+    alone, so a split that has the right shape but other rows (a different rank order) is
+    refused too."""
+    placements = tuple(tensor.placements)
+    if any(p.is_partial() for p in placements):
+        raise ValueError(f"{where}: DTensor placements {placements} hold partial sums, "
+                         "not the weights")
+    global_shape = tuple(tensor.shape)
+    local_shape, offset = _shard_geometry()(tensor.shape, tensor.device_mesh, placements)
+    local_shape, offset = tuple(local_shape), tuple(offset)
+    if not global_shape or total % global_shape[0]:
+        raise ValueError(f"{where}: global shape {list(global_shape)} does not fit the plan, "
+                         f"whose shard for this rank is {list(spec.shape)}")
+    plan_start = first % global_shape[0]
+    plan_rows = (plan_start, plan_start + spec.shape[0])
+    whole_rows = local_shape[1:] == global_shape[1:] and not any(offset[1:])
+    held = (offset[0], offset[0] + local_shape[0]) if whole_rows else None
+    if held != plan_rows or local_shape[1:] != tuple(spec.shape[1:]):
+        has = (f"rows [{held[0]}, {held[1]})" if held else
+               f"a block of shape {list(local_shape)} at offset {list(offset)}")
+        raise ValueError(f"{where}: the DTensor's local shard (placements {placements}, mesh "
+                         f"{tensor.device_mesh.mesh.tolist()}) holds {has} of global shape "
+                         f"{list(global_shape)}; the plan gives this rank rows "
+                         f"[{plan_rows[0]}, {plan_rows[1]}) (shape {list(spec.shape)}); the "
+                         "plan's trainer parallelism and rank order must match the mesh")
+    return tensor.to_local()
+
+
 def _local_shard(name: str, tensor: Any, spec, first: int, total: int, rank: int, dtensor):
     """The part of `tensor` trainer `rank` passes for `spec`, checked against it."""
     where = f"trainer rank {rank}: tensor {name}"
     if dtensor is not None and isinstance(tensor, dtensor):
-        from torch.distributed.tensor import Replicate, Shard
-        bad = [p for p in tensor.placements if not isinstance(p, (Shard, Replicate))
-               or (isinstance(p, Shard) and p.dim != 0)]
-        if bad:
-            raise ValueError(f"{where}: DTensor placements {tensor.placements} are not "
-                             "Shard(0)/Replicate (FSDP2's layout, the one the plan assumes)")
-        local = tensor.to_local()
-        if tuple(local.shape) != spec.shape:
-            raise ValueError(f"{where}: the DTensor's local shard has shape {list(local.shape)}, "
-                             f"the plan expects {list(spec.shape)} (global {list(tensor.shape)}); "
-                             "the plan's trainer parallelism must match the FSDP2 mesh")
+        local = _dtensor_local(where, tensor, spec, first, total)
     elif isinstance(tensor, torch.Tensor):
         full = tuple(tensor.shape)
         if full[1:] != spec.shape[1:] or not full or total % full[0]:

@@ -117,9 +117,41 @@ def test_dtensor_shards_are_passed_as_their_local_tensor(model, one_rank_mesh):
     # The mesh (1 rank) and the plan (2 FSDP ranks) disagree: refused, naming the tensor.
     message = errors_for(dtensors, rank=1)
     assert "trainer rank 1" in message and "local shard" in message
-    wrong = dict(dtensors, **{Q_A: distribute_tensor(model.get_parameter(Q_A).detach(),
+    assert "rows [0, " in message and "the plan gives this rank rows" in message
+    # Shard(1) over one rank is still the whole tensor: whole rows, so accepted.
+    whole = dict(dtensors, **{Q_A: distribute_tensor(model.get_parameter(Q_A).detach(),
                                                      one_rank_mesh, [Shard(1)])})
-    assert "Shard(dim=1)" in errors_for(wrong, trainers=1)
+    assert torch.equal(wst.sources_from_module(whole, plan_for(1), 0)[Q_A],
+                       model.get_parameter(Q_A).detach())
+
+
+def test_torchtitan_expert_parallel_placements_match_the_plan_and_wrong_splits_are_refused():
+    """4 gloo processes, trainer fsdp=4,ep=2: expert stacks as _StridedShard(0, ep) + Shard(0)
+    on a (dp_shard_mod_ep, ep) mesh (tests/python/ep_placements_worker.py)."""
+    worker = os.path.join(HERE, "ep_placements_worker.py")
+    try:
+        run = subprocess.run([sys.executable, worker, f"tcp://127.0.0.1:{free_port()}"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=150)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the expert-parallel ranks did not finish in 150 s")
+    assert run.returncode == 0, run.stdout
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    results = sorted(lines, key=lambda r: r["rank"])
+    assert len(results) == 4, run.stdout
+    for rank, r in enumerate(results):
+        assert r["rank"] == rank and r["experts"] > 0
+        assert "_StridedShard" in r["placements"] and "Shard(dim=0)" in r["placements"]
+        assert r["names_match"] and r["shapes_match"] and r["views"], r
+        assert r["sources"] > 0 and r["differ"] == [], r
+        assert r["dim1_error"] and f"trainer rank {rank}" in r["dim1_error"], r
+        assert "Shard(dim=1)" in r["dim1_error"] and "a block of shape" in r["dim1_error"]
+    # torchtitan's own rank order swaps ranks 1 and 2's experts: same shapes, other rows.
+    assert results[0]["titan_order_error"] is None and results[3]["titan_order_error"] is None
+    for rank in (1, 2):
+        message = results[rank]["titan_order_error"]
+        assert message and f"trainer rank {rank}" in message and "experts" in message, message
+        assert "_StridedShard" in message and "the plan gives this rank rows" in message
 
 
 # On a GPU host: WEIGHTSYNC_TEST_TORCH_DEVICES="cuda:0,cuda:1" (trainer, inference) and
