@@ -16,7 +16,7 @@ std::vector<std::vector<size_t>> NcclBuckets(const JobPlan& job) {
   int64_t filled = 0;
   for (size_t i = 0; i < job.sources.size(); ++i) {
     const SourceTensor& source = job.sources[i];
-    const int64_t bytes = NumElements(source.shape) * static_cast<int64_t>(DTypeSize(source.dtype));
+    const int64_t bytes = source.bytes();
     if (buckets.empty() || filled + bytes > kNcclBucketBytes) {
       buckets.emplace_back();
       filled = 0;

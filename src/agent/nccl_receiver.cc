@@ -21,7 +21,7 @@ int64_t Aligned(int64_t n) { return (n + kScratchAlignment - 1) / kScratchAlignm
 // Copies of `layout` (local parts in order, row ranges, one column range) out of a full tensor of
 // `rows` x `cols` elements per part, holding the rank's parts only, in local order.
 void AddSliceCopies(const LocalLayout& layout, int64_t rows, int64_t cols, int64_t element,
-                    const uint8_t* full, uint8_t* local, std::vector<SliceCopy>& out) {
+                    const uint8_t* full, uint8_t* local, std::vector<StridedCopy>& out) {
   const int64_t local_rows = layout.local_rows();
   const int64_t local_cols = layout.cols.size();
   for (size_t p = 0; p < layout.parts.size(); ++p) {
@@ -183,8 +183,7 @@ Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
   WS_ASSIGN_OR_RETURN(work.stream, CreateCudaStream());
   std::map<std::string, TensorView> by_name;
   for (const SourceTensor& source : job.sources) {
-    const int64_t bytes = NumElements(source.shape) * static_cast<int64_t>(DTypeSize(source.dtype));
-    WS_ASSIGN_OR_RETURN(void* data, DeviceAlloc(bytes));
+    WS_ASSIGN_OR_RETURN(void* data, DeviceAlloc(source.bytes()));
     out->buffers_.push_back(TensorView::Contiguous(data, source.shape, source.dtype,
                                                    Device{DeviceKind::kCuda, device}));
     by_name[source.name] = out->buffers_.back();
@@ -213,7 +212,7 @@ Status NcclReceiver::Convert() {
     // (same stream).
     WS_RETURN_IF_ERROR(work.converter.Enqueue(batch.jobs, work.stream));
     WS_RETURN_IF_ERROR(work.converter.Finish());
-    for (const SliceCopy& c : batch.copies) {
+    for (const StridedCopy& c : batch.copies) {
       WS_RETURN_IF_ERROR(CopyDevice2DAsync(c.dst, c.dst_pitch, c.src, c.src_pitch, c.width,
                                            c.height, work.stream));
     }

@@ -21,27 +21,18 @@
 
 #include "agent/job_plan.h"
 #include "agent/nccl_mode.h"
+#include "agent/unit_converter.h"
 #include "control/deadline.h"
 #include "convert/conversion_spec.h"
 #include "weightsync/tensor.h"
 
 namespace weightsync::agent {
 
-// `height` rows of `width` bytes from `src` (rows `src_pitch` apart) to `dst` (`dst_pitch`).
-struct SliceCopy {
-  void* dst = nullptr;
-  size_t dst_pitch = 0;
-  const void* src = nullptr;
-  size_t src_pitch = 0;
-  size_t width = 0;
-  size_t height = 0;
-};
-
 struct ReceivePlan {
   // One converter launch, then the copies of slices out of scratch (none for whole tensors).
   struct Batch {
     std::vector<ConvertJob> jobs;
-    std::vector<SliceCopy> copies;
+    std::vector<StridedCopy> copies;
   };
   std::deque<ResolvedConversion> resolved;  // the jobs' strings point into these: never moved
   std::vector<Batch> batches;               // in order: a batch may reuse the scratch of the last

@@ -9,10 +9,6 @@ constexpr int64_t kBufferAlignment = 256;
 
 int64_t Aligned(int64_t n) { return (n + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment; }
 
-int64_t BytesOf(const SourceTensor& source) {
-  return NumElements(source.shape) * static_cast<int64_t>(DTypeSize(source.dtype));
-}
-
 }  // namespace
 
 NcclSender::~NcclSender() { DeviceFree(buffer_); }
@@ -40,7 +36,7 @@ Result<std::unique_ptr<NcclSender>> NcclSender::Create(
     int64_t largest = 0;
     for (const std::vector<size_t>& bucket : out->buckets_) {
       int64_t bytes = 0;
-      for (size_t i : bucket) bytes += Aligned(BytesOf(job.sources[i]));
+      for (size_t i : bucket) bytes += Aligned(job.sources[i].bytes());
       largest = std::max(largest, bytes);
     }
     WS_ASSIGN_OR_RETURN(out->buffer_, DeviceAlloc(largest));
@@ -57,7 +53,7 @@ std::vector<NcclCommunicator::PeerTransfer> NcclSender::GatherTransfers(
     const SourceTensor& source = job_->sources[i];
     // Shards split dim 0 (rows, or experts of a stack): each is one contiguous run of the full
     // tensor, so rank 0 receives shard t at its first row's offset.
-    const int64_t row_bytes = BytesOf(source) / std::max<int64_t>(source.shape[0], 1);
+    const int64_t row_bytes = source.bytes() / std::max<int64_t>(source.shape[0], 1);
     const SourceShard mine = job_->ShardOf(source, shard_rank_);
     if (mine.first_dim.size() > 0) {
       out.push_back({sources_.at(source.name).data, mine.first_dim.size() * row_bytes, 0, true});
@@ -72,7 +68,7 @@ std::vector<NcclCommunicator::PeerTransfer> NcclSender::GatherTransfers(
         }
       }
     }
-    offset += Aligned(BytesOf(source));
+    offset += Aligned(source.bytes());
   }
   return out;
 }
@@ -90,11 +86,11 @@ Result<int64_t> NcclSender::Send(control::Deadline deadline) {
       if (gather_) {
         full.push_back(TensorView::Contiguous(static_cast<uint8_t*>(buffer_) + offset, source.shape,
                                               source.dtype));
-        offset += Aligned(BytesOf(source));
+        offset += Aligned(source.bytes());
       } else {
         full.push_back(sources_.at(source.name));  // fsdp = 1: rank 0 holds whole tensors
       }
-      sent += BytesOf(source);
+      sent += source.bytes();
     }
     WS_RETURN_IF_ERROR(broadcast_->Broadcast(full, deadline));
   }

@@ -16,7 +16,7 @@ namespace {
 Status RunOnCpu(const agent::ReceivePlan& plan) {
   for (const agent::ReceivePlan::Batch& batch : plan.batches) {
     for (const ConvertJob& job : batch.jobs) WS_RETURN_IF_ERROR(ConvertReference(job));
-    for (const agent::SliceCopy& c : batch.copies) {
+    for (const agent::StridedCopy& c : batch.copies) {
       for (size_t row = 0; row < c.height; ++row) {
         std::memcpy(static_cast<char*>(c.dst) + row * c.dst_pitch,
                     static_cast<const char*>(c.src) + row * c.src_pitch, c.width);

@@ -63,6 +63,7 @@ struct SourceTensor {
   std::string name;
   Shape shape;
   DType dtype = DType::kBF16;
+  int64_t bytes() const { return NumElements(shape) * static_cast<int64_t>(DTypeSize(dtype)); }
 };
 
 // Every tensor of the model in Hugging Face checkpoint names (one 2D tensor per expert), in the
