@@ -84,9 +84,8 @@ struct NcclCommunicator::State {
 };
 
 Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
-    control::StoreClient& client, const std::string& job_id, std::string_view name,
-    int nccl_rank, int world, int device, control::Deadline deadline,
-    std::function<Status()> alive) {
+    control::StoreClient& client, const std::string& job_id, std::string_view name, int nccl_rank,
+    int world, int device, control::Deadline deadline, std::function<Status()> alive) {
   auto state = std::make_unique<State>();
   state->alive = std::move(alive);
   state->name = std::string(name);
@@ -165,8 +164,8 @@ struct NcclCommunicator::State {};
 
 Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(control::StoreClient&,
                                                                    const std::string&,
-                                                                   std::string_view, int, int,
-                                                                   int, control::Deadline,
+                                                                   std::string_view, int, int, int,
+                                                                   control::Deadline,
                                                                    std::function<Status()>) {
   return Unavailable("agent.mode=nccl: built without NCCL headers (nccl.h)");
 }

@@ -46,12 +46,9 @@ class NcclCommunicator {
   // Rank 0 creates the unique id and publishes it under the job's key for `name` ("gather",
   // "broadcast"); the others wait for it. `alive` (optional) is polled while waiting, so a dead
   // peer or an aborted job fails the wait at once instead of at the deadline.
-  static Result<std::unique_ptr<NcclCommunicator>> Create(control::StoreClient& client,
-                                                          const std::string& job_id,
-                                                          std::string_view name, int nccl_rank,
-                                                          int world, int device,
-                                                          control::Deadline deadline,
-                                                          std::function<Status()> alive = {});
+  static Result<std::unique_ptr<NcclCommunicator>> Create(
+      control::StoreClient& client, const std::string& job_id, std::string_view name, int nccl_rank,
+      int world, int device, control::Deadline deadline, std::function<Status()> alive = {});
   ~NcclCommunicator();
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;

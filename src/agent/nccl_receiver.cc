@@ -15,8 +15,9 @@ namespace {
 constexpr int64_t kScratchBytes = int64_t{1} << 30;
 constexpr int64_t kScratchAlignment = 256;
 
-int64_t Aligned(int64_t n) { return (n + kScratchAlignment - 1) / kScratchAlignment * kScratchAlignment; }
-
+int64_t Aligned(int64_t n) {
+  return (n + kScratchAlignment - 1) / kScratchAlignment * kScratchAlignment;
+}
 
 // Copies of `layout` (local parts in order, row ranges, one column range) out of a full tensor of
 // `rows` x `cols` elements per part, holding the rank's parts only, in local order.
@@ -50,9 +51,9 @@ bool HoldsWhole(const LocalLayout& layout, const ResolvedConversion& resolved) {
     in_order = in_order && layout.rows[r].begin == layout.rows[r - 1].end;
   }
   return in_order && layout.cols.begin == 0 &&
-         (resolved.rows == 1 ? layout.local_rows() * layout.cols.size() >= resolved.cols
-                             : layout.cols.size() == resolved.cols &&
-                                   layout.rows.back().end >= resolved.rows);
+         (resolved.rows == 1
+              ? layout.local_rows() * layout.cols.size() >= resolved.cols
+              : layout.cols.size() == resolved.cols && layout.rows.back().end >= resolved.rows);
 }
 
 }  // namespace
@@ -119,10 +120,10 @@ Result<ReceivePlan> PlanReceive(const JobPlan& job, int rank,
     if (HoldsWhole(layout, kept)) {
       float* scale = nullptr;
       if (kept.spec.quantization.quantized()) {
-        WS_ASSIGN_OR_RETURN(uint8_t* s, registered(kept.spec.scale_name()));
+        WS_ASSIGN_OR_RETURN(uint8_t * s, registered(kept.spec.scale_name()));
         scale = reinterpret_cast<float*>(s);
       }
-      WS_ASSIGN_OR_RETURN(uint8_t* weight, registered(spec.destination));
+      WS_ASSIGN_OR_RETURN(uint8_t * weight, registered(spec.destination));
       for (const ConvertJob& j : ConversionJobs(kept, weight, scale)) whole.jobs.push_back(j);
       continue;
     }
@@ -130,7 +131,8 @@ Result<ReceivePlan> PlanReceive(const JobPlan& job, int rank,
     const int64_t element = DTypeSize(kept.spec.quantization.destination_dtype);
     const int64_t blocks =
         CeilDiv(tensor.shape.rows, kFp8BlockSize) * CeilDiv(tensor.shape.cols, kFp8BlockSize);
-    splits.push_back({&kept, &tensor, Aligned(parts * tensor.shape.rows * tensor.shape.cols * element),
+    splits.push_back({&kept, &tensor,
+                      Aligned(parts * tensor.shape.rows * tensor.shape.cols * element),
                       kept.spec.quantization.quantized() ? Aligned(parts * blocks * 4) : 0});
   }
   if (!whole.jobs.empty()) out.batches.push_back(std::move(whole));
@@ -157,12 +159,12 @@ Result<ReceivePlan> PlanReceive(const JobPlan& job, int rank,
       batch.jobs.push_back(j);
     }
     const LocalLayout& layout = tensor.layouts[local];
-    WS_ASSIGN_OR_RETURN(uint8_t* local_weight, registered(resolved.spec.destination));
+    WS_ASSIGN_OR_RETURN(uint8_t * local_weight, registered(resolved.spec.destination));
     AddSliceCopies(layout, tensor.shape.rows, tensor.shape.cols,
                    DTypeSize(resolved.spec.quantization.destination_dtype), weight, local_weight,
                    batch.copies);
     if (s.scale_bytes) {
-      WS_ASSIGN_OR_RETURN(uint8_t* local_scale, registered(resolved.spec.scale_name()));
+      WS_ASSIGN_OR_RETURN(uint8_t * local_scale, registered(resolved.spec.scale_name()));
       AddSliceCopies(ScaleLayout(layout, tensor.shape.rows, tensor.shape.cols),
                      CeilDiv(tensor.shape.rows, kFp8BlockSize),
                      CeilDiv(tensor.shape.cols, kFp8BlockSize), 4, scale, local_scale,
@@ -188,11 +190,11 @@ Result<std::unique_ptr<NcclReceiver>> NcclReceiver::Create(
                                                    Device{DeviceKind::kCuda, device}));
     by_name[source.name] = out->buffers_.back();
   }
-  WS_ASSIGN_OR_RETURN(work.plan, PlanReceive(job, rank, by_name, destinations,
-                                             [&](int64_t bytes) -> Result<void*> {
-                                               WS_ASSIGN_OR_RETURN(work.scratch, DeviceAlloc(bytes));
-                                               return work.scratch;
-                                             }));
+  WS_ASSIGN_OR_RETURN(
+      work.plan, PlanReceive(job, rank, by_name, destinations, [&](int64_t bytes) -> Result<void*> {
+        WS_ASSIGN_OR_RETURN(work.scratch, DeviceAlloc(bytes));
+        return work.scratch;
+      }));
   return out;
 }
 

@@ -7,7 +7,9 @@ namespace {
 
 constexpr int64_t kBufferAlignment = 256;
 
-int64_t Aligned(int64_t n) { return (n + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment; }
+int64_t Aligned(int64_t n) {
+  return (n + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment;
+}
 
 }  // namespace
 
@@ -15,8 +17,8 @@ NcclSender::~NcclSender() { DeviceFree(buffer_); }
 
 Result<std::unique_ptr<NcclSender>> NcclSender::Create(
     const JobPlan& job, int rank, const std::map<std::string, TensorView>& sources,
-    control::StoreClient& client, const std::string& job_id, int device,
-    control::Deadline deadline, std::function<Status()> alive) {
+    control::StoreClient& client, const std::string& job_id, int device, control::Deadline deadline,
+    std::function<Status()> alive) {
   std::unique_ptr<NcclSender> out(new NcclSender());
   out->job_ = &job;
   out->sources_ = sources;

@@ -23,12 +23,10 @@ class NcclSender {
   // Joins the communicators this rank takes part in (trainer ranks of replica 0: the gather one
   // when fsdp > 1; rank 0 also the broadcast one) and allocates rank 0's gather buffer.
   // `sources` are this rank's shards on `device`.
-  static Result<std::unique_ptr<NcclSender>> Create(const JobPlan& job, int rank,
-                                                    const std::map<std::string, TensorView>& sources,
-                                                    control::StoreClient& client,
-                                                    const std::string& job_id, int device,
-                                                    control::Deadline deadline,
-                                                    std::function<Status()> alive);
+  static Result<std::unique_ptr<NcclSender>> Create(
+      const JobPlan& job, int rank, const std::map<std::string, TensorView>& sources,
+      control::StoreClient& client, const std::string& job_id, int device,
+      control::Deadline deadline, std::function<Status()> alive);
   ~NcclSender();
   NcclSender(const NcclSender&) = delete;
   NcclSender& operator=(const NcclSender&) = delete;

@@ -28,8 +28,8 @@ Status RunOnCpu(const agent::ReceivePlan& plan) {
 
 void CheckEveryRank(const std::string& model, const std::string& preset, int tp, bool ep,
                     int replicas) {
-  SCOPED_TRACE(model + " tp=" + std::to_string(tp) + (ep ? " ep" : "") + " replicas=" +
-               std::to_string(replicas));
+  SCOPED_TRACE(model + " tp=" + std::to_string(tp) + (ep ? " ep" : "") +
+               " replicas=" + std::to_string(replicas));
   agent::AgentOptions options;
   options.model = model;
   options.dims = *PresetDims(preset);
@@ -51,11 +51,11 @@ void CheckEveryRank(const std::string& model, const std::string& preset, int tp,
       views[d.name] = TensorView::Contiguous(memory[d.name].data(), d.shape, d.dtype);
     }
     std::vector<uint8_t> scratch;
-    auto plan = agent::PlanReceive(*job, rank, weights.full(), views,
-                                   [&](int64_t bytes) -> Result<void*> {
-                                     scratch.assign(bytes, 0);
-                                     return scratch.data();
-                                   });
+    auto plan =
+        agent::PlanReceive(*job, rank, weights.full(), views, [&](int64_t bytes) -> Result<void*> {
+          scratch.assign(bytes, 0);
+          return scratch.data();
+        });
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     ASSERT_TRUE(RunOnCpu(*plan).ok());
     Status verified = reference->Verify(*job, rank, views);
