@@ -29,6 +29,23 @@ def _named_tensors(model: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
                     f"not {type(model).__name__}")
 
 
+def _renamed(groups, rename: Optional[Callable[[str], Optional[str]]],
+             who: str) -> Dict[str, Tuple[str, Any]]:
+    """Plan name -> (original name, tensor) over `groups` of named tensors; `rename` maps a
+    module's name to the plan's (None: skip it). Two tensors on one plan name are refused."""
+    rename = rename or (lambda n: n)
+    by_name: Dict[str, Tuple[str, Any]] = {}
+    for group in groups:
+        for original, tensor in group.items():
+            name = rename(original)
+            if name is None:
+                continue
+            if name in by_name:
+                raise ValueError(f"{who}: {by_name[name][0]} and {original} are both named {name}")
+            by_name[name] = (original, tensor)
+    return by_name
+
+
 def _dtensor_type():
     try:
         from torch.distributed.tensor import DTensor  # torch 2.5+
@@ -134,17 +151,7 @@ def sources_from_module(model: Any, plan: JobPlan, rank: int,
     (e.g. strip torch.compile's "_orig_mod." or drop an MTP layer the plan does not carry).
     Every parameter must be used and every planned tensor found; errors name rank and tensor."""
     params, buffers = _named_tensors(model)
-    rename = rename or (lambda n: n)
-    by_name: Dict[str, Tuple[str, Any]] = {}
-    for group in (params, buffers):
-        for original, tensor in group.items():
-            name = rename(original)
-            if name is None:
-                continue
-            if name in by_name:
-                raise ValueError(f"trainer rank {rank}: {by_name[name][0]} and {original} are both "
-                                 f"named {name}")
-            by_name[name] = (original, tensor)
+    by_name = _renamed((params, buffers), rename, f"trainer rank {rank}")
     specs = plan.trainer_sources(rank)
     # Every rank's plan knows the whole model: a parameter no rank holds is unknown to the plan,
     # while one only other ranks hold (an expert of another EP rank) is just not this rank's.

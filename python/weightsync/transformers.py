@@ -15,14 +15,14 @@ the first kind of model into the second, which is what ``transformers-fp8`` desc
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 
 from .agents import Hook, InferenceAgent
 from .convert import convert_tensors
 from .plan import JobPlan
-from .torch import _plan_options
+from .torch import _plan_options, _renamed
 
 Rename = Callable[[str], Optional[str]]
 TARGET_FORMAT = "transformers-fp8"
@@ -100,17 +100,8 @@ def destinations_from_model(model: Any, plan: JobPlan, rank: int = 0,
     model lacks, a model parameter the plan does not write (it would silently keep old weights),
     a wrong dtype (with the fix when transformers left an FP8Linear in bf16), a wrong shape, the
     meta device, tensors on different devices, a non-contiguous tensor."""
-    rename = rename or (lambda n: n)
     params = dict(model.named_parameters()) if isinstance(model, torch.nn.Module) else {}
-    by_name: Dict[str, Tuple[str, Any]] = {}
-    for original, tensor in _named_tensors(model).items():
-        name = rename(original)
-        if name is None:
-            continue
-        if name in by_name:
-            raise ValueError(f"inference rank {rank}: {by_name[name][0]} and {original} are both "
-                             f"named {name}")
-        by_name[name] = (original, tensor)
+    by_name = _renamed([_named_tensors(model)], rename, f"inference rank {rank}")
     specs = plan.inference_destinations(rank)
     planned = {s.name for s in specs}
     missing = [s.name for s in specs if s.name not in by_name]
