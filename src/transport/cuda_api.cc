@@ -65,6 +65,9 @@ Result<CudaApi*> Load() {
   WS_RETURN_IF_ERROR(Bind(handle, "cuMemUnmap", api->mem_unmap));
   WS_RETURN_IF_ERROR(Bind(handle, "cuMemSetAccess", api->mem_set_access));
   WS_RETURN_IF_ERROR(Bind(handle, "cuMemRelease", api->mem_release));
+  WS_RETURN_IF_ERROR(Bind(handle, "cuMemCreate", api->mem_create));
+  WS_RETURN_IF_ERROR(Bind(handle, "cuMemGetAllocationGranularity",
+                          api->mem_get_allocation_granularity));
   WS_RETURN_IF_ERROR(Bind(handle, "cuMemcpyHtoDAsync_v2", api->memcpy_htod_async));
   WS_RETURN_IF_ERROR(Bind(handle, "cuModuleLoadData", api->module_load_data));
   WS_RETURN_IF_ERROR(Bind(handle, "cuModuleGetFunction", api->module_get_function));

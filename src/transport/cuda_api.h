@@ -55,6 +55,8 @@ struct CudaApi {
   decltype(&::cuMemUnmap) mem_unmap;
   decltype(&::cuMemSetAccess) mem_set_access;
   decltype(&::cuMemRelease) mem_release;
+  decltype(&::cuMemCreate) mem_create;  // tests build PyTorch-like expandable segments with it
+  decltype(&::cuMemGetAllocationGranularity) mem_get_allocation_granularity;
   // The batched small-copy kernel (batched_copy.h): device code loaded from embedded bytes.
   decltype(&::cuMemcpyHtoDAsync) memcpy_htod_async;
   decltype(&::cuModuleLoadData) module_load_data;

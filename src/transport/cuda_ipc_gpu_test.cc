@@ -18,12 +18,8 @@ namespace weightsync::transport {
 namespace {
 
 using testing::DeviceBuffer;
+using testing::EnvBytes;
 using testing::PeerProcess;
-
-uint64_t EnvBytes(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::strtoull(v, nullptr, 10) : fallback;
-}
 
 class CudaIpcGpuTest : public ::testing::Test {
  protected:
@@ -44,41 +40,85 @@ class CudaIpcGpuTest : public ::testing::Test {
     options.cuda_device = 0;
     return CreateTransport("cuda_ipc", options);
   }
+  // Fills `src` from SourceSeed(seed), writes MakePlan(seed) from it into a fresh peer of `spec`
+  // holding `size` bytes (default: all of src) and has the peer check every byte.
+  void PushAndVerify(DeviceBuffer& src, const testing::PeerSpec& spec, uint64_t seed,
+                     uint64_t max_write, uint64_t size = 0) {
+    if (size == 0) size = src.size();
+    std::vector<uint8_t> host(size);
+    testing::FillRandom(testing::SourceSeed(seed), host);
+    ASSERT_TRUE(src.Upload(host).ok());
+    auto writer = Writer();
+    ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+    auto peer = PeerProcess::Spawn(spec, size, 1);
+    ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+    auto src_region = (*writer)->Register(src.data(), size, MemoryKind::kCuda, "gpu.src");
+    ASSERT_TRUE(src_region.ok()) << src_region.status().ToString();
+    auto connection = (*writer)->Connect((*peer)->address(), DeadlineIn(30));
+    ASSERT_TRUE(connection.ok()) << connection.status().ToString();
+    auto remote = (*writer)->Import(*connection, (*peer)->descriptor(), size);
+    ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+    const auto plan = testing::MakePlan(seed, size, size, max_write);
+    std::vector<Write> writes;
+    for (const auto& p : plan)
+      writes.push_back({*src_region, p.src_offset, *remote, p.dst_offset, p.length});
+    const Deadline deadline = DeadlineIn(120);
+    ASSERT_TRUE((*writer)->PostWrites(*connection, writes, deadline).ok());
+    ASSERT_TRUE((*writer)->Flush(*connection, deadline).ok());
+    auto reply = (*peer)->Command(StrCat("VERIFY ", seed, " ", size, " ", max_write));
+    ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+    EXPECT_EQ(*reply, "OK") << plan.size() << " writes";
+    std::printf("cuda_ipc: %zu writes (1 B .. %llu MiB) GPU 0 -> GPU %d verified%s\n", plan.size(),
+                static_cast<unsigned long long>(max_write >> 20), spec.cuda_device,
+                spec.cuda_chunk ? " (cuMem allocations shared by fd)" : "");
+  }
   const CudaApi* api_ = nullptr;
   int peer_device_ = 0;
 };
 
 TEST_F(CudaIpcGpuTest, MultiProcessRandomWritesVerified) {
   const uint64_t size = EnvBytes("WEIGHTSYNC_TEST_GPU_BYTES", 256ull << 20);
-  const uint64_t seed = 11, max_write = 64ull << 20;
   auto src = DeviceBuffer::Allocate(0, size);
   ASSERT_TRUE(src.ok()) << src.status().ToString();
-  std::vector<uint8_t> host(size);
-  testing::FillRandom(testing::SourceSeed(seed), host);
-  ASSERT_TRUE(src->Upload(host).ok());
+  PushAndVerify(*src, {"cuda_ipc", "", "", peer_device_}, 11, 64ull << 20);
+}
 
+// PyTorch's expandable segments map one cuMem allocation (fd handle type) per 2 or 20 MiB, so a
+// tensor's bytes span several: source and destination regions here span dozens, the destination
+// starting 4 KiB before the end of one.
+TEST_F(CudaIpcGpuTest, WritesAcrossTheCuMemAllocationsOfExpandableSegments) {
+  const uint64_t size = (96ull << 20) + 12345;
+  auto src =
+      DeviceBuffer::AllocateChunked(0, size, 20ull << 20, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+  ASSERT_TRUE(src.ok()) << src.status().ToString();
+  testing::PeerSpec spec{"cuda_ipc", "", "", peer_device_};
+  spec.cuda_chunk = 2ull << 20;
+  PushAndVerify(*src, spec, 17, 8ull << 20, size);
+}
+
+// Memory no other process can map is refused at registration, naming the region and the way out.
+TEST_F(CudaIpcGpuTest, RefusesMemoryThatCannotBeShared) {
   auto writer = Writer();
   ASSERT_TRUE(writer.ok()) << writer.status().ToString();
-  auto peer = PeerProcess::Spawn({"cuda_ipc", "", "", peer_device_}, size, 1);
-  ASSERT_TRUE(peer.ok()) << peer.status().ToString();
-  auto src_region = (*writer)->Register(src->data(), size, MemoryKind::kCuda, "gpu.src");
-  ASSERT_TRUE(src_region.ok()) << src_region.status().ToString();
-  auto connection = (*writer)->Connect((*peer)->address(), DeadlineIn(30));
-  ASSERT_TRUE(connection.ok()) << connection.status().ToString();
-  auto remote = (*writer)->Import(*connection, (*peer)->descriptor(), size);
-  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
-
-  const auto plan = testing::MakePlan(seed, size, size, max_write);
-  std::vector<Write> writes;
-  for (const auto& p : plan) writes.push_back({*src_region, p.src_offset, *remote, p.dst_offset, p.length});
-  const Deadline deadline = DeadlineIn(120);
-  ASSERT_TRUE((*writer)->PostWrites(*connection, writes, deadline).ok());
-  ASSERT_TRUE((*writer)->Flush(*connection, deadline).ok());
-  auto reply = (*peer)->Command(StrCat("VERIFY ", seed, " ", size, " ", max_write));
-  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
-  EXPECT_EQ(*reply, "OK") << plan.size() << " writes";
-  std::printf("cuda_ipc: %zu writes (1 B .. %llu MiB) GPU 0 -> GPU %d verified\n", plan.size(),
-              static_cast<unsigned long long>(max_write >> 20), peer_device_);
+  // vLLM's sleep-mode allocator: cuMemCreate without a shareable handle type.
+  auto unshareable =
+      DeviceBuffer::AllocateChunked(0, 8ull << 20, 2ull << 20, CU_MEM_HANDLE_TYPE_NONE);
+  ASSERT_TRUE(unshareable.ok()) << unshareable.status().ToString();
+  auto refused =
+      (*writer)->Register(unshareable->data(), 8ull << 20, MemoryKind::kCuda, "sleep.weights");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("'sleep.weights'"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("POSIX fd"), std::string::npos)
+      << refused.status().ToString();
+  // A region running past its cudaMalloc allocation.
+  auto small = DeviceBuffer::Allocate(0, 2ull << 20);
+  ASSERT_TRUE(small.ok()) << small.status().ToString();
+  auto past = (*writer)->Register(small->data(), 4ull << 20, MemoryKind::kCuda, "too.long");
+  ASSERT_FALSE(past.ok());
+  EXPECT_NE(past.status().message().find("spans more than one device allocation"),
+            std::string::npos)
+      << past.status().ToString();
 }
 
 // A staging ring's reuse on the GPU: once WaitMark returns, the copies before the mark have read
@@ -101,7 +141,8 @@ TEST_F(CudaIpcGpuTest, SourceBeforeAMarkMayBeReused) {
   ASSERT_TRUE(remote.ok()) << remote.status().ToString();
   const auto plan = testing::MakePlan(seed, size, size, max_write);
   std::vector<Write> writes;
-  for (const auto& p : plan) writes.push_back({*src_region, p.src_offset, *remote, p.dst_offset, p.length});
+  for (const auto& p : plan)
+    writes.push_back({*src_region, p.src_offset, *remote, p.dst_offset, p.length});
   ASSERT_TRUE((*writer)->PostWrites(*connection, writes, DeadlineIn(60)).ok());
   auto mark = (*writer)->Mark(*connection);
   ASSERT_TRUE(mark.ok()) << mark.status().ToString();
@@ -209,9 +250,10 @@ TEST_F(CudaIpcGpuTest, SmallWritesByBatchedKernelBitExact) {
     auto reply = (*peer)->Command(StrCat("VERIFY ", seed, " ", c.size, " ", c.max_write));
     ASSERT_TRUE(reply.ok()) << reply.status().ToString();
     EXPECT_EQ(*reply, "OK") << plan.size() << " writes of 1 .. " << c.max_write << " bytes";
-    std::printf("cuda_ipc batched kernel: %zu writes (1 B .. %llu B, unaligned) GPU 0 -> GPU %d "
-                "verified\n", plan.size(), static_cast<unsigned long long>(c.max_write),
-                peer_device_);
+    std::printf(
+        "cuda_ipc batched kernel: %zu writes (1 B .. %llu B, unaligned) GPU 0 -> GPU %d "
+        "verified\n",
+        plan.size(), static_cast<unsigned long long>(c.max_write), peer_device_);
   }
 }
 
@@ -234,7 +276,8 @@ TEST_F(CudaIpcGpuTest, ThroughputBesideDeviceToDeviceCopy) {
     body();  // warm-up
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) body();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return static_cast<double>(size) * iters / s / 1e9;
   };
   const double ipc_gbps = time_it([&] {
@@ -258,10 +301,11 @@ TEST_F(CudaIpcGpuTest, ThroughputBesideDeviceToDeviceCopy) {
               CUDA_SUCCESS);
     ASSERT_EQ(api_->stream_synchronize(nullptr), CUDA_SUCCESS);
   });
-  std::printf("cuda_ipc write GPU 0 -> GPU %d, %llu MiB x %d: %.1f GB/s; in-process peer copy "
-              "(cuMemcpyDtoD, peer access on) of the same bytes: %.1f GB/s; ratio %.3f\n",
-              peer_device_, static_cast<unsigned long long>(size >> 20), iters, ipc_gbps,
-              copy_gbps, ipc_gbps / copy_gbps);
+  std::printf(
+      "cuda_ipc write GPU 0 -> GPU %d, %llu MiB x %d: %.1f GB/s; in-process peer copy "
+      "(cuMemcpyDtoD, peer access on) of the same bytes: %.1f GB/s; ratio %.3f\n",
+      peer_device_, static_cast<unsigned long long>(size >> 20), iters, ipc_gbps, copy_gbps,
+      ipc_gbps / copy_gbps);
   RecordProperty("cuda_ipc_gbps", std::to_string(ipc_gbps));
   RecordProperty("dtod_gbps", std::to_string(copy_gbps));
 }

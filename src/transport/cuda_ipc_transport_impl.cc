@@ -1,9 +1,11 @@
 // The `cuda_ipc` backend: same-host GPU -> GPU writes over NVLink/PCIe with the copy engines.
 //
-// Export: memory from cuMemCreate with a POSIX file-descriptor handle type is shared by fd, served
-// over a Unix socket (fd_passing.h) as NCCL does; other device memory (cudaMalloc/cuMemAlloc) by
-// cuIpcGetMemHandle of its allocation. cuMem memory without an fd handle type (PyTorch expandable
-// segments) is refused with a message saying so.
+// Export: device memory from cudaMalloc/cuMemAlloc is shared by cuIpcGetMemHandle of its
+// allocation. cuMem (virtual memory) allocations created with a POSIX file-descriptor handle type
+// are shared by fd, served over a Unix socket (fd_passing.h) as NCCL does; a region may span
+// several of them mapped back to back (PyTorch's expandable segments map one cuMem handle per 2 or
+// 20 MiB), and the importer maps each at the same relative place in one reserved range. cuMem
+// memory without an fd handle type (vLLM's sleep-mode allocator) cannot be shared and is refused.
 // Writes: large ones are cuMemcpyDtoDAsync round-robin over transport.cuda_streams streams (the
 // copy engines), an event per write bounding the window. Writes up to
 // transport.cuda_small_write_bytes are gathered per PostWrites batch and copied by one launch of
@@ -11,16 +13,16 @@
 // flight. Without the kernel (no nvcc at build time, or a driver that refuses it) every write
 // takes a copy engine.
 // Built only where the CUDA toolkit headers are found (cuda.h); libcuda is loaded at run time.
-#include "transport/cuda_ipc_transport.h"
-
 #include <unistd.h>
 
 #include <cstring>
 #include <deque>
+#include <map>
 
 #include "core/log.h"
 #include "transport/batched_copy.h"
 #include "transport/cuda_api.h"
+#include "transport/cuda_ipc_transport.h"
 #include "transport/fd_passing.h"
 
 namespace weightsync::transport {
@@ -28,46 +30,72 @@ namespace {
 
 constexpr uint8_t kLegacyIpc = 1;
 constexpr uint8_t kPosixFd = 2;
+// The fd server's key of piece i of region r: r << kPieceBits | i.
+constexpr int kPieceBits = 24;
 
-// Access key layout: kind u8 | offset into allocation u64 | allocation size u64 | kind-specific
-// (legacy: CUipcMemHandle; fd: fd key u64 + server name).
+// Access key layout: kind u8 | offset into the first allocation u64 | bytes of all allocations
+// u64 | kind-specific (legacy: CUipcMemHandle; fd: region id u64, piece count u32, each piece's
+// size u64, server name).
 struct CudaKey {
   uint8_t kind = 0;
   uint64_t offset = 0, alloc_size = 0;
   CUipcMemHandle ipc{};
-  uint64_t fd_key = 0;
+  uint64_t region_id = 0;
+  std::vector<uint64_t> pieces;  // sizes of the cuMem allocations, in address order
   std::string server;
 
   std::vector<uint8_t> Pack() const {
-    std::vector<uint8_t> out(17);
-    out[0] = kind;
-    std::memcpy(out.data() + 1, &offset, 8);
-    std::memcpy(out.data() + 9, &alloc_size, 8);
+    std::vector<uint8_t> out;
+    Append(out, kind);
+    Append(out, offset);
+    Append(out, alloc_size);
     if (kind == kLegacyIpc) {
-      const auto* p = reinterpret_cast<const uint8_t*>(&ipc);
-      out.insert(out.end(), p, p + sizeof(ipc));
+      Append(out, ipc);
     } else {
-      const auto* p = reinterpret_cast<const uint8_t*>(&fd_key);
-      out.insert(out.end(), p, p + 8);
+      Append(out, region_id);
+      Append(out, static_cast<uint32_t>(pieces.size()));
+      for (uint64_t size : pieces) Append(out, size);
       out.insert(out.end(), server.begin(), server.end());
     }
     return out;
   }
   static Result<CudaKey> Unpack(const std::vector<uint8_t>& in) {
     CudaKey k;
-    if (in.size() < 17) return InvalidArgument("cuda_ipc access key too short");
-    k.kind = in[0];
-    std::memcpy(&k.offset, in.data() + 1, 8);
-    std::memcpy(&k.alloc_size, in.data() + 9, 8);
-    if (k.kind == kLegacyIpc && in.size() == 17 + sizeof(CUipcMemHandle)) {
-      std::memcpy(&k.ipc, in.data() + 17, sizeof(k.ipc));
-    } else if (k.kind == kPosixFd && in.size() > 25) {
-      std::memcpy(&k.fd_key, in.data() + 17, 8);
-      k.server.assign(in.begin() + 25, in.end());
+    size_t at = 0;
+    uint32_t count = 0;
+    bool ok = Read(in, at, k.kind) && Read(in, at, k.offset) && Read(in, at, k.alloc_size);
+    if (ok && k.kind == kLegacyIpc) {
+      ok = Read(in, at, k.ipc) && at == in.size();
+    } else if (ok && k.kind == kPosixFd) {
+      ok = Read(in, at, k.region_id) && Read(in, at, count) && count > 0 &&
+           count <= (in.size() - at) / 8;
+      uint64_t total = 0;
+      for (uint32_t i = 0; ok && i < count; ++i) {
+        k.pieces.emplace_back();
+        ok = Read(in, at, k.pieces.back());
+        total += k.pieces.back();
+      }
+      ok = ok && at < in.size() && total == k.alloc_size;
+      if (ok) k.server.assign(in.begin() + at, in.end());
     } else {
-      return InvalidArgument("cuda_ipc access key of kind ", int{k.kind}, " is malformed");
+      ok = false;
     }
+    if (!ok) return InvalidArgument("cuda_ipc access key (kind ", int{k.kind}, ") is malformed");
     return k;
+  }
+
+ private:
+  template <typename T>
+  static void Append(std::vector<uint8_t>& out, const T& value) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&value);
+    out.insert(out.end(), p, p + sizeof(T));
+  }
+  template <typename T>
+  static bool Read(const std::vector<uint8_t>& in, size_t& at, T& value) {
+    if (in.size() - at < sizeof(T)) return false;
+    std::memcpy(&value, in.data() + at, sizeof(T));
+    at += sizeof(T);
+    return true;
   }
 };
 
@@ -75,7 +103,10 @@ struct Mapping {
   uint8_t kind = 0;
   CUdeviceptr base = 0;  // legacy: the opened handle; fd: the reserved range
   size_t size = 0;
-  CUmemGenericAllocationHandle handle = 0;
+  // fd: the imported allocations and their sizes, mapped back to back from base (the first
+  // `mapped` of them).
+  std::vector<std::pair<CUmemGenericAllocationHandle, size_t>> pieces;
+  size_t mapped = 0;
   CUdeviceptr target = 0;  // base + offset: where writes land
 };
 
@@ -103,7 +134,8 @@ class CudaIpcTransport final : public TransportBase {
   }
   ~CudaIpcTransport() override {
     api_->ctx_set_current(ctx_);
-    ReleaseAll();
+    ReleaseAll();        // withdraws every region from the fd server
+    fd_server_.reset();  // before the context goes: its thread exports through it
     if (kernel_stream_) api_->stream_synchronize(kernel_stream_);
     copier_.reset();
     if (kernel_stream_) api_->stream_destroy(kernel_stream_);
@@ -111,7 +143,8 @@ class CudaIpcTransport final : public TransportBase {
       api_->stream_synchronize(s);
       api_->stream_destroy(s);
     }
-    for (auto& q : pending_) for (auto& p : q) api_->event_destroy(p.event);
+    for (auto& q : pending_)
+      for (auto& p : q) api_->event_destroy(p.event);
     for (CUevent e : free_events_) api_->event_destroy(e);
     api_->primary_ctx_release(device_);
   }
@@ -132,44 +165,99 @@ class CudaIpcTransport final : public TransportBase {
                              "cuMemGetAddressRange (not device memory?)"));
     CudaKey key;
     key.offset = ptr - base;
-    key.alloc_size = size;
     CUmemGenericAllocationHandle handle = 0;
     if (api_->mem_retain_allocation_handle(&handle, region.address) == CUDA_SUCCESS) {
-      // cuMem (VMM) memory: only shareable when created with a POSIX fd handle type.
-      CUmemAllocationProp prop{};
-      api_->mem_get_allocation_properties(&prop, handle);
-      int fd = -1;
-      const bool exportable =
-          (prop.requestedHandleTypes & CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) != 0 &&
-          api_->mem_export_to_shareable_handle(&fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR,
-                                               0) == CUDA_SUCCESS;
       api_->mem_release(handle);
-      if (!exportable) {
-        return FailedPrecondition(
-            "cuMem (virtual memory) allocation without a POSIX fd handle type, e.g. PyTorch "
-            "expandable segments: allocate with cudaMalloc, or cuMemCreate with "
-            "CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR");
+      WS_ASSIGN_OR_RETURN(key.pieces, ShareablePieces(region, base, ptr + region.length));
+      CUdeviceptr at = base;
+      for (size_t i = 0; i < key.pieces.size(); ++i) {
+        fd_server_->Publish(region.id << kPieceBits | i, [this, at]() { return ExportFd(at); });
+        at += key.pieces[i];
+        key.alloc_size += key.pieces[i];
       }
-      if (!fd_server_) {
-        WS_ASSIGN_OR_RETURN(fd_server_, FdServer::Start(StrCat("weightsync-cuda-ipc-", getpid(), "-",
-                                                               reinterpret_cast<uintptr_t>(this))));
-      }
-      const Status published = fd_server_->Publish(region.id, fd);
-      close(fd);
-      WS_RETURN_IF_ERROR(published);
+      published_pieces_[region.id] = key.pieces.size();
       key.kind = kPosixFd;
-      key.fd_key = region.id;
+      key.region_id = region.id;
       key.server = fd_server_->name();
     } else {
+      if (key.offset + region.length > size) {
+        return FailedPrecondition("region '", region.name,
+                                  "' spans more than one device allocation (", size - key.offset,
+                                  " of its ", region.length,
+                                  " bytes lie in the first): register each allocation on its own");
+      }
       key.kind = kLegacyIpc;
+      key.alloc_size = size;
       WS_RETURN_IF_ERROR(Check(api_->ipc_get_mem_handle(&key.ipc, base), "cuIpcGetMemHandle"));
     }
     region.key = key.Pack();
     return Status::Ok();
   }
 
+  // The sizes of the cuMem allocations mapped back to back from `base` up to `end`, each checked
+  // to be shareable by fd; starts the fd server on first use.
+  Result<std::vector<uint64_t>> ShareablePieces(const LocalRegion& region, CUdeviceptr base,
+                                                CUdeviceptr end) {
+    std::vector<uint64_t> pieces;
+    for (CUdeviceptr at = base; at < end;) {
+      CUdeviceptr piece_base = 0;
+      size_t piece_size = 0;
+      CUmemGenericAllocationHandle handle = 0;
+      if (api_->mem_get_address_range(&piece_base, &piece_size, at) != CUDA_SUCCESS ||
+          piece_base != at || piece_size == 0 ||
+          api_->mem_retain_allocation_handle(&handle, reinterpret_cast<void*>(at)) !=
+              CUDA_SUCCESS) {
+        return FailedPrecondition("region '", region.name, "' is not mapped contiguously: nothing ",
+                                  "usable at byte ",
+                                  at - reinterpret_cast<CUdeviceptr>(region.address),
+                                  " of it (cuMem allocations must follow each other)");
+      }
+      CUmemAllocationProp prop{};
+      api_->mem_get_allocation_properties(&prop, handle);
+      api_->mem_release(handle);
+      if ((prop.requestedHandleTypes & CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) == 0) {
+        return FailedPrecondition("region '", region.name,
+                                  "': cuMem (virtual memory) allocation without a POSIX fd ",
+                                  "handle type cannot be shared with another process (e.g. vLLM's "
+                                  "sleep-mode allocator): ",
+                                  "allocate it with cudaMalloc, PyTorch's caching allocator "
+                                  "(expandable segments too), or ",
+                                  "cuMemCreate with CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR");
+      }
+      if (pieces.size() == (size_t{1} << kPieceBits)) {
+        return FailedPrecondition("region '", region.name, "' spans more than ",
+                                  size_t{1} << kPieceBits, " cuMem allocations");
+      }
+      pieces.push_back(piece_size);
+      at += piece_size;
+    }
+    if (!fd_server_) {
+      WS_ASSIGN_OR_RETURN(fd_server_, FdServer::Start(StrCat("weightsync-cuda-ipc-", getpid(), "-",
+                                                             reinterpret_cast<uintptr_t>(this))));
+    }
+    return pieces;
+  }
+
+  // Runs on the fd server's thread when an importer asks for the allocation mapped at `at`.
+  Result<int> ExportFd(CUdeviceptr at) {
+    api_->ctx_set_current(ctx_);
+    CUmemGenericAllocationHandle handle = 0;
+    WS_RETURN_IF_ERROR(
+        Check(api_->mem_retain_allocation_handle(&handle, reinterpret_cast<void*>(at)),
+              "cuMemRetainAllocationHandle (unmapped since registration?)"));
+    int fd = -1;
+    const CUresult r = api_->mem_export_to_shareable_handle(
+        &fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+    api_->mem_release(handle);
+    WS_RETURN_IF_ERROR(Check(r, "cuMemExportToShareableHandle"));
+    return fd;
+  }
+
   void DoDeregister(LocalRegion& region) override {
-    if (fd_server_) fd_server_->Withdraw(region.id);
+    auto it = published_pieces_.find(region.id);
+    if (it == published_pieces_.end()) return;
+    for (size_t i = 0; i < it->second; ++i) fd_server_->Withdraw(region.id << kPieceBits | i);
+    published_pieces_.erase(it);
   }
 
   Result<std::vector<uint8_t>> DoLocalAddress() override { return std::vector<uint8_t>{1}; }
@@ -199,41 +287,53 @@ class CudaIpcTransport final : public TransportBase {
   Status DoImport(Peer&, RemoteRegion& remote) override {
     api_->ctx_set_current(ctx_);
     WS_ASSIGN_OR_RETURN(CudaKey key, CudaKey::Unpack(remote.descriptor.key));
+    if (key.offset + remote.descriptor.length > key.alloc_size) {
+      return InvalidArgument("the region runs past its CUDA allocation");
+    }
     auto m = std::make_unique<Mapping>();
     m->kind = key.kind;
     m->size = key.alloc_size;
-    if (key.kind == kLegacyIpc) {
-      WS_RETURN_IF_ERROR(Check(api_->ipc_open_mem_handle(&m->base, key.ipc,
-                                                         CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS),
-                               "cuIpcOpenMemHandle"));
-    } else {
-      WS_ASSIGN_OR_RETURN(int fd, FetchFd(key.server, key.fd_key, DeadlineIn(options_.connect_timeout_s)));
-      const CUresult r = api_->mem_import_from_shareable_handle(
-          &m->handle, reinterpret_cast<void*>(static_cast<uintptr_t>(fd)),
-          CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
-      close(fd);
-      WS_RETURN_IF_ERROR(Check(r, "cuMemImportFromShareableHandle"));
-      Status s = Check(api_->mem_address_reserve(&m->base, m->size, 0, 0, 0), "cuMemAddressReserve");
-      if (s.ok()) s = Check(api_->mem_map(m->base, m->size, 0, m->handle, 0), "cuMemMap");
-      if (s.ok()) {
-        CUmemAccessDesc access{};
-        access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-        access.location.id = device_;
-        access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-        s = Check(api_->mem_set_access(m->base, m->size, &access, 1), "cuMemSetAccess");
-      }
-      if (!s.ok()) {
-        Unmap(*m);
-        return s;
-      }
-    }
-    if (key.offset + remote.descriptor.length > key.alloc_size) {
+    const Status s = key.kind == kLegacyIpc
+                         ? Check(api_->ipc_open_mem_handle(&m->base, key.ipc,
+                                                           CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS),
+                                 "cuIpcOpenMemHandle")
+                         : MapPieces(key, *m);
+    if (!s.ok()) {
       Unmap(*m);
-      return InvalidArgument("the region runs past its CUDA allocation");
+      return s;
     }
     m->target = m->base + key.offset;
     remote.backend = m.release();
     return Status::Ok();
+  }
+
+  // Imports each allocation of an fd-shared region and maps it where it sits in the exporter's
+  // range, so offsets mean the same on both sides.
+  Status MapPieces(const CudaKey& key, Mapping& m) {
+    const Deadline deadline = DeadlineIn(options_.connect_timeout_s);
+    for (size_t i = 0; i < key.pieces.size(); ++i) {
+      WS_ASSIGN_OR_RETURN(int fd, FetchFd(key.server, key.region_id << kPieceBits | i, deadline));
+      CUmemGenericAllocationHandle handle = 0;
+      const CUresult r = api_->mem_import_from_shareable_handle(
+          &handle, reinterpret_cast<void*>(static_cast<uintptr_t>(fd)),
+          CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+      close(fd);
+      WS_RETURN_IF_ERROR(Check(r, "cuMemImportFromShareableHandle"));
+      m.pieces.emplace_back(handle, key.pieces[i]);
+    }
+    WS_RETURN_IF_ERROR(
+        Check(api_->mem_address_reserve(&m.base, m.size, 0, 0, 0), "cuMemAddressReserve"));
+    CUdeviceptr at = m.base;
+    for (const auto& [handle, size] : m.pieces) {
+      WS_RETURN_IF_ERROR(Check(api_->mem_map(at, size, 0, handle, 0), "cuMemMap"));
+      ++m.mapped;
+      at += size;
+    }
+    CUmemAccessDesc access{};
+    access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    access.location.id = device_;
+    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    return Check(api_->mem_set_access(m.base, m.size, &access, 1), "cuMemSetAccess");
   }
 
   void Unmap(Mapping& m) {
@@ -241,11 +341,13 @@ class CudaIpcTransport final : public TransportBase {
       if (m.base) api_->ipc_close_mem_handle(m.base);
       return;
     }
-    if (m.base) {
-      api_->mem_unmap(m.base, m.size);
-      api_->mem_address_free(m.base, m.size);
+    CUdeviceptr at = m.base;
+    for (size_t i = 0; i < m.mapped; ++i) {
+      api_->mem_unmap(at, m.pieces[i].second);
+      at += m.pieces[i].second;
     }
-    if (m.handle) api_->mem_release(m.handle);
+    if (m.base) api_->mem_address_free(m.base, m.size);
+    for (const auto& piece : m.pieces) api_->mem_release(piece.first);
   }
 
   void DoReleaseRemote(Peer&, RemoteRegion& remote) override {
@@ -268,9 +370,9 @@ class CudaIpcTransport final : public TransportBase {
       return Status::Ok();
     }
     const size_t s = next_stream_++ % streams_.size();
-    WS_RETURN_IF_ERROR(Check(api_->memcpy_dtod_async(m->target + w.remote_offset, src, w.length,
-                                                     streams_[s]),
-                             "cuMemcpyDtoDAsync"));
+    WS_RETURN_IF_ERROR(
+        Check(api_->memcpy_dtod_async(m->target + w.remote_offset, src, w.length, streams_[s]),
+              "cuMemcpyDtoDAsync"));
     return Track(peer, s);
   }
 
@@ -283,7 +385,8 @@ class CudaIpcTransport final : public TransportBase {
       event = free_events_.back();
       free_events_.pop_back();
     } else {
-      WS_RETURN_IF_ERROR(Check(api_->event_create(&event, CU_EVENT_DISABLE_TIMING), "cuEventCreate"));
+      WS_RETURN_IF_ERROR(
+          Check(api_->event_create(&event, CU_EVENT_DISABLE_TIMING), "cuEventCreate"));
     }
     WS_RETURN_IF_ERROR(Check(api_->event_record(event, stream), "cuEventRecord"));
     pending_[s].push_back({event, &peer.in_flight, peer.current_epoch(), &peer.failure, peer.id});
@@ -340,6 +443,7 @@ class CudaIpcTransport final : public TransportBase {
   std::vector<CUevent> free_events_;
   size_t next_stream_ = 0;
   std::unique_ptr<FdServer> fd_server_;
+  std::map<uint64_t, size_t> published_pieces_;  // region id -> pieces on the fd server
   // The batched kernel for small writes; null when unavailable (then every write is a copy).
   CUstream kernel_stream_ = nullptr;
   std::unique_ptr<BatchedCopier> copier_;
@@ -351,8 +455,8 @@ class CudaIpcTransport final : public TransportBase {
       caps_.detail += ", small writes: per-write copies (transport.cuda_small_write_bytes 0)";
       return;
     }
-    Status status = Check(api_->stream_create(&kernel_stream_, CU_STREAM_NON_BLOCKING),
-                          "cuStreamCreate");
+    Status status =
+        Check(api_->stream_create(&kernel_stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
     if (status.ok()) {
       auto copier = BatchedCopier::Create(api_, kernel_stream_);
       if (copier.ok()) {
@@ -362,8 +466,8 @@ class CudaIpcTransport final : public TransportBase {
       }
     }
     if (!status.ok()) {
-      Log(LogLevel::kInfo, "cuda_ipc: small writes take the copy engines one by one: ",
-          status.message());
+      Log(LogLevel::kInfo,
+          "cuda_ipc: small writes take the copy engines one by one: ", status.message());
       caps_.detail += StrCat(", small writes: per-write copies (", status.message(), ")");
       return;
     }
@@ -387,16 +491,17 @@ Result<std::unique_ptr<Transport>> CreateCudaIpcTransport(const TransportOptions
   CUcontext ctx = nullptr;
   CUresult r = api->device_get(&dev, options.cuda_device);
   if (r == CUDA_SUCCESS) r = api->primary_ctx_retain(&ctx, dev);
-  if (r != CUDA_SUCCESS) return Unavailable("unavailable: CUDA device ", options.cuda_device, ": ", api->ErrorText(r));
+  if (r != CUDA_SUCCESS)
+    return Unavailable("unavailable: CUDA device ", options.cuda_device, ": ", api->ErrorText(r));
   char bus_id[32] = {};
   api->device_get_pci_bus_id(bus_id, sizeof(bus_id), dev);
   Capabilities caps;
   caps.available = true;
   caps.gpu_memory = true;
   caps.one_sided = true;
-  caps.detail = StrCat("CUDA driver ", api->driver_version, ", device ", options.cuda_device,
-                       " (", bus_id, ") of ", count, ", ", std::max<int64_t>(1, options.cuda_streams),
-                       " streams");
+  caps.detail =
+      StrCat("CUDA driver ", api->driver_version, ", device ", options.cuda_device, " (", bus_id,
+             ") of ", count, ", ", std::max<int64_t>(1, options.cuda_streams), " streams");
   return std::unique_ptr<Transport>(
       std::make_unique<CudaIpcTransport>(options, std::move(caps), api, dev, ctx));
 }

@@ -9,8 +9,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/log.h"
+
 namespace weightsync::transport {
 namespace {
+
+// The one-byte answer before the descriptor.
+constexpr char kUnknownKey = 0, kSent = 1, kOpenFailed = 2;
 
 socklen_t AbstractAddress(const std::string& name, sockaddr_un& addr) {
   std::memset(&addr, 0, sizeof(addr));
@@ -43,24 +48,16 @@ FdServer::~FdServer() {
   shutdown(listen_fd_, SHUT_RDWR);
   thread_.join();
   close(listen_fd_);
-  for (auto& [key, fd] : fds_) close(fd);
 }
 
-Status FdServer::Publish(uint64_t key, int fd) {
-  const int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (copy < 0) return Unavailable("dup: ", std::strerror(errno));
+void FdServer::Publish(uint64_t key, Opener open) {
   std::lock_guard lock(mutex_);
-  if (auto it = fds_.find(key); it != fds_.end()) close(it->second);
-  fds_[key] = copy;
-  return Status::Ok();
+  openers_[key] = std::move(open);
 }
 
 void FdServer::Withdraw(uint64_t key) {
   std::lock_guard lock(mutex_);
-  if (auto it = fds_.find(key); it != fds_.end()) {
-    close(it->second);
-    fds_.erase(it);
-  }
+  openers_.erase(key);
 }
 
 void FdServer::Serve() {
@@ -73,16 +70,26 @@ void FdServer::Serve() {
     socklen_t cred_len = sizeof(cred);
     uint64_t key = 0;
     // Only processes of our own user may map our GPU memory.
-    const bool allowed = getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0 &&
-                         cred.uid == getuid();
+    const bool allowed =
+        getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0 && cred.uid == getuid();
     pollfd q{conn, POLLIN, 0};
     if (allowed && poll(&q, 1, 1000) > 0 && recv(conn, &key, sizeof(key), MSG_WAITALL) == 8) {
       int fd = -1;
+      char ok = kUnknownKey;
       {
         std::lock_guard lock(mutex_);
-        if (auto it = fds_.find(key); it != fds_.end()) fd = it->second;
+        if (auto it = openers_.find(key); it != openers_.end()) {
+          Result<int> opened = it->second();
+          if (opened.ok()) {
+            fd = *opened;
+            ok = kSent;
+          } else {
+            ok = kOpenFailed;
+            Log(LogLevel::kWarning, "fd server '", name_, "': handle ", key, ": ",
+                opened.status().message());
+          }
+        }
       }
-      char ok = fd >= 0 ? 1 : 0;
       iovec iov{&ok, 1};
       alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
       msghdr msg{};
@@ -98,6 +105,7 @@ void FdServer::Serve() {
         std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
       }
       (void)sendmsg(conn, &msg, MSG_NOSIGNAL);
+      if (fd >= 0) close(fd);
     }
     close(conn);
   }
@@ -118,7 +126,8 @@ Result<int> FetchFd(const std::string& name, uint64_t key, Deadline deadline) {
   if (send(s, &key, sizeof(key), MSG_NOSIGNAL) != 8) {
     status = Unavailable("fd server '", name, "': send failed");
   } else {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     pollfd p{s, POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count()))) <= 0) {
       status = DeadlineExceeded("fd server '", name, "': no answer before the deadline");
@@ -132,9 +141,12 @@ Result<int> FetchFd(const std::string& name, uint64_t key, Deadline deadline) {
       msg.msg_control = control;
       msg.msg_controllen = sizeof(control);
       const ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
-      cmsghdr* c = n == 1 && ok ? CMSG_FIRSTHDR(&msg) : nullptr;
+      cmsghdr* c = n == 1 && ok == kSent ? CMSG_FIRSTHDR(&msg) : nullptr;
       if (c != nullptr && c->cmsg_type == SCM_RIGHTS) {
         std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+      } else if (n == 1 && ok == kOpenFailed) {
+        status = Unavailable("fd server '", name, "' could not open handle ", key,
+                             " (its process logged why)");
       } else {
         status = NotFound("fd server '", name, "' has no handle ", key,
                           " (region deregistered, or another user)");

@@ -21,13 +21,15 @@ namespace weightsync::transport::testing {
 struct PeerSpec {
   std::string backend, tls, net_devices;
   int cuda_device = -1;  // >= 0: the peer's region is device memory on this GPU
+  // > 0: that memory is cuMem allocations of this many bytes shareable by fd (PyTorch's
+  // expandable segments), and the region starts 4 KiB before the end of the first one.
+  uint64_t cuda_chunk = 0;
 };
 
 // The target process: transport_test_peer, fork/exec'd with one end of a socketpair.
 class PeerProcess {
  public:
-  static Result<std::unique_ptr<PeerProcess>> Spawn(const PeerSpec& c, uint64_t bytes,
-                                                    int rank) {
+  static Result<std::unique_ptr<PeerProcess>> Spawn(const PeerSpec& c, uint64_t bytes, int rank) {
     WS_ASSIGN_OR_RETURN(auto pair, MakeChannelPair());
     auto peer = std::make_unique<PeerProcess>();
     const int child_fd = pair.second.fd();
@@ -37,12 +39,14 @@ class PeerProcess {
       fcntl(child_fd, F_SETFD, 0);  // keep the child's end across exec
       const std::string fd = std::to_string(child_fd), size = std::to_string(bytes),
                         r = std::to_string(rank),
-                        memory = c.cuda_device < 0 ? "host" : StrCat("cuda:", c.cuda_device);
+                        memory = c.cuda_device < 0 ? "host"
+                                 : c.cuda_chunk == 0
+                                     ? StrCat("cuda:", c.cuda_device)
+                                     : StrCat("cuda:", c.cuda_device, "/", c.cuda_chunk);
       // The build tree may have moved (GPU hosts get a copy): the environment can point elsewhere.
       const char* program = std::getenv("WEIGHTSYNC_TRANSPORT_PEER");
       if (!program) program = WEIGHTSYNC_TRANSPORT_PEER;
-      execl(program, program, fd.c_str(), c.backend.c_str(),
-            c.tls.empty() ? "-" : c.tls.c_str(),
+      execl(program, program, fd.c_str(), c.backend.c_str(), c.tls.empty() ? "-" : c.tls.c_str(),
             c.net_devices.empty() ? "-" : c.net_devices.c_str(), size.c_str(), r.c_str(),
             memory.c_str(), static_cast<char*>(nullptr));
       _exit(127);

@@ -2,7 +2,9 @@
 //
 //   transport_test_peer <channel fd> <backend> <ucx_tls> <ucx_net_devices> <bytes> <rank> <memory>
 //
-// <memory> is "host" or "cuda:N" (device memory on GPU N; builds with cuda.h only).
+// <memory> is "host", "cuda:N" (device memory on GPU N; builds with cuda.h only) or
+// "cuda:N/CHUNK" (on GPU N, cuMem allocations of CHUNK bytes shareable by fd, the region starting
+// 4 KiB before the end of the first, so it spans allocations from inside one).
 // Transport rows of the config table come from the environment (WEIGHTSYNC_TRANSPORT_*).
 // Registers a buffer of <bytes> filled from testing::kInitialSeed, sends its PeerAddress and
 // RegionDescriptor over the channel, then progresses the transport while answering commands:
@@ -46,22 +48,31 @@ class TargetMemory {
 #ifdef WEIGHTSYNC_HAVE_CUDA_H
     if (memory.starts_with("cuda:")) {
       target.device_index = std::atoi(memory.c_str() + 5);
-      WS_ASSIGN_OR_RETURN(auto buffer,
-                          testing::DeviceBuffer::Allocate(target.device_index, bytes));
-      target.device = std::make_unique<testing::DeviceBuffer>(std::move(buffer));
-      WS_RETURN_IF_ERROR(target.device->Upload(target.host));
+      const size_t slash = memory.find('/');
+      const uint64_t chunk =
+          slash == std::string::npos ? 0 : std::strtoull(memory.c_str() + slash + 1, nullptr, 10);
+      Result<testing::DeviceBuffer> buffer =
+          chunk == 0
+              ? testing::DeviceBuffer::Allocate(target.device_index, bytes)
+              : testing::DeviceBuffer::AllocateChunked(target.device_index, bytes + chunk, chunk,
+                                                       CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+      if (!buffer.ok()) return buffer.status();
+      if (chunk > 0) target.offset = buffer->chunk() - 4096;
+      target.device = std::make_unique<testing::DeviceBuffer>(std::move(*buffer));
+      WS_RETURN_IF_ERROR(target.device->Upload(target.host, target.offset));
       return target;
     }
 #endif
     return InvalidArgument("memory '", memory, "' unsupported by this build");
   }
-  void* data() { return device ? device->data() : host.data(); }
+  void* data() { return device ? static_cast<uint8_t*>(device->data()) + offset : host.data(); }
   MemoryKind kind() const { return device ? MemoryKind::kCuda : MemoryKind::kHost; }
-  Status Pull() { return device ? device->Download(host) : Status::Ok(); }
-  Status Push() { return device ? device->Upload(host) : Status::Ok(); }
+  Status Pull() { return device ? device->Download(host, offset) : Status::Ok(); }
+  Status Push() { return device ? device->Upload(host, offset) : Status::Ok(); }
 
   std::vector<uint8_t> host;
   int device_index = -1;
+  uint64_t offset = 0;  // of the region in the device buffer
 #ifdef WEIGHTSYNC_HAVE_CUDA_H
   std::unique_ptr<testing::DeviceBuffer> device;
 #else
@@ -80,8 +91,8 @@ std::string Verify(std::istringstream& args, std::vector<uint8_t>& dst) {
   std::string reply = "OK";
   for (size_t i = 0; i < dst.size(); ++i) {
     if (dst[i] != expected[i]) {
-      reply = StrCat("MISMATCH at byte ", i, ": expected ", int{expected[i]}, ", got ",
-                     int{dst[i]}, " (", plan.size(), " writes)");
+      reply = StrCat("MISMATCH at byte ", i, ": expected ", int{expected[i]}, ", got ", int{dst[i]},
+                     " (", plan.size(), " writes)");
       break;
     }
   }
@@ -112,8 +123,7 @@ int main(int argc, char** argv) {
   auto transport = CreateTransport(argv[2], options);
   if (!transport.ok()) return Fail(transport.status());
   std::vector<uint8_t>& dst = target->host;
-  auto region =
-      (*transport)->Register(target->data(), dst.size(), target->kind(), "peer.dst");
+  auto region = (*transport)->Register(target->data(), dst.size(), target->kind(), "peer.dst");
   if (!region.ok()) return Fail(region.status());
   auto address = (*transport)->LocalAddress();
   if (!address.ok()) return Fail(address.status());

@@ -17,16 +17,12 @@ namespace weightsync::transport {
 namespace {
 
 using testing::DeviceBuffer;
+using testing::EnvBytes;
 using testing::PeerProcess;
 
 // The UCX transports for GPU memory on one host: shared memory for UCX's own wire-up messages,
 // cuda_copy for memory-type detection and staging, cuda_ipc for the GPU-to-GPU puts.
 constexpr const char* kGpuTls = "sm,cuda_copy,cuda_ipc";
-
-uint64_t EnvBytes(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::strtoull(v, nullptr, 10) : fallback;
-}
 
 class UcxGpuTest : public ::testing::Test {
  protected:
