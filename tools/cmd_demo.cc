@@ -223,7 +223,7 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
         w.pending.erase(0, eol + 1);
         json report = json::parse(line, nullptr, false);
         if (report.is_discarded()) continue;
-        if (report.contains("speed_of_light_seconds")) {
+        if (report.contains("speed_of_light_seconds") || report.contains("speed_of_light_skipped")) {
           speed_of_light = report;
           continue;
         }
@@ -347,7 +347,12 @@ int RunDemo(const DemoFlags& flags, bool as_json, const std::string& trace_path)
                             {"args", {{"name", "inference"}}}});
     std::ofstream(trace_path) << json{{"traceEvents", trace_events}}.dump() << "\n";
   }
-  if (!speed_of_light.is_null()) {
+  if (speed_of_light.contains("speed_of_light_skipped")) {
+    const std::string why = speed_of_light["speed_of_light_skipped"].get<std::string>();
+    std::cout << (as_json ? json{{"speed_of_light_skipped", why}}.dump()
+                          : StrCat("\nspeed of light: not measured (", why, ")"))
+              << std::endl;
+  } else if (!speed_of_light.is_null()) {
     const double sol = speed_of_light["speed_of_light_seconds"].get<double>();
     double best = 0;
     for (const auto& [step, row] : rows) {

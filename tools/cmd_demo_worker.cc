@@ -159,6 +159,14 @@ Status RunTrainer(const WorkerFlags& flags, const agent::AgentOptions& options) 
       WS_ASSIGN_OR_RETURN(int target, DeviceOf(inference, job));
       per_gpu[target] += static_cast<size_t>(job.plan.inference_bytes[r]);
     }
+    if (per_gpu.contains(source)) {
+      // A copy within one GPU is no limit for a push between processes sharing it.
+      Emit({{"role", "trainer"}, {"rank", flags.rank},
+            {"speed_of_light_skipped",
+             StrCat("an inference rank shares trainer 0's GPU ", source,
+                    ": run with one GPU per process for the ratio")}});
+      return Status::Ok();
+    }
     WS_ASSIGN_OR_RETURN(double seconds, TimePeerCopies(source, {per_gpu.begin(), per_gpu.end()}, 5));
     Emit({{"role", "trainer"}, {"rank", flags.rank}, {"speed_of_light_seconds", seconds},
           {"speed_of_light_bytes", job.plan.inference_bytes.empty() ? 0 : [&] {
