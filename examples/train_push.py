@@ -69,7 +69,10 @@ def fsdp2_shard(model, rank, world, init_method, device):
     """Shards every parameter of `model` over the trainers, as an FSDP2 training script does."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    try:
+        from torch.distributed.fsdp import fully_shard
+    except ImportError:  # torch 2.4
+        from torch.distributed._composable.fsdp import fully_shard
     backend = "nccl" if device.startswith("cuda") else "gloo"
     dist.init_process_group(backend, rank=rank, world_size=world, init_method=init_method)
     fully_shard(model, mesh=init_device_mesh(device.split(":")[0], (world,)))

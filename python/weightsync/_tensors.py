@@ -9,6 +9,7 @@ dtype named explicitly.
 from __future__ import annotations
 
 import ctypes
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -182,8 +183,10 @@ def allocate(specs: Iterable[TensorSpec], like: str = "numpy",
         torch = _torch()
         if torch is None:
             raise ImportError("allocate(like='torch') needs torch imported")
-        return {s.name: torch.zeros(s.shape, dtype=getattr(torch, s.dtype),
-                                    device=device or "cpu") for s in specs}
+        # Zeroed as bytes, then viewed: torch 2.4 cannot fill FP8 tensors on the CPU.
+        return {s.name: torch.zeros(math.prod(s.shape) * _ITEMSIZE[s.dtype], dtype=torch.uint8,
+                                    device=device or "cpu")
+                .view(getattr(torch, s.dtype)).reshape(s.shape) for s in specs}
     if like != "numpy":
         raise ValueError(f"like must be 'numpy' or 'torch', not {like!r}")
     out: Dict[str, Any] = {}

@@ -6,7 +6,8 @@ into a transformers FP8 model in another process, compared with transformers' ow
   shared expert), tiny dims, every FP8 shape whole 128-blocks (tests/python/hf_fp8.py says why).
   Two bf16 checkpoints are saved: step 0 (what the inference model starts from) and step 1 (what
   the trainer holds after "training").
-- Trainers: torch.distributed nccl, world size 1 with one GPU, 2 with two or more; the model
+- Trainers: 2 ranks of torch.distributed, on GPUs 0 and 1 over nccl, or both on the one GPU of a
+  1-GPU host over gloo (NCCL refuses two ranks on one GPU; the push needs no collective); the model
   loaded from step 0, fully_shard-ed (FSDP2, per decoder layer and the root), step 1's weights
   written into the DTensor shards in place; weightsync.torch.trainer_agent pushes (source format
   hf-fused: transformers' in-memory names, experts stacked).
@@ -80,10 +81,15 @@ def trainer(args):
     from torch.distributed.fsdp import fully_shard
     from transformers import GlmMoeDsaForCausalLM
     import weightsync.torch as wst
-    device = torch.device("cuda", args.rank)
+    gpus = torch.cuda.device_count()
+    device = torch.device("cuda", args.rank % gpus)
     torch.cuda.set_device(device)
-    dist.init_process_group("nccl", rank=args.rank, world_size=args.trainers,
-                            init_method=args.init, device_id=device)
+    if gpus >= args.trainers:
+        dist.init_process_group("nccl", rank=args.rank, world_size=args.trainers,
+                                init_method=args.init, device_id=device)
+    else:
+        dist.init_process_group("gloo", rank=args.rank, world_size=args.trainers,
+                                init_method=args.init)
     model = GlmMoeDsaForCausalLM.from_pretrained(f"{args.work}/step0", dtype=torch.bfloat16,
                                                  device_map=str(device))
     # The planner takes the indexer's k_norm in fp32, as GLM-5's checkpoint stores it;
@@ -250,7 +256,7 @@ def inference(args):
 def driver(args):
     from transformers import GlmMoeDsaForCausalLM  # noqa: F401
     gpus = torch.cuda.device_count()
-    trainers = 1 if gpus < 2 else 2
+    trainers = 2
     work = os.path.abspath(args.work)
     config = hf_fp8.glm_config(**DIMS)
     for step in (0, 1):  # step 1: the weights after "training"

@@ -109,7 +109,10 @@ def one_rank_mesh():
 
 
 def test_dtensor_shards_are_passed_as_their_local_tensor(model, one_rank_mesh):
-    from torch.distributed.tensor import Shard, distribute_tensor
+    try:
+        from torch.distributed.tensor import Shard, distribute_tensor
+    except ImportError:  # torch 2.4
+        from torch.distributed._tensor import Shard, distribute_tensor
     dtensors = {n: distribute_tensor(p.detach(), one_rank_mesh, [Shard(0)])
                 for n, p in model.named_parameters()}
     sources = wst.sources_from_module(dtensors, plan_for(1), 0)
