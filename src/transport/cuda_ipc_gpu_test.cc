@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 
 #include "transport/device_buffer_testing.h"
 #include "transport/peer_process_testing.h"
@@ -41,9 +42,11 @@ class CudaIpcGpuTest : public ::testing::Test {
     return CreateTransport("cuda_ipc", options);
   }
   // Fills `src` from SourceSeed(seed), writes MakePlan(seed) from it into a fresh peer of `spec`
-  // holding `size` bytes (default: all of src) and has the peer check every byte.
+  // holding `size` bytes (default: all of src), runs `after_post` once the writes are posted,
+  // flushes, and has the peer check every byte.
   void PushAndVerify(DeviceBuffer& src, const testing::PeerSpec& spec, uint64_t seed,
-                     uint64_t max_write, uint64_t size = 0) {
+                     uint64_t max_write, uint64_t size = 0,
+                     const std::function<void(Transport&, PeerId)>& after_post = {}) {
     if (size == 0) size = src.size();
     std::vector<uint8_t> host(size);
     testing::FillRandom(testing::SourceSeed(seed), host);
@@ -64,6 +67,10 @@ class CudaIpcGpuTest : public ::testing::Test {
       writes.push_back({*src_region, p.src_offset, *remote, p.dst_offset, p.length});
     const Deadline deadline = DeadlineIn(120);
     ASSERT_TRUE((*writer)->PostWrites(*connection, writes, deadline).ok());
+    if (after_post) {
+      after_post(**writer, *connection);
+      if (HasFatalFailure()) return;
+    }
     ASSERT_TRUE((*writer)->Flush(*connection, deadline).ok());
     auto reply = (*peer)->Command(StrCat("VERIFY ", seed, " ", size, " ", max_write));
     ASSERT_TRUE(reply.ok()) << reply.status().ToString();
@@ -124,35 +131,15 @@ TEST_F(CudaIpcGpuTest, RefusesMemoryThatCannotBeShared) {
 // A staging ring's reuse on the GPU: once WaitMark returns, the copies before the mark have read
 // their source, so overwriting it (here: uploading zeros) must not change what the peer holds.
 TEST_F(CudaIpcGpuTest, SourceBeforeAMarkMayBeReused) {
-  const uint64_t size = 256ull << 20, seed = 13, max_write = 16ull << 20;
-  auto src = DeviceBuffer::Allocate(0, size);
+  auto src = DeviceBuffer::Allocate(0, 256ull << 20);
   ASSERT_TRUE(src.ok()) << src.status().ToString();
-  std::vector<uint8_t> host(size);
-  testing::FillRandom(testing::SourceSeed(seed), host);
-  ASSERT_TRUE(src->Upload(host).ok());
-  auto writer = Writer();
-  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
-  auto peer = PeerProcess::Spawn({"cuda_ipc", "", "", peer_device_}, size, 1);
-  ASSERT_TRUE(peer.ok()) << peer.status().ToString();
-  auto src_region = (*writer)->Register(src->data(), size, MemoryKind::kCuda, "gpu.ring");
-  auto connection = (*writer)->Connect((*peer)->address(), DeadlineIn(30));
-  ASSERT_TRUE(src_region.ok() && connection.ok());
-  auto remote = (*writer)->Import(*connection, (*peer)->descriptor(), size);
-  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
-  const auto plan = testing::MakePlan(seed, size, size, max_write);
-  std::vector<Write> writes;
-  for (const auto& p : plan)
-    writes.push_back({*src_region, p.src_offset, *remote, p.dst_offset, p.length});
-  ASSERT_TRUE((*writer)->PostWrites(*connection, writes, DeadlineIn(60)).ok());
-  auto mark = (*writer)->Mark(*connection);
-  ASSERT_TRUE(mark.ok()) << mark.status().ToString();
-  ASSERT_TRUE((*writer)->WaitMark(*connection, *mark, DeadlineIn(60)).ok());
-  std::fill(host.begin(), host.end(), 0);
-  ASSERT_TRUE(src->Upload(host).ok());
-  ASSERT_TRUE((*writer)->Flush(*connection, DeadlineIn(60)).ok());
-  auto reply = (*peer)->Command(StrCat("VERIFY ", seed, " ", size, " ", max_write));
-  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
-  EXPECT_EQ(*reply, "OK") << plan.size() << " writes";
+  PushAndVerify(*src, {"cuda_ipc", "", "", peer_device_}, 13, 16ull << 20, 0,
+                [&](Transport& writer, PeerId peer) {
+                  auto mark = writer.Mark(peer);
+                  ASSERT_TRUE(mark.ok()) << mark.status().ToString();
+                  ASSERT_TRUE(writer.WaitMark(peer, *mark, DeadlineIn(60)).ok());
+                  ASSERT_TRUE(src->Upload(std::vector<uint8_t>(src->size(), 0)).ok());
+                });
 }
 
 // A GPU staging pool (plain cuMemAlloc, registered once) feeds cuda_ipc writes from its slots.
