@@ -238,7 +238,8 @@ TEST(TransferPlan, RandomLayoutsCoverEveryByteExactlyOnce) {
     o.trainer.fsdp = pick({1, 2, 3, 5, 6, 8, 12});
     std::vector<int> eps;
     for (int e = 1; e <= o.trainer.fsdp; ++e) {
-      if (o.trainer.fsdp % e == 0) eps.push_back(e);
+      // With EP, fsdp > experts (8) is refused (torchtitan's dim-1 expert sharding).
+      if (o.trainer.fsdp % e == 0 && (e == 1 || o.trainer.fsdp <= 8)) eps.push_back(e);
     }
     o.trainer.ep = pick(eps);
     o.trainer.hsdp = pick({1, 2});
@@ -266,6 +267,19 @@ TEST(TransferPlan, RandomLayoutsCoverEveryByteExactlyOnce) {
       ASSERT_LT(unit.owner, o.trainer.senders());
     }
   }
+}
+
+TEST(TransferPlan, ExpertStacksSmallerThanFsdpWithEpAreRefusedNamingTheTensor) {
+  PlanOptions o;
+  o.trainer.fsdp = 12;  // > 8 experts: torchtitan would shard every expert's rows (Shard(1))
+  o.trainer.ep = 2;
+  auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("model.layers.1.mlp.experts"), std::string::npos)
+      << plan.status().ToString();
+  EXPECT_NE(plan.status().message().find("fsdp=12"), std::string::npos);
+  o.trainer.ep = 1;  // without EP the experts are Shard(0) with the rest: planned
+  EXPECT_TRUE(BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o).ok());
 }
 
 TEST(TransferPlan, UnevenExpertSplitsAreRebalancedInsideTheNode) {
