@@ -311,6 +311,36 @@ TEST(TransferPlan, UnevenExpertSplitsAreRebalancedInsideTheNode) {
   EXPECT_LT(most, least * 13 / 10);  // without moves ranks 6 and 7 would hold no experts
 }
 
+TEST(TransferPlan, TorchtitanOrderIdleRanksAreRebalancedAcrossNodes) {
+  ModelDims d = TinyGlm();
+  d.experts = 12;  // ep=4: 3 per ep rank, over efsdp=2: 2 + 1
+  d.moe_intermediate = 4096, d.first_k_dense = 0, d.layers = 2, d.vocab = 128;
+  d.shared_experts = 0;
+  PlanOptions o;
+  o.trainer.fsdp = 8;
+  o.trainer.ep = 4;
+  o.trainer.gpus_per_node = 4;  // torchtitan's order: node 0 (ranks 0-3) holds 2 experts of each
+                                // stack per rank, node 1 (ranks 4-7) 1: no move inside a node helps
+  o.inference.replicas = 4;     // egress 4 x FP8 per expert: twice its bf16 source
+  o.write_cost_bytes = 0;
+  auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), d, o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_TRUE(ValidatePlan(*plan).ok());
+  int across = 0;
+  for (const ConvertUnit& unit : plan->units) {
+    if (!unit.moved) continue;
+    EXPECT_TRUE(unit.gathered);
+    if (unit.gather_nic_bytes > 0) ++across;
+  }
+  EXPECT_GT(across, 0);
+  int64_t most = 0, least = INT64_MAX;
+  for (const TrainerRankLoad& load : plan->trainer) {
+    most = std::max(most, load.nic_egress_bytes());
+    least = std::min(least, load.nic_egress_bytes());
+  }
+  EXPECT_LT(most, least * 12 / 10) << most << " vs " << least;
+}
+
 TEST(TransferPlan, QwenWithTensorParallelism) {
   ModelDims d = *PresetDims("qwen3_235b");
   d.layers = 2;
