@@ -9,6 +9,10 @@ void AddDemoFlags(CLI::App& cmd, DemoFlags& f) {
   cmd.add_option("--preset", f.preset, "Model dimensions: " + PresetNamesText());
   cmd.add_option("--source-format", f.source_format, "The trainers' tensor names (spec format)");
   cmd.add_option("--trainers", f.trainers, "Trainer processes (FSDP ranks)")->check(CLI::Range(1, 64));
+  cmd.add_option("--trainer-ep", f.trainer_ep,
+                 "Expert parallel degree of the trainers (divides --trainers; torchtitan's rank "
+                 "order: ranks 0..N-1 form one EP group)")
+      ->check(CLI::Range(1, 64));
   cmd.add_option("--inference", f.inference, "Inference processes per engine")
       ->check(CLI::Range(1, 64));
   cmd.add_flag("--expert-parallel", f.expert_parallel,
@@ -39,7 +43,8 @@ void AddDemoFlags(CLI::App& cmd, DemoFlags& f) {
 std::vector<std::string> DemoFlagArgs(const DemoFlags& f) {
   std::vector<std::string> args = {
       "--model", f.model, "--preset", f.preset, "--source-format", f.source_format,
-      "--trainers", std::to_string(f.trainers), "--inference", std::to_string(f.inference),
+      "--trainers", std::to_string(f.trainers), "--trainer-ep", std::to_string(f.trainer_ep),
+      "--inference", std::to_string(f.inference),
       "--replicas", std::to_string(f.replicas), "--pushes", std::to_string(f.pushes),
       "--seed", std::to_string(f.seed), "--transport", f.transport, "--mode", f.mode,
       "--timeout", std::to_string(f.timeout_s), "--device", f.device, "--verify", f.verify,
@@ -68,6 +73,7 @@ Result<agent::AgentOptions> DemoAgentOptions(const DemoFlags& f, const std::stri
   options.plan.source_format = f.source_format;
   options.plan.target_format = "vllm";
   options.plan.trainer.fsdp = f.trainers;
+  options.plan.trainer.ep = f.trainer_ep;
   InferenceParallelism& inference = options.plan.inference;
   inference.replicas = f.replicas;
   if (f.expert_parallel) {

@@ -15,14 +15,15 @@ struct DemoFlags {
   std::string preset = "glm5_tiny";
   std::string source_format = "hf";
   int trainers = 2;
-  int inference = 2;  // ranks per engine
+  int trainer_ep = 1;  // expert parallel degree of the trainers (divides trainers)
+  int inference = 2;   // ranks per engine
   bool expert_parallel = false;
   int replicas = 1;
   int pushes = 3;
   uint64_t seed = 1;
   std::string transport = "auto";
   std::string mode = "write";  // agent.mode: write (the product) or nccl (the baseline)
-  double timeout_s = 60;  // every push phase's deadline, and joining
+  double timeout_s = 60;       // every push phase's deadline, and joining
   std::string dump;
   // "cpu": every tensor in host memory; "cuda": trainer shards and inference tensors on GPUs
   // (rank i of all trainers then all inference ranks on GPU i % GPUs), converted by the CUDA
@@ -46,9 +47,10 @@ void AddDemoFlags(CLI::App& cmd, DemoFlags& flags);
 std::vector<std::string> DemoFlagArgs(const DemoFlags& flags);
 
 // Agent options for a demo job: the config table (WEIGHTSYNC_* overrides) plus the flags.
-// Parallelism: `trainers` FSDP ranks; inference engines of `inference` ranks each, tensor
-// parallel, or with --expert-parallel data parallel attention + expert parallel MoE (non-expert
-// tensors replicated on every rank, experts split), `replicas` engines.
+// Parallelism: `trainers` FSDP ranks, `trainer_ep` of them per EP group (torchtitan's order);
+// inference engines of `inference` ranks each, tensor parallel, or with --expert-parallel data
+// parallel attention + expert parallel MoE (non-expert tensors replicated on every rank, experts
+// split), `replicas` engines.
 Result<agent::AgentOptions> DemoAgentOptions(const DemoFlags& flags, const std::string& job_id,
                                              const std::string& store_address,
                                              const std::string& token);

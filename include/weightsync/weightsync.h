@@ -195,6 +195,13 @@ WS_API int32_t ws_job_plan_inference_world(const ws_job_plan* plan);
 /* The source shards trainer rank `rank` passes to ws_trainer_create (local shapes). */
 WS_API ws_status ws_job_plan_trainer_sources(const ws_job_plan* plan, int32_t rank,
                                              ws_tensor_list** out);
+/* Where trainer rank `rank`'s source shards lie in their full tensors, along dim 0 (rows, or the
+ * experts of a [E, rows, cols] stack): item i of ws_job_plan_trainer_sources(rank) is
+ * [first[i], first[i] + its dim 0) of total[i]. `count` must be that list's size. Ranks follow
+ * torchtitan's order, so with expert parallelism a stack's shards are not in rank order
+ * (docs/plan.md). */
+WS_API ws_status ws_job_plan_trainer_source_rows(const ws_job_plan* plan, int32_t rank,
+                                                 int64_t* first, int64_t* total, size_t count);
 /* The destination tensors (weights and FP8 scales) inference rank `rank` registers. */
 WS_API ws_status ws_job_plan_inference_destinations(const ws_job_plan* plan, int32_t rank,
                                                     ws_tensor_list** out);

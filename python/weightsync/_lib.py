@@ -80,6 +80,8 @@ _SIGNATURES = {
     "ws_job_plan_trainer_world": (c_int32, [c_void_p]),
     "ws_job_plan_inference_world": (c_int32, [c_void_p]),
     "ws_job_plan_trainer_sources": (c_int32, [c_void_p, c_int32, POINTER(c_void_p)]),
+    "ws_job_plan_trainer_source_rows": (c_int32, [c_void_p, c_int32, POINTER(c_int64),
+                                                  POINTER(c_int64), c_size_t]),
     "ws_job_plan_inference_destinations": (c_int32, [c_void_p, c_int32, POINTER(c_void_p)]),
     "ws_job_plan_last_error": (c_char_p, [c_void_p]),
     "ws_job_plan_destroy": (None, [c_void_p]),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import json
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from . import _lib
 from ._tensors import TensorSpec, specs_of
@@ -37,6 +37,18 @@ class JobPlan:
         out = ctypes.c_void_p()
         check(lib.ws_job_plan_trainer_sources(self._handle, rank, ctypes.byref(out)))
         return specs_of(lib, out)
+
+    def trainer_source_rows(self, rank: int) -> Dict[str, Tuple[int, int]]:
+        """name -> (first, total): trainer `rank`'s shard of that source is [first, first + its
+        dim 0) of the full tensor's `total` along dim 0 (rows, or the experts of a [E, rows,
+        cols] stack). Ranks follow torchtitan's order, so with expert parallelism the shards of
+        a stack are not in rank order."""
+        lib = _lib.lib()
+        specs = self.trainer_sources(rank)
+        first = (ctypes.c_int64 * max(len(specs), 1))()
+        total = (ctypes.c_int64 * max(len(specs), 1))()
+        check(lib.ws_job_plan_trainer_source_rows(self._handle, rank, first, total, len(specs)))
+        return {s.name: (first[i], total[i]) for i, s in enumerate(specs)}
 
     def inference_destinations(self, rank: int) -> List[TensorSpec]:
         """The destination tensors (weights and FP8 scales) inference `rank` registers."""

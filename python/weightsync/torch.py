@@ -1,9 +1,10 @@
 """A trainer rank's source tensors from a PyTorch model, and a TrainerAgent over them.
 
 ``sources_from_module(model, plan, rank)`` returns, for every tensor the plan says trainer `rank`
-passes, a view of the model's own memory: a plain (unsharded) parameter is cut to the rank's dim-0
-chunk (torch.chunk semantics, as FSDP2 shards), a DTensor (FSDP2, torchtitan's expert parallel)
-gives its local shard once torch's own geometry of it matches the plan's rows. Nothing is
+passes, a view of the model's own memory: a plain (unsharded) parameter is cut to the dim-0 rows
+the plan gives the rank (torch.chunk semantics in torchtitan's rank order, as FSDP2 and expert
+parallelism shard), a DTensor (FSDP2, torchtitan's expert parallel) gives its local shard once
+torch's own geometry of it matches those rows. Nothing is
 ever copied or cast: the agent reads these tensors at every push, so a copy would push the weights
 of the moment it was made. Hence a wrong dtype or a non-contiguous tensor is an error, not a fix.
 """
@@ -59,21 +60,6 @@ def _dtensor_type():
         return None
 
 
-def _row_offsets(plan: JobPlan, rank: int) -> Dict[str, Tuple[int, int]]:
-    """name -> (first row of `rank`'s chunk, rows over all ranks), from the plan's shards: the
-    ranks holding a tensor split it in rank order. Rows over all ranks is a multiple of the
-    global rows when HSDP replicas each hold the whole tensor, so offsets are taken modulo it."""
-    before: Dict[str, int] = {}
-    total: Dict[str, int] = {}
-    for r in range(plan.trainer_world):
-        for s in plan.trainer_sources(r):
-            rows = s.shape[0] if s.shape else 1
-            if r < rank:
-                before[s.name] = before.get(s.name, 0) + rows
-            total[s.name] = total.get(s.name, 0) + rows
-    return {name: (before.get(name, 0), t) for name, t in total.items()}
-
-
 def _shard_geometry():
     """torch's own (local shape, global offset) of a DTensor shard on this rank, which knows
     every placement (_StridedShard included). Private in every torch so far: its path moved
@@ -86,12 +72,12 @@ def _shard_geometry():
 
 
 def _dtensor_local(where: str, tensor: Any, spec, first: int, total: int):
-    """A DTensor's local shard, checked to be the dim-0 rows the plan gives this rank. Any
-    placements qualify (FSDP2's Shard(0), torchtitan's expert-parallel _StridedShard(0) +
-    Shard(0) on a 2D mesh, HSDP's Replicate) when the local shard is one run of whole rows:
-    the rows are computed from the DTensor's mesh and placements, not from its local shape
-    alone, so a split that has the right shape but other rows (a different rank order) is
-    refused too."""
+    """A DTensor's local shard, checked to be the dim-0 rows [first, first + spec rows) of
+    `total` the plan gives this rank. Any placements qualify (FSDP2's Shard(0), torchtitan's
+    expert-parallel _StridedShard(0) + Shard(0) on its (efsdp, ep) mesh, HSDP's Replicate) when
+    the local shard is one run of whole rows: the rows are computed from the DTensor's mesh and
+    placements, not from its local shape alone, so a split that has the right shape but other
+    rows (a different rank order) is refused too."""
     placements = tuple(tensor.placements)
     if any(p.is_partial() for p in placements):
         raise ValueError(f"{where}: DTensor placements {placements} hold partial sums, "
@@ -99,11 +85,11 @@ def _dtensor_local(where: str, tensor: Any, spec, first: int, total: int):
     global_shape = tuple(tensor.shape)
     local_shape, offset = _shard_geometry()(tensor.shape, tensor.device_mesh, placements)
     local_shape, offset = tuple(local_shape), tuple(offset)
-    if not global_shape or total % global_shape[0]:
+    if not global_shape or global_shape[0] != total:
         raise ValueError(f"{where}: global shape {list(global_shape)} does not fit the plan, "
-                         f"whose shard for this rank is {list(spec.shape)}")
-    plan_start = first % global_shape[0]
-    plan_rows = (plan_start, plan_start + spec.shape[0])
+                         f"whose tensor has {total} along dim 0 and whose shard for this rank "
+                         f"is {list(spec.shape)}")
+    plan_rows = (first, first + spec.shape[0])
     whole_rows = local_shape[1:] == global_shape[1:] and not any(offset[1:])
     held = (offset[0], offset[0] + local_shape[0]) if whole_rows else None
     if held != plan_rows or local_shape[1:] != tuple(spec.shape[1:]):
@@ -124,11 +110,11 @@ def _local_shard(name: str, tensor: Any, spec, first: int, total: int, rank: int
         local = _dtensor_local(where, tensor, spec, first, total)
     elif isinstance(tensor, torch.Tensor):
         full = tuple(tensor.shape)
-        if full[1:] != spec.shape[1:] or not full or total % full[0]:
-            raise ValueError(f"{where}: shape {list(full)} does not fit the plan, whose shard "
-                             f"for this rank is {list(spec.shape)}")
-        start = first % full[0]
-        local = tensor.detach()[start:start + spec.shape[0]]
+        if full[1:] != spec.shape[1:] or not full or full[0] != total:
+            raise ValueError(f"{where}: shape {list(full)} does not fit the plan, whose tensor "
+                             f"has {total} along dim 0 and whose shard for this rank is "
+                             f"{list(spec.shape)}")
+        local = tensor.detach()[first:first + spec.shape[0]]
     else:
         raise TypeError(f"{where}: expected a torch tensor, not {type(tensor).__name__}")
     local = local.detach()
@@ -153,11 +139,11 @@ def sources_from_module(model: Any, plan: JobPlan, rank: int,
     params, buffers = _named_tensors(model)
     by_name = _renamed((params, buffers), rename, f"trainer rank {rank}")
     specs = plan.trainer_sources(rank)
-    # Every rank's plan knows the whole model: a parameter no rank holds is unknown to the plan,
-    # while one only other ranks hold (an expert of another EP rank) is just not this rank's.
-    everywhere = _row_offsets(plan, rank)
+    # Every rank's plan lists every source of the model (its shard may be empty), with where the
+    # shard lies in the full tensor: torchtitan's rank order, not a prefix sum over ranks.
+    rows = plan.trainer_source_rows(rank)
     extra = sorted(by_name[n][0] for n in by_name
-                   if n not in everywhere and by_name[n][0] in params)
+                   if n not in rows and by_name[n][0] in params)
     if extra:
         raise ValueError(f"trainer rank {rank}: {len(extra)} parameter(s) the plan does not know, "
                          f"e.g. {', '.join(extra[:5])}; pass rename= to map or drop them")
@@ -169,7 +155,7 @@ def sources_from_module(model: Any, plan: JobPlan, rank: int,
     out = {}
     for spec in specs:
         original, tensor = by_name[spec.name]
-        first, total = everywhere[spec.name]
+        first, total = rows[spec.name]
         out[spec.name] = _local_shard(spec.name, tensor, spec, first, total, rank, dtensor)
     return out
 

@@ -17,10 +17,7 @@ SourceShard JobPlan::ShardOf(const SourceTensor& source, int shard) const {
   SourceShard out{source.name, source.shape, source.dtype, source.shape.size() == 3, {}};
   const int64_t n = source.shape.empty() ? 1 : source.shape[0];
   if (out.stacked) {
-    const int group = t.fsdp / t.ep;
-    const Range ep_range = ChunkRange(n, t.ep, shard / group);
-    const Range mine = ChunkRange(ep_range.size(), group, shard % group);
-    out.first_dim = {ep_range.begin + mine.begin, ep_range.begin + mine.end};
+    out.first_dim = t.ExpertsOf(n, shard);
   } else {
     out.first_dim = ChunkRange(n, t.fsdp, shard);
   }

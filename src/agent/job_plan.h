@@ -1,9 +1,10 @@
 // The plan every rank of a job computes from the same AgentOptions: the model spec, the trainer's
 // source tensors (global names, shapes, dtypes), the transfer plan, and what each rank must hold.
 //
-// Source shards (FSDP2, src/plan/layout.h): dim 0 of every tensor is split over the `fsdp` ranks
-// of a replica with torch.chunk semantics; a [E, rows, cols] expert stack is split by experts over
-// `ep` ranks, then over each ep rank's fsdp / ep group. Destination tensors: the plan's layouts.
+// Source shards (FSDP2 in torchtitan's rank order, src/plan/layout.h): dim 0 of every tensor is
+// split over the `fsdp` ranks of a replica with torch.chunk semantics; a [E, rows, cols] expert
+// stack is split by experts over the `ep` ranks (the fastest-varying rank index), then over each ep
+// rank's fsdp / ep ranks (TrainerParallelism::ExpertsOf). Destination tensors: the plan's layouts.
 //
 // Threading: JobPlan is immutable after BuildJobPlan and may be shared.
 #pragma once

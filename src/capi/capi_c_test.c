@@ -85,11 +85,19 @@ static void test_job_plan(void) {
   CHECK(ws_job_plan_trainer_sources(plan, 0, &rank0) == WS_OK);
   CHECK(ws_job_plan_trainer_sources(plan, 1, &rank1) == WS_OK);
   CHECK(ws_tensor_list_size(rank0) > 10 && ws_tensor_list_size(rank0) == ws_tensor_list_size(rank1));
+  /* Where each shard lies: rank 0 from row 0, rank 1 right after it, both of the full rows. */
+  const size_t count = rank0 ? ws_tensor_list_size(rank0) : 0;
+  int64_t* first0 = calloc(count + 1, sizeof(int64_t));
+  int64_t* first1 = calloc(count + 1, sizeof(int64_t));
+  int64_t* total = calloc(count + 1, sizeof(int64_t));
+  CHECK(ws_job_plan_trainer_source_rows(plan, 0, first0, total, count) == WS_OK);
+  CHECK(ws_job_plan_trainer_source_rows(plan, 1, first1, total, count) == WS_OK);
   int found_embed = 0;
-  for (size_t i = 0; rank0 && rank1 && i < ws_tensor_list_size(rank0); ++i) {
+  for (size_t i = 0; rank0 && rank1 && i < count; ++i) {
     ws_tensor a, b;
     CHECK(ws_tensor_list_get(rank0, i, &a) == WS_OK && ws_tensor_list_get(rank1, i, &b) == WS_OK);
     CHECK(strcmp(a.name, b.name) == 0 && a.data == NULL && a.ndim >= 1);
+    CHECK(first0[i] == 0 && first1[i] == a.shape[0] && total[i] == a.shape[0] + b.shape[0]);
     if (strcmp(a.name, "model.embed_tokens.weight") == 0) {
       found_embed = 1;
       CHECK(a.dtype == WS_DTYPE_BF16 && a.ndim == 2 && a.shape[1] == b.shape[1]);
@@ -98,6 +106,13 @@ static void test_job_plan(void) {
     }
   }
   CHECK(found_embed);
+  /* A count that is not the list's size is refused, naming the rank. */
+  CHECK(ws_job_plan_trainer_source_rows(plan, 1, first1, total, count + 1) ==
+        WS_INVALID_ARGUMENT);
+  CHECK(strstr(ws_last_error(), "trainer rank 1") != NULL);
+  free(first0);
+  free(first1);
+  free(total);
   ws_tensor dummy;
   CHECK(ws_tensor_list_get(rank0, 1u << 30, &dummy) == WS_OUT_OF_RANGE);
   ws_tensor_list_destroy(rank0);

@@ -107,6 +107,26 @@ WS_API ws_status ws_job_plan_trainer_sources(const ws_job_plan* plan, int32_t ra
   });
 }
 
+WS_API ws_status ws_job_plan_trainer_source_rows(const ws_job_plan* plan, int32_t rank,
+                                                 int64_t* first, int64_t* total, size_t count) {
+  return capi::Guard(plan ? &const_cast<ws_job_plan*>(plan)->error : nullptr, [&]() -> Status {
+    WS_RETURN_IF_ERROR(capi::NotNull(plan, "plan"));
+    WS_RETURN_IF_ERROR(capi::NotNull(first, "first"));
+    WS_RETURN_IF_ERROR(capi::NotNull(total, "total"));
+    WS_RETURN_IF_ERROR(CheckRank(rank, plan->job.trainer_world(), "trainer"));
+    const std::vector<agent::SourceShard> shards = plan->job.ShardsOf(rank);
+    if (count != shards.size()) {
+      return InvalidArgument("trainer rank ", rank, " has ", shards.size(),
+                             " source shards, the arrays hold ", count);
+    }
+    for (size_t i = 0; i < shards.size(); ++i) {
+      first[i] = shards[i].first_dim.begin;
+      total[i] = shards[i].global_shape.empty() ? 1 : shards[i].global_shape[0];
+    }
+    return Status::Ok();
+  });
+}
+
 WS_API ws_status ws_job_plan_inference_destinations(const ws_job_plan* plan, int32_t rank,
                                                     ws_tensor_list** out) {
   return capi::Guard(plan ? &const_cast<ws_job_plan*>(plan)->error : nullptr, [&]() -> Status {

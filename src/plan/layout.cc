@@ -103,8 +103,25 @@ int64_t ChunkOf(int64_t n, int64_t parts, int64_t x) { return x / CeilDiv(n, par
 int TrainerParallelism::ExpertShard(int64_t experts, int64_t expert) const {
   const int64_t ep_rank = ChunkOf(experts, ep, expert);
   const Range mine = ChunkRange(experts, ep, ep_rank);
-  const int64_t group = fsdp / ep;
-  return static_cast<int>(ep_rank * group + ChunkOf(mine.size(), group, expert - mine.begin));
+  const int64_t efsdp_rank = ChunkOf(mine.size(), fsdp / ep, expert - mine.begin);
+  return static_cast<int>(efsdp_rank * ep + ep_rank);
+}
+
+Range TrainerParallelism::ExpertsOf(int64_t experts, int shard) const {
+  const Range mine = ChunkRange(experts, ep, shard % ep);
+  const Range part = ChunkRange(mine.size(), fsdp / ep, shard / ep);
+  return {mine.begin + part.begin, mine.begin + part.end};
+}
+
+Status TrainerParallelism::CheckExpertStack(const std::string& tensor, int64_t experts) const {
+  if (ep > 1 && fsdp > experts) {
+    return InvalidArgument("trainer parallelism ", ToString(), ": expert stack ", tensor, " has ",
+                           experts, " experts, fewer than fsdp=", fsdp,
+                           " ranks; torchtitan then shards each expert's rows (FSDP Shard(1) "
+                           "over efsdp), which the plan does not model; use fsdp <= ",
+                           experts, " or ep=1");
+  }
+  return Status::Ok();
 }
 
 Status TrainerParallelism::Validate() const {

@@ -1,10 +1,16 @@
 // Where tensors live: the trainer's shards (source) and the inference engine's ranks (destination).
 //
-// Source: one HSDP replica is an FSDP2 group of `fsdp` ranks. Non-expert tensors are split on dim 0
-// with torch.chunk semantics (ceil(n / fsdp) rows per rank; trailing ranks may hold fewer rows or
-// none). Expert stacks [E, ...] are split over `ep` ranks, then each ep rank's experts over its
-// ep-local FSDP group of fsdp / ep ranks, both with torch.chunk semantics. Global trainer rank =
-// replica * fsdp + ep_rank * (fsdp / ep) + ep_local_rank.
+// Source: one HSDP replica is an FSDP2 group of `fsdp` ranks, numbered as torchtitan's
+// ParallelDims numbers them (its expert mesh is [dp_replicate, efsdp, ep], the dense mesh
+// [dp_replicate, fsdp]; Megatron-Core's default order "tp-cp-ep-dp-pp" agrees for tp = cp = 1):
+//   global rank = replica * fsdp + efsdp_rank * ep + ep_rank,   efsdp = fsdp / ep,
+// so ranks 0..ep-1 of a replica form one EP group and the EP rank varies fastest.
+// Non-expert tensors are Shard(0) over the whole replica (the flattened efsdp x ep): dim 0 split
+// over the fsdp ranks in rank order with torch.chunk semantics (ceil(n / fsdp) rows per rank;
+// trailing ranks may hold fewer rows or none). Expert stacks [E, ...] are split by experts over
+// the ep ranks, then each ep rank's experts over its efsdp ranks, torch.chunk both times (DTensor:
+// _StridedShard(0, split_factor=ep) on efsdp, Shard(0) on ep). torchtitan shards the experts on
+// dim 1 instead when fsdp > E; the plan refuses that (CheckExpertStack).
 //
 // Destination: a vLLM engine of tp * dp ranks, `replicas` engines. Non-expert tensors follow their
 // TensorParallelism over the tp ranks of each dp group; experts are spread over all tp * dp ranks
@@ -46,8 +52,13 @@ struct TrainerParallelism {
   int world() const { return fsdp * hsdp; }
   int senders() const { return all_replicas_send ? world() : fsdp; }
   int node_of(int rank) const { return rank / gpus_per_node; }
-  // The shard rank inside a replica that holds expert `expert` of a stack of `experts`.
+  // The shard rank (rank inside a replica) that holds expert `expert` of a stack of `experts`.
   int ExpertShard(int64_t experts, int64_t expert) const;
+  // The experts of a stack of `experts` that shard rank `shard` holds (may be empty).
+  Range ExpertsOf(int64_t experts, int shard) const;
+  // Refuses a stack the layout above does not describe: with ep > 1 and fsdp > experts torchtitan
+  // shards each expert on dim 1 (FSDP Shard(1)), not by experts. Names `tensor`.
+  Status CheckExpertStack(const std::string& tensor, int64_t experts) const;
   Status Validate() const;
   std::string ToString() const;  // "fsdp=64,ep=8,hsdp=1,senders=replica0"
 };

@@ -33,24 +33,83 @@ TEST(Layout, TorchChunkSemantics) {
   EXPECT_EQ(ChunkOf(10, 4, 9), 3);
 }
 
-TEST(Layout, TrainerExpertOwnership) {
+// Expert ownership in torchtitan's rank order (rank = efsdp_rank * ep + ep_rank), written out by
+// hand: the reference the formula is checked against.
+TEST(Layout, TrainerExpertOwnershipFollowsTorchtitanRankOrder) {
   TrainerParallelism t;
   t.fsdp = 64;
   t.ep = 8;
-  // 256 experts: 32 per ep rank, 4 per rank of its 8-rank FSDP group.
+  // 256 experts: 32 per ep rank, 4 per rank of its 8 efsdp ranks.
   EXPECT_EQ(t.ExpertShard(256, 0), 0);
-  EXPECT_EQ(t.ExpertShard(256, 37), 9);  // ep rank 1, local expert 5 -> group rank 1
+  EXPECT_EQ(t.ExpertShard(256, 4), 8);   // ep rank 0, efsdp rank 1
+  EXPECT_EQ(t.ExpertShard(256, 37), 9);  // ep rank 1 (experts 32..63), local 5 -> efsdp rank 1
+  EXPECT_EQ(t.ExpertShard(256, 32), 1);  // ep rank 1's first expert: rank 1
   EXPECT_EQ(t.ExpertShard(256, 255), 63);
-  // 10 experts over ep=2 (5 each), groups of 2 ranks (3 + 2).
-  TrainerParallelism small;
-  small.fsdp = 4;
-  small.ep = 2;
-  EXPECT_EQ(small.ExpertShard(10, 2), 0);
-  EXPECT_EQ(small.ExpertShard(10, 3), 1);
-  EXPECT_EQ(small.ExpertShard(10, 5), 2);
-  EXPECT_EQ(small.ExpertShard(10, 9), 3);
-  small.ep = 3;
-  EXPECT_FALSE(small.Validate().ok());
+  EXPECT_EQ(t.ExpertsOf(256, 1), (Range{32, 36}));
+  EXPECT_EQ(t.ExpertsOf(256, 8), (Range{4, 8}));
+}
+
+TEST(Layout, TrainerExpertOwnershipWithHsdpAndEp4) {
+  // fsdp=8, ep=4, hsdp=2: a replica's ranks 0..3 are one EP group (efsdp rank 0), 4..7 another.
+  // 16 experts: ep rank e holds experts 4e..4e+3, its efsdp ranks 2 each.
+  TrainerParallelism t;
+  t.fsdp = 8;
+  t.ep = 4;
+  t.hsdp = 2;
+  ASSERT_TRUE(t.Validate().ok());
+  const std::vector<Range> want = {{0, 2}, {4, 6}, {8, 10},  {12, 14},
+                                   {2, 4}, {6, 8}, {10, 12}, {14, 16}};
+  for (int shard = 0; shard < 8; ++shard) {
+    EXPECT_EQ(t.ExpertsOf(16, shard), want[shard]) << "shard " << shard;
+    for (int64_t e = want[shard].begin; e < want[shard].end; ++e) {
+      EXPECT_EQ(t.ExpertShard(16, e), shard) << "expert " << e;
+    }
+  }
+  EXPECT_EQ(t.world(), 16);  // replica 1 holds the same experts at global ranks 8..15
+}
+
+TEST(Layout, TrainerExpertOwnershipUnevenTorchChunk) {
+  // 10 experts, fsdp=4, ep=2: ep ranks hold 5 each (0..4, 5..9), their 2 efsdp ranks 3 + 2.
+  TrainerParallelism t;
+  t.fsdp = 4;
+  t.ep = 2;
+  const std::vector<Range> want = {{0, 3}, {5, 8}, {3, 5}, {8, 10}};
+  for (int shard = 0; shard < 4; ++shard) {
+    EXPECT_EQ(t.ExpertsOf(10, shard), want[shard]) << "shard " << shard;
+  }
+  EXPECT_EQ(t.ExpertShard(10, 2), 0);
+  EXPECT_EQ(t.ExpertShard(10, 3), 2);
+  EXPECT_EQ(t.ExpertShard(10, 5), 1);
+  EXPECT_EQ(t.ExpertShard(10, 9), 3);
+  // 9 experts over ep=3 (3 each) and efsdp=2 (2 + 1).
+  t.fsdp = 6;
+  t.ep = 3;
+  const std::vector<Range> want9 = {{0, 2}, {3, 5}, {6, 8}, {2, 3}, {5, 6}, {8, 9}};
+  for (int shard = 0; shard < 6; ++shard) {
+    EXPECT_EQ(t.ExpertsOf(9, shard), want9[shard]) << "shard " << shard;
+  }
+  // 7 experts over ep=2 (0..3, 4..6), efsdp=3: torch.chunk gives ep rank 0's 4 experts as
+  // 2, 2, 0 (the last efsdp rank holds none) and ep rank 1's 3 experts as 1, 1, 1.
+  const std::vector<Range> want7 = {{0, 2}, {4, 5}, {2, 4}, {5, 6}, {4, 4}, {6, 7}};
+  t.ep = 2;
+  for (int shard = 0; shard < 6; ++shard) {
+    EXPECT_EQ(t.ExpertsOf(7, shard), want7[shard]) << "shard " << shard;
+  }
+  t.ep = 4;
+  EXPECT_FALSE(t.Validate().ok());  // ep must divide fsdp
+}
+
+TEST(Layout, ExpertStacksSmallerThanFsdpAreRefusedWithExpertParallelism) {
+  TrainerParallelism t;
+  t.fsdp = 16;
+  t.ep = 2;
+  Status s = t.CheckExpertStack("layers.1.moe.experts.w1", 8);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("layers.1.moe.experts.w1"), std::string::npos);
+  EXPECT_NE(s.message().find("Shard(1)"), std::string::npos);
+  EXPECT_TRUE(t.CheckExpertStack("w", 16).ok());
+  t.ep = 1;  // without EP torchtitan shards experts with the block: Shard(0), torch.chunk
+  EXPECT_TRUE(t.CheckExpertStack("w", 8).ok());
 }
 
 TEST(Layout, ExpertPlacement) {

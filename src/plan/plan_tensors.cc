@@ -12,6 +12,7 @@ namespace {
 // One source piece of a part as a 2D matrix (1D tensors are [n, 1]).
 Result<SourcePiece> ResolvePiece(const SourceRef& ref,
                                  const std::map<std::string, const SourceTensor*>& sources,
+                                 const TrainerParallelism& trainer,
                                  const std::string& destination) {
   auto it = sources.find(ref.tensor);
   if (it == sources.end()) {
@@ -28,6 +29,7 @@ Result<SourcePiece> ResolvePiece(const SourceRef& ref,
       return InvalidArgument("destination ", destination, ": source ", ref.ToString(),
                              " is not an expert of a [E, rows, cols] stack ", ShapeToString(shape));
     }
+    WS_RETURN_IF_ERROR(trainer.CheckExpertStack(source.name, shape[0]));
     piece.stack_experts = shape[0];
     shape.erase(shape.begin());
   } else {
@@ -120,7 +122,8 @@ std::vector<std::vector<Range>> RowGroups(const std::vector<LocalLayout>& layout
 
 Result<PlannedTensor> PlanOneTensor(const ConversionSpec& spec, const TargetRule& rule,
                                     const std::map<std::string, const SourceTensor*>& sources,
-                                    const ModelDims& dims, const InferenceParallelism& inference) {
+                                    const ModelDims& dims, const PlanOptions& options) {
+  const InferenceParallelism& inference = options.inference;
   PlannedTensor tensor;
   TensorShape2D& shape = tensor.shape;
   shape.name = spec.destination;
@@ -138,7 +141,8 @@ Result<PlannedTensor> PlanOneTensor(const ConversionSpec& spec, const TargetRule
   for (size_t p = 0; p < spec.parts.size(); ++p) {
     std::vector<SourcePiece> pieces;
     for (const SourceRef& ref : spec.parts[p]) {
-      WS_ASSIGN_OR_RETURN(SourcePiece piece, ResolvePiece(ref, sources, spec.destination));
+      WS_ASSIGN_OR_RETURN(SourcePiece piece,
+                          ResolvePiece(ref, sources, options.trainer, spec.destination));
       pieces.push_back(std::move(piece));
     }
     WS_ASSIGN_OR_RETURN(auto extent,
@@ -207,7 +211,7 @@ Result<std::vector<PlannedTensor>> PlanTensors(const ModelSpec& model, const Mod
   for (size_t i = 0; i < conversion.specs.size(); ++i) {
     const TargetRule& rule = target_format->tensors[conversion.rules[i]];
     WS_ASSIGN_OR_RETURN(PlannedTensor tensor,
-                        PlanOneTensor(conversion.specs[i], rule, by_name, dims, options.inference));
+                        PlanOneTensor(conversion.specs[i], rule, by_name, dims, options));
     out.push_back(std::move(tensor));
   }
   return out;

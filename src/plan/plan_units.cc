@@ -237,6 +237,62 @@ void RebalanceNodes(TransferPlan& plan, std::vector<int64_t>& load,
   }
 }
 
+// Then moves whole sharded units across nodes, from the sender with the most load to the one with
+// the least, while a move lowers the peak load. torchtitan's rank order puts the idle ranks of an
+// uneven expert split (384 experts, ep=64, efsdp=4: 2, 2, 2, 0) on nodes of their own, out of
+// RebalanceNodes' reach. A move across nodes is a NIC gather: the holder still sends the unit's
+// source rows, so it gains the unit's cost less those bytes (worth it when the unit is written to
+// several inference replicas, whose egress dwarfs the bf16 source).
+void RebalanceAcrossNodes(TransferPlan& plan, std::vector<int64_t>& load,
+                          const std::function<int64_t(const ConvertUnit&)>& cost) {
+  const TrainerParallelism& trainer = plan.options.trainer;
+  const int senders = trainer.senders();
+  std::vector<std::vector<int32_t>> owned(senders);
+  for (int32_t u = 0; u < static_cast<int32_t>(plan.units.size()); ++u) {
+    if (!plan.units[u].gathered) owned[plan.units[u].owner].push_back(u);
+  }
+  // The rank a unit moved to `owner` gathers its source rows from: its holder in that replica.
+  auto holder_for = [&](const ConvertUnit& unit, int owner) {
+    return owner / trainer.fsdp * trainer.fsdp + unit.owner % trainer.fsdp;
+  };
+  while (true) {
+    int most = 0, least = 0;
+    for (int r = 0; r < senders; ++r) {
+      if (load[r] > load[most]) most = r;
+      if (load[r] < load[least]) least = r;
+    }
+    const int64_t gap = load[most] - load[least];
+    if (gap * 100 <= load[most] * plan.options.rebalance_tolerance_percent) break;
+    // The unit whose move leaves the lowest peak over `most`, `least` and the rank it gathers
+    // from (in the new owner's replica); only moves that lower `most`'s load count.
+    int best = -1;
+    int64_t best_peak = load[most];
+    for (size_t i = 0; i < owned[most].size(); ++i) {
+      const ConvertUnit& unit = plan.units[owned[most][i]];
+      const int holder = holder_for(unit, least);
+      const int64_t nic = trainer.node_of(holder) != trainer.node_of(least) ? unit.source_bytes : 0;
+      const int64_t c = cost(unit);
+      int64_t peak = std::max(load[most] - c + (holder == most ? nic : 0), load[least] + c);
+      if (holder != most && holder != least) peak = std::max(peak, load[holder] + nic);
+      if (peak < best_peak) {
+        best = static_cast<int>(i);
+        best_peak = peak;
+      }
+    }
+    if (best < 0) break;
+    const int32_t u = owned[most][static_cast<size_t>(best)];
+    owned[most].erase(owned[most].begin() + best);
+    ConvertUnit& unit = plan.units[u];
+    const int holder = holder_for(unit, least);
+    if (trainer.node_of(holder) != trainer.node_of(least)) load[holder] += unit.source_bytes;
+    load[most] -= cost(unit);
+    load[least] += cost(unit);
+    unit.owner = least;
+    unit.gathered = true;
+    unit.moved = true;
+  }
+}
+
 }  // namespace
 
 Status AssignOwners(TransferPlan& plan) {
@@ -277,6 +333,7 @@ Status AssignOwners(TransferPlan& plan) {
     load[best] += cost(unit);
   }
   RebalanceNodes(plan, load, cost);
+  RebalanceAcrossNodes(plan, load, cost);
 
   // Gathers: the owner fetches every source row it does not hold from its own replica's shards.
   for (ConvertUnit& unit : plan.units) {

@@ -238,7 +238,8 @@ TEST(TransferPlan, RandomLayoutsCoverEveryByteExactlyOnce) {
     o.trainer.fsdp = pick({1, 2, 3, 5, 6, 8, 12});
     std::vector<int> eps;
     for (int e = 1; e <= o.trainer.fsdp; ++e) {
-      if (o.trainer.fsdp % e == 0) eps.push_back(e);
+      // With EP, fsdp > experts (8) is refused (torchtitan's dim-1 expert sharding).
+      if (o.trainer.fsdp % e == 0 && (e == 1 || o.trainer.fsdp <= 8)) eps.push_back(e);
     }
     o.trainer.ep = pick(eps);
     o.trainer.hsdp = pick({1, 2});
@@ -268,6 +269,19 @@ TEST(TransferPlan, RandomLayoutsCoverEveryByteExactlyOnce) {
   }
 }
 
+TEST(TransferPlan, ExpertStacksSmallerThanFsdpWithEpAreRefusedNamingTheTensor) {
+  PlanOptions o;
+  o.trainer.fsdp = 12;  // > 8 experts: torchtitan would shard every expert's rows (Shard(1))
+  o.trainer.ep = 2;
+  auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("model.layers.1.mlp.experts"), std::string::npos)
+      << plan.status().ToString();
+  EXPECT_NE(plan.status().message().find("fsdp=12"), std::string::npos);
+  o.trainer.ep = 1;  // without EP the experts are Shard(0) with the rest: planned
+  EXPECT_TRUE(BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o).ok());
+}
+
 TEST(TransferPlan, UnevenExpertSplitsAreRebalancedInsideTheNode) {
   ModelDims d = TinyGlm();
   d.experts = 12;  // over 8 ranks, torch.chunk gives 2, 2, 2, 2, 2, 2, 0, 0
@@ -295,6 +309,36 @@ TEST(TransferPlan, UnevenExpertSplitsAreRebalancedInsideTheNode) {
     least = std::min(least, load.write_bytes);
   }
   EXPECT_LT(most, least * 13 / 10);  // without moves ranks 6 and 7 would hold no experts
+}
+
+TEST(TransferPlan, TorchtitanOrderIdleRanksAreRebalancedAcrossNodes) {
+  ModelDims d = TinyGlm();
+  d.experts = 12;  // ep=4: 3 per ep rank, over efsdp=2: 2 + 1
+  d.moe_intermediate = 4096, d.first_k_dense = 0, d.layers = 2, d.vocab = 128;
+  d.shared_experts = 0;
+  PlanOptions o;
+  o.trainer.fsdp = 8;
+  o.trainer.ep = 4;
+  o.trainer.gpus_per_node = 4;  // torchtitan's order: node 0 (ranks 0-3) holds 2 experts of each
+                                // stack per rank, node 1 (ranks 4-7) 1: no move inside a node helps
+  o.inference.replicas = 4;     // egress 4 x FP8 per expert: twice its bf16 source
+  o.write_cost_bytes = 0;
+  auto plan = BuildTransferPlan(Spec("glm_moe_dsa"), d, o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_TRUE(ValidatePlan(*plan).ok());
+  int across = 0;
+  for (const ConvertUnit& unit : plan->units) {
+    if (!unit.moved) continue;
+    EXPECT_TRUE(unit.gathered);
+    if (unit.gather_nic_bytes > 0) ++across;
+  }
+  EXPECT_GT(across, 0);
+  int64_t most = 0, least = INT64_MAX;
+  for (const TrainerRankLoad& load : plan->trainer) {
+    most = std::max(most, load.nic_egress_bytes());
+    least = std::min(least, load.nic_egress_bytes());
+  }
+  EXPECT_LT(most, least * 12 / 10) << most << " vs " << least;
 }
 
 TEST(TransferPlan, QwenWithTensorParallelism) {

@@ -32,6 +32,27 @@ def test_fsdp_shards_split_dim0_like_torch_chunk():
         assert all(s[name].shape[1:] == spec.shape[1:] for s in shards), name
 
 
+def test_expert_stacks_follow_torchtitans_rank_order():
+    """fsdp=8, ep=4, hsdp=2 (torchtitan format, 8 experts per stack): a replica's ranks 0..3 are
+    one EP group, so rank r holds expert (r % 4) * 2 + r // 4; non-expert rows stay in rank
+    order; replica 1 (ranks 8..15) holds what replica 0 holds."""
+    plan = weightsync.JobPlan(OPTIONS, source_format="torchtitan", trainer="fsdp=8,ep=4,hsdp=2")
+    stack = "model.layers.1.mlp.experts.w1"
+    norm = "model.norm.weight"  # 448 rows: 56 per rank
+    for rank in range(16):
+        rows = plan.trainer_source_rows(rank)
+        shard = rank % 8
+        shapes = {s.name: s.shape for s in plan.trainer_sources(rank)}
+        assert rows[stack] == ((shard % 4) * 2 + shard // 4, 8) and shapes[stack][0] == 1, rank
+        assert rows[norm] == (shard * 56, 448) and shapes[norm] == (56,), rank
+
+
+def test_expert_parallelism_with_fewer_experts_than_fsdp_ranks_is_refused():
+    # torchtitan shards the experts' rows (Shard(1)) then, which the plan does not model.
+    with pytest.raises(weightsync.WeightsyncError, match=r"experts\.w\d.*8 experts.*Shard\(1\)"):
+        weightsync.JobPlan(OPTIONS, source_format="torchtitan", trainer="fsdp=16,ep=2")
+
+
 def test_tensor_parallel_destinations_split_the_bytes():
     one = weightsync.JobPlan(OPTIONS, inference="tp=1").inference_destinations(0)
     two = weightsync.JobPlan(OPTIONS, inference="tp=2")

@@ -102,7 +102,7 @@ def one_rank_mesh():
         pytest.skip("torch without distributed")
     from torch.distributed.device_mesh import init_device_mesh
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29533")
+    os.environ.setdefault("MASTER_PORT", str(free_port()))  # not a fixed one: parallel runs
     dist.init_process_group("gloo", rank=0, world_size=1)
     yield init_device_mesh("cpu", (1,))
     dist.destroy_process_group()
@@ -128,9 +128,11 @@ def test_dtensor_shards_are_passed_as_their_local_tensor(model, one_rank_mesh):
                        model.get_parameter(Q_A).detach())
 
 
-def test_torchtitan_expert_parallel_placements_match_the_plan_and_wrong_splits_are_refused():
-    """4 gloo processes, trainer fsdp=4,ep=2: expert stacks as _StridedShard(0, ep) + Shard(0)
-    on a (dp_shard_mod_ep, ep) mesh (tests/python/ep_placements_worker.py)."""
+def test_torchtitan_fsdp2_ep_model_is_accepted_on_every_rank_and_pushed_exactly():
+    """4 gloo trainer processes, fsdp=4,ep=2, the model sharded as torchtitan shards it (its
+    device meshes, distribute_tensor over ep, fully_shard over efsdp and dp_shard), pushed to an
+    inference rank that compares every byte with convert_tensors
+    (tests/python/ep_placements_worker.py)."""
     worker = os.path.join(HERE, "ep_placements_worker.py")
     try:
         run = subprocess.run([sys.executable, worker, f"tcp://127.0.0.1:{free_port()}"],
@@ -140,21 +142,35 @@ def test_torchtitan_expert_parallel_placements_match_the_plan_and_wrong_splits_a
         pytest.fail("the expert-parallel ranks did not finish in 150 s")
     assert run.returncode == 0, run.stdout
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-    results = sorted(lines, key=lambda r: r["rank"])
-    assert len(results) == 4, run.stdout
+    inference = [r for r in lines if "inference" in r]
+    results = sorted((r for r in lines if "rank" in r), key=lambda r: r["rank"])
+    assert len(results) == 4 and len(inference) == 1, run.stdout
+    # torchtitan's rank order: ranks 0 and 1 are one EP group; rank 1 holds ep rank 1's first
+    # experts (4, 5 of 8), rank 2 ep rank 0's second (2, 3).
+    first_expert = {0: 0, 1: 4, 2: 2, 3: 6}
     for rank, r in enumerate(results):
         assert r["rank"] == rank and r["experts"] > 0
-        assert "_StridedShard" in r["placements"] and "Shard(dim=0)" in r["placements"]
-        assert r["names_match"] and r["shapes_match"] and r["views"], r
-        assert r["sources"] > 0 and r["differ"] == [], r
+        assert r["expert_placements"] == "(_StridedShard(dim=0, sf=2), Shard(dim=0))", r
+        assert r["dense_placements"] == "(Shard(dim=0),)", r
+        assert r["names_match"] and r["views"], r
+        assert r["torch_is_torchtitan"] == [] and r["differ"] == [], r
+        assert list(r["expert_rows"].values()) == [[first_expert[rank], 8]], r
+        assert r["unflatten_error"] is None, r  # torchtitan's current mesh construction too
+        assert r["pushed_bytes"] > 0, r
+        # A split along an expert's rows (dim 1 over ep): not whole rows, refused.
         assert r["dim1_error"] and f"trainer rank {rank}" in r["dim1_error"], r
         assert "Shard(dim=1)" in r["dim1_error"] and "a block of shape" in r["dim1_error"]
-    # torchtitan's own rank order swaps ranks 1 and 2's experts: same shapes, other rows.
-    assert results[0]["titan_order_error"] is None and results[3]["titan_order_error"] is None
-    for rank in (1, 2):
-        message = results[rank]["titan_order_error"]
-        assert message and f"trainer rank {rank}" in message and "experts" in message, message
-        assert "_StridedShard" in message and "the plan gives this rank rows" in message
+    # The plan's former ep-major order swaps ranks 1 and 2's experts: same shapes, other rows.
+    assert results[0]["old_order_error"] is None and results[3]["old_order_error"] is None
+    for rank, held, planned in ((1, "[2, 4)", "[4, 6)"), (2, "[4, 6)", "[2, 4)")):
+        message = results[rank]["old_order_error"]
+        assert message and f"trainer rank {rank}" in message, message
+        assert "model.layers.1.mlp.experts." in message and "_StridedShard" in message
+        assert f"holds rows {held}" in message, message
+        assert f"the plan gives this rank rows {planned}" in message, message
+    got = inference[0]
+    assert got["step"] == 1 and got["names_match"] and got["differ"] == [], got
+    assert got["tensors"] > 0 and got["bytes"] == sum(r["pushed_bytes"] for r in results)
 
 
 # On a GPU host: WEIGHTSYNC_TEST_TORCH_DEVICES="cuda:0,cuda:1" (trainer, inference) and
