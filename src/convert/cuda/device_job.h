@@ -35,26 +35,48 @@ struct DeviceJob {
   uint8_t src_type, dst_type, flags;
 };
 
+// What a conversion kernel launch is given, as its parameters (__grid_constant__, so the kernels
+// read the jobs in place). A batch of a few jobs ships its work list inside the launch and
+// nothing else is copied before or after the kernel: the error words stay on the device between
+// launches (kNoRefusedElement, and the CTA counter 0), and the launch's last CTA copies them to
+// mapped host memory and resets them. Each stream operation costs microseconds, a tenth of a
+// large matrix's conversion time (bench/results/2026-11-29-gpu-convert-2.md).
+inline constexpr int kInlineJobs = 8;
+
+struct KernelArgs {
+  const DeviceJob* jobs;  // the work list in device memory, or nullptr: inline_jobs
+  DeviceJob inline_jobs[kInlineJobs];
+  int num_jobs;
+  int total_tiles;
+  // tile_jobs[t] = the job of tile t (FillTileTable), or nullptr: tiles search the work list.
+  const int32_t* tile_jobs;
+  // Per job: the smallest row-major index (row * cols + col) of a refused element, lowered by
+  // atomicMin during the launch (device memory), and where the last CTA publishes it (host).
+  unsigned long long* refused;
+  unsigned long long* host_refused;
+  unsigned int* finished_ctas;  // 0 before and after the launch
+};
+
 // The kernel's resident CTAs per multiprocessor with pipeline stages of `stage_bytes` on the
 // current device (kStageBytes16 or kStageBytes32), after raising its shared-memory limit there.
 // Returns the cudaError_t as an int.
 int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor);
 
-// The tiled kernel (convert_kernels.cu), for every job but FP8 from fp32: one launch of
-// `num_blocks` CTAs over the `total_tiles` tiles (< 2^31) of the `num_jobs` jobs of `jobs`,
-// after a launch that writes the work-list index of tile t's job to tile_jobs[t] (device memory
-// of total_tiles entries). stage_bytes: kStageBytes32 if any job has an fp32 source, else
-// kStageBytes16. first_refused[j] must hold kNoRefusedElement; the kernel
-// lowers it to the smallest row-major index (row * cols + col) of a refused element of job j.
-// Returns the launch's cudaError_t as an int.
-int LaunchConvertKernel(const DeviceJob* jobs, int num_jobs, int32_t* tile_jobs, int total_tiles,
-                        int num_blocks, int stage_bytes, unsigned long long* first_refused,
+// Writes tile_jobs[t] = the index of the job owning tile t for the `num_jobs` jobs of `jobs`
+// (device memory, in tile order, the last ending at total_tiles). Returns the cudaError_t.
+int LaunchFillTileTable(const DeviceJob* jobs, int num_jobs, int total_tiles, int32_t* tile_jobs,
                         CudaStream stream);
 
-// The register kernel (fp32_fp8_kernel.cu), for FP8 from fp32 only: one launch over the
-// `num_jobs` jobs of `jobs`, which cover `total_tiles` tiles (<= 2^30) numbered from 0 by their
-// tile_begin; first_refused as above, indexed like `jobs`.
-int LaunchFp32Fp8Kernel(const DeviceJob* jobs, int num_jobs, int total_tiles,
-                        unsigned long long* first_refused, CudaStream stream);
+// The tiled kernel (convert_kernels.cu), for every job but FP8 from fp32: one launch of
+// `num_blocks` CTAs over the args.total_tiles tiles (< 2^31) of the args.num_jobs jobs.
+// stage_bytes: kStageBytes32 if any job has an fp32 source, else kStageBytes16. Returns the
+// launch's cudaError_t as an int.
+int LaunchConvertKernel(const KernelArgs& args, int num_blocks, int stage_bytes,
+                        CudaStream stream);
+
+// The register kernel (fp32_fp8_kernel.cu), for FP8 from fp32 only: one CTA per tile over the
+// jobs of args, which cover args.total_tiles tiles (<= 2^30) numbered from 0 by their
+// tile_begin. Returns the launch's cudaError_t as an int.
+int LaunchFp32Fp8Kernel(const KernelArgs& args, CudaStream stream);
 
 }  // namespace weightsync::cuda_convert

@@ -5,8 +5,9 @@
 // One CTA per 128x128 tile (a grid as large as the tile count, up to 2^30): each thread issues
 // all eight 16-byte loads of its four chunks before it reduces, so with two CTAs per
 // multiprocessor 128 KiB of source is in flight per multiprocessor without shared memory. The
-// tile finds its job by binary search over the jobs' first tiles. The values are rounded to
-// bf16 (the value rule) as they arrive and quantized from registers.
+// tile finds its job by binary search over the jobs' first tiles (in the launch's parameters for
+// a few jobs, else in device memory). The values are rounded to bf16 (the value rule) as they
+// arrive and quantized from registers.
 #include <cuda_runtime.h>
 
 #include "convert/cuda/device_job.h"
@@ -84,38 +85,29 @@ __device__ __forceinline__ void Fp32Fp8Tile(const DeviceJob& job, int64_t tile_r
 }
 
 __global__ void __launch_bounds__(kThreadsPerTile, 2)
-    Fp32Fp8Kernel(const DeviceJob* __restrict__ jobs, int num_jobs, int total_tiles,
-                  unsigned long long* first_refused) {
+    Fp32Fp8Kernel(const __grid_constant__ KernelArgs args) {
   // Two copies so one __syncthreads per tile suffices: a warp can only reach the next use of a
   // copy after every warp passed the barrier that follows its last read.
   __shared__ uint32_t warp_max[2][kWarps];
+  const DeviceJob* jobs = JobsOf(args);
   int parity = 0;
-  for (int tile = static_cast<int>(blockIdx.x); tile < total_tiles;
+  for (int tile = static_cast<int>(blockIdx.x); tile < args.total_tiles;
        tile += static_cast<int>(gridDim.x), parity ^= 1) {
-    int lo = 0, hi = num_jobs - 1;
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) >> 1;
-      if (jobs[mid].tile_begin <= tile) {
-        lo = mid;
-      } else {
-        hi = mid - 1;
-      }
-    }
-    const DeviceJob& job = jobs[lo];  // fields are read where used, not held in registers
+    const int index = SearchJob(jobs, args.num_jobs, tile);
+    const DeviceJob& job = jobs[index];  // fields are read where used, not held in registers
     const int local = tile - job.tile_begin;
     const int tile_row = local / job.tile_cols;
-    Fp32Fp8Tile(job, tile_row, local - tile_row * job.tile_cols, first_refused + lo,
+    Fp32Fp8Tile(job, tile_row, local - tile_row * job.tile_cols, args.refused + index,
                 warp_max[parity]);
   }
+  PublishRefusals(args);
 }
 
 }  // namespace
 
-int LaunchFp32Fp8Kernel(const DeviceJob* jobs, int num_jobs, int total_tiles,
-                        unsigned long long* first_refused, CudaStream stream) {
-  if (num_jobs <= 0 || total_tiles <= 0) return cudaSuccess;
-  Fp32Fp8Kernel<<<static_cast<unsigned>(total_tiles), kThreadsPerTile, 0, stream>>>(
-      jobs, num_jobs, total_tiles, first_refused);
+int LaunchFp32Fp8Kernel(const KernelArgs& args, CudaStream stream) {
+  if (args.num_jobs <= 0 || args.total_tiles <= 0) return cudaSuccess;
+  Fp32Fp8Kernel<<<static_cast<unsigned>(args.total_tiles), kThreadsPerTile, 0, stream>>>(args);
   return static_cast<int>(cudaGetLastError());
 }
 

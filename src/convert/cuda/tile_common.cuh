@@ -88,6 +88,47 @@ __device__ __noinline__ void ReportRefused(const DeviceJob* job, int64_t row0, i
     }
   }
   atomicMin(first_refused, best);
+  __threadfence();  // before the CTA's count in PublishRefusals
+}
+
+// The work list of a launch: in its parameters (a generic address into the parameter space,
+// valid because the parameter is __grid_constant__) or in device memory.
+__device__ __forceinline__ const DeviceJob* JobsOf(const KernelArgs& args) {
+  return args.jobs != nullptr ? args.jobs : args.inline_jobs;
+}
+
+// The job owning `tile`: the last whose first tile is at most `tile` (jobs in tile order).
+__device__ __forceinline__ int SearchJob(const DeviceJob* jobs, int num_jobs, int tile) {
+  int lo = 0, hi = num_jobs - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (jobs[mid].tile_begin <= tile) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return lo;
+}
+
+// Called by every thread of every CTA at its end: the last CTA to finish copies the error words
+// to the host (mapped memory, visible once the launch completes) and resets them and the
+// counter for the next launch, so no copy before or after the kernel is needed.
+__device__ __forceinline__ void PublishRefusals(const KernelArgs& args) {
+  __shared__ bool last;
+  __syncthreads();  // every refusal of this CTA is reported (and fenced)
+  if (threadIdx.x == 0) {
+    __threadfence();
+    last = atomicAdd(args.finished_ctas, 1u) == gridDim.x - 1;
+    __threadfence();
+  }
+  __syncthreads();
+  if (!last) return;
+  for (int job = static_cast<int>(threadIdx.x); job < args.num_jobs;
+       job += static_cast<int>(blockDim.x)) {
+    args.host_refused[job] = atomicExch(args.refused + job, kNoRefusedElement);
+  }
+  if (threadIdx.x == 0) *args.finished_ctas = 0;
 }
 
 // The 8 FP8 codes of a thread's chunk of 16-bit values (bf16, or fp16 when kHalf), packed in
