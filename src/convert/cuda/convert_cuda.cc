@@ -122,7 +122,7 @@ struct CudaConverter::State {
   // The device the kernel was last prepared for, and how many CTAs it keeps resident there with
   // 16-bit and with fp32 stages.
   int device = -1;
-  int resident16 = 0, resident32 = 0;
+  int resident16 = 0, resident32 = 0, resident_fp32_fp8 = 0;
 
   // The batch in flight: the jobs (strings owned here) and which entry of the work list each is.
   bool pending = false;
@@ -191,7 +191,7 @@ struct CudaConverter::State {
     int current = 0;
     WS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&current), "cudaGetDevice");
     if (current != device) {
-      int multiprocessors = 0, per16 = 0, per32 = 0;
+      int multiprocessors = 0, per16 = 0, per32 = 0, per_fp32_fp8 = 0;
       WS_CUDA_RETURN_IF_ERROR(
           cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, current),
           "reading the multiprocessor count");
@@ -201,13 +201,18 @@ struct CudaConverter::State {
       WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::PrepareConvertKernel(
                                   cuda_convert::kStageBytes32, &per32)),
                               "preparing the conversion kernel");
-      if (per16 < 1 || per32 < 1) {
+      WS_CUDA_RETURN_IF_ERROR(
+          static_cast<cudaError_t>(cuda_convert::PrepareFp32Fp8Kernel(&per_fp32_fp8)),
+          "preparing the fp32 -> FP8 kernel");
+      if (per16 < 1 || per32 < 1 || per_fp32_fp8 < 1) {
         return Internal("CUDA conversion: the kernel does not fit on device ", current,
-                        " (resident CTAs per multiprocessor: ", per16, ", ", per32, ")");
+                        " (resident CTAs per multiprocessor: ", per16, ", ", per32, ", ",
+                        per_fp32_fp8, ")");
       }
       device = current;
       resident16 = multiprocessors * per16;
       resident32 = multiprocessors * per32;
+      resident_fp32_fp8 = multiprocessors * per_fp32_fp8;
     }
     return stage_bytes > cuda_convert::kStageBytes16 ? resident32 : resident16;
   }
@@ -313,11 +318,10 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     return InvalidArgument("CUDA conversion: more than 2^30 tiles of 128x128 in one batch");
   }
   const int stage_bytes = wide_sources ? cuda_convert::kStageBytes32 : cuda_convert::kStageBytes16;
-  int blocks = 0;
-  if (tiled_tiles > 0) {
-    WS_ASSIGN_OR_RETURN(const int resident, s.ResidentBlocks(stage_bytes));
-    blocks = static_cast<int>(std::min<int64_t>(resident, tiled_tiles));
-  }
+  // Both kernels keep as many CTAs as fit on the GPU at once, each striding over the tiles.
+  WS_ASSIGN_OR_RETURN(const int resident, s.ResidentBlocks(stage_bytes));
+  const int blocks = static_cast<int>(std::min<int64_t>(resident, tiled_tiles));
+  const int fp32_blocks = static_cast<int>(std::min<int64_t>(s.resident_fp32_fp8, register_tiles));
   WS_RETURN_IF_ERROR(s.ReserveWords(work, stream));
   // Nothing refused unless a launch says otherwise (a batch captured into a graph and not run
   // reads this).
@@ -379,7 +383,7 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
   }
   if (register_tiles > 0) {
     WS_CUDA_RETURN_IF_ERROR(
-        static_cast<cudaError_t>(cuda_convert::LaunchFp32Fp8Kernel(fp32, stream)),
+        static_cast<cudaError_t>(cuda_convert::LaunchFp32Fp8Kernel(fp32, fp32_blocks, stream)),
         "launching the fp32 -> FP8 kernel");
   }
   s.pending = true;

@@ -21,7 +21,6 @@
 // elementwise, pass by pass; fp32 casts come through stages of fp32.
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdlib>
 #include <type_traits>
 
@@ -31,12 +30,9 @@
 namespace weightsync::cuda_convert {
 namespace {
 
+constexpr int kStages = 2;
 constexpr int kSlotBytes = kThreadsPerTile * 16;  // one 16-byte slot per thread
 static_assert(kStageBytes16 == kPasses * kSlotBytes);
-// A stage of 16-bit values is the tile's rows in order: row r at r * kRowBytes16 (slot p of
-// thread t, below, is row t / 16 + 32 p, chunk t % 16).
-constexpr int kRowBytes16 = kTile * 2;
-static_assert(kStageBytes16 == kTile * kRowBytes16);
 
 // ---- cp.async: 16 bytes from global to shared memory without passing through registers.
 
@@ -67,52 +63,6 @@ __device__ __forceinline__ void CommitCopies() {
 template <int kPending>
 __device__ __forceinline__ void WaitCopies() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-
-// ---- Bulk copies (the TMA engine): a whole tile row of 256 bytes per instruction, completion
-// counted in bytes on a shared-memory barrier (mbarrier) of the stage.
-
-__device__ __forceinline__ void InitBarrier(uint32_t barrier) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(barrier) : "memory");
-}
-// Makes the initialized barriers visible to the TMA engine (the async proxy).
-__device__ __forceinline__ void FenceBarrierInit() {
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-}
-// Orders this thread's earlier shared-memory accesses before its later bulk copies.
-__device__ __forceinline__ void FenceProxyAsync() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-// The one arrival of the barrier's phase, announcing `bytes` still to land.
-__device__ __forceinline__ void ExpectBytes(uint32_t barrier, int bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(barrier),
-               "r"(bytes)
-               : "memory");
-}
-// `bytes` (a multiple of 16, both addresses 16-byte aligned) from global to shared memory.
-__device__ __forceinline__ void BulkCopy(uint32_t shared, const void* global, int bytes,
-                                         uint32_t barrier) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::
-          "r"(shared),
-      "l"(global), "r"(bytes), "r"(barrier)
-      : "memory");
-}
-__device__ __forceinline__ bool BarrierDone(uint32_t barrier, uint32_t parity) {
-  uint32_t done;
-  asm volatile(
-      "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-      " selp.u32 %0, 1, 0, p;\n}\n"
-      : "=r"(done)
-      : "r"(barrier), "r"(parity)
-      : "memory");
-  return done != 0;
-}
-// Waits until the barrier's phase of parity `parity` has completed (its bytes have landed).
-__device__ __forceinline__ void WaitBarrier(uint32_t barrier, uint32_t parity) {
-  while (!BarrierDone(barrier, parity)) {
-  }
 }
 
 // ---- Where things are.
@@ -232,39 +182,6 @@ __device__ __forceinline__ void FetchTile32(const DeviceJob& job, const TileAt& 
   }
 }
 
-
-// Whether the tile comes by bulk copies: an FP8 tile of a 16-bit source, whole (128 x 128
-// inside the job) and with 16-byte aligned rows. Everything else is fetched by the threads.
-template <bool kBulk>
-__device__ __forceinline__ bool IsBulkTile(const DeviceJob& job, const TileAt& at) {
-  if constexpr (!kBulk) {
-    return false;
-  } else {
-    return job.dst_type == kDstF8 && job.src_type != kSrcF32 && (job.flags & kSrcVector) &&
-           (int64_t{at.row} + 1) * kTile <= job.rows && (int64_t{at.col} + 1) * kTile <= job.cols;
-  }
-}
-
-// Warp 0 copies the tile's 128 rows (4 per lane) into the stage; the stage's barrier completes
-// when all 32 KiB have landed. The caller makes sure no thread still reads the stage.
-__device__ __forceinline__ void FetchTileBulk(const DeviceJob& job, const TileAt& at,
-                                              uint32_t stage, uint32_t barrier) {
-  if (threadIdx.x >= 32) return;
-  const int lane = static_cast<int>(threadIdx.x);
-  if (lane == 0) {
-    FenceProxyAsync();
-    ExpectBytes(barrier, kStageBytes16);
-  }
-  __syncwarp();
-  const auto* row = static_cast<const uint16_t*>(job.src) +
-                    (int64_t{at.row} * kTile + lane) * job.src_stride + int64_t{at.col} * kTile;
-  const int64_t step = 32 * job.src_stride;
-#pragma unroll
-  for (int i = 0; i < kTile / 32; ++i) {
-    BulkCopy(stage + (lane + 32 * i) * kRowBytes16, row + i * step, kRowBytes16, barrier);
-  }
-}
-
 // ---- Converting a tile from its stage.
 
 // The thread's chunk of pass p from the stage: 8 fp32 as raw bits (a, b) or 8 16-bit values (a).
@@ -280,12 +197,17 @@ __device__ __forceinline__ void ReadChunk(uint32_t slot, int pass, uint4& a, uin
 
 // One 128x128 FP8 block of a 16-bit source (bf16, or fp16 when kSrc is kSrcF16): amax, scale,
 // codes.
-// `refill(true)` is called once every warp has read the stage (after the block barrier).
-template <int kSrc, typename Refill>
-__device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& at,
+template <int kSrc>
+__device__ __forceinline__ void Fp8Tile(const DeviceJob& job, const DeviceJob* job_ptr,
+                                        const TileAt& at,
                                         uint32_t stage, unsigned long long* first_refused,
-                                        uint32_t* warp_max, Refill&& refill) {
+                                        uint32_t* warp_max) {
   static_assert(kSrc != kSrcF32, "FP8 from fp32 is fp32_fp8_kernel.cu's");
+  // The fields this tile needs, in registers (the stores below could alias the work list as far
+  // as the compiler knows, which would make it reload them).
+  const int64_t rows = job.rows, cols = job.cols, dst_stride = job.dst_stride;
+  uint8_t* const dst = static_cast<uint8_t*>(job.dst);
+  const ChunkPlace place = PlaceChunk(cols, at.row, at.col);
   const uint32_t slot = stage + threadIdx.x * 16;
   uint4 values[kPasses];  // zeros outside the job
 #pragma unroll
@@ -303,21 +225,14 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& 
   thread_max = __reduce_max_sync(0xffffffffu, thread_max);
   if (lane == 0) warp_max[threadIdx.x >> 5] = thread_max;
   __syncthreads();
-  refill(true);
   const uint32_t block_max = __reduce_max_sync(0xffffffffu, warp_max[lane % kWarps]);
   const float amax =
       kSrc == kSrcBF16 ? __uint_as_float(block_max << 16) : HalfBitsToFloat(block_max);
   const float scale = DeviceFp8Scale(amax);
-  if (threadIdx.x == 0) job_ptr->scales[at.row * job_ptr->scale_stride + at.col] = scale;
+  if (threadIdx.x == 0) job.scales[at.row * job.scale_stride + at.col] = scale;
   const float inv = __frcp_rn(scale);
 
-  // The fields the stores need, read after the refill (fewer registers live across it) and
-  // held in registers (the stores could alias the work list as far as the compiler knows, which
-  // would make it reload them).
-  const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
-  uint8_t* const dst = static_cast<uint8_t*>(job_ptr->dst);
-  const ChunkPlace place = PlaceChunk(cols, at.row, at.col);
-  const bool vector = place.n == kChunk && (job_ptr->flags & kDstVector);
+  const bool vector = place.n == kChunk && (job.flags & kDstVector);
   const int present_rows = Present(rows, place.row0, kTile);
   uint8_t* out = dst + place.row0 * dst_stride + place.col;
   const int64_t pass_step = kRowsPerPass * dst_stride;
@@ -349,50 +264,37 @@ __device__ __forceinline__ uint32_t Widen(uint32_t word, int half_index) {
 }
 
 // One 128x128 tile of an elementwise cast (no block structure; the tiling keeps one kernel).
-// A tile holding a refused value is written all the same (the batch's output is undefined after
-// a refusal); the refusal report comes last so no data is live across its call. `refill(false)`
-// is called once this thread's warp has read the stage.
-template <int kSrc, int kDst, typename Refill>
-__device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt& at,
-                                         uint32_t stage, unsigned long long* first_refused,
-                                         Refill&& refill) {
-  const uint32_t slot = stage + threadIdx.x * 16;
-  // The whole chunk column in registers first (zeros outside the job, which are never refused),
-  // so the stage is refilled before the stores rather than after them.
-  uint4 a[kPasses], b[kPasses];
-  uint32_t magnitude = 0;  // the largest magnitude bits of the chunks
-#pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) {
-    ReadChunk<kSrc>(slot, pass, a[pass], b[pass]);
-    if constexpr (kSrc == kSrcF32) {
-      magnitude = Max32(Max32(magnitude, a[pass]), b[pass]);
-    } else {
-      magnitude = Max16x2(magnitude, a[pass]);
-    }
-  }
-  if constexpr (kSrc != kSrcF32) magnitude = max(magnitude & 0xffffu, magnitude >> 16);
-  const bool refused =
-      magnitude >= (kSrc == kSrcF32 ? (kDst == kDstF32 ? kNonFiniteBits : kBF16OverflowBits)
-                                    : (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u));
-  refill(false);
-  // The job's fields after the refill, for fewer registers live across it.
-  const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
+// A pass holding a refused value is written all the same (the batch's output is undefined after
+// a refusal); the refusal report comes last so no data is live across its call.
+template <int kSrc, int kDst>
+__device__ __forceinline__ void CastTile(const DeviceJob& job, const DeviceJob* job_ptr,
+                                         const TileAt& at,
+                                         uint32_t stage, unsigned long long* first_refused) {
+  const int64_t rows = job.rows, cols = job.cols, dst_stride = job.dst_stride;
   using Out = std::conditional_t<kDst == kDstF32, uint32_t, uint16_t>;
-  Out* const dst = static_cast<Out*>(job_ptr->dst);
+  Out* const dst = static_cast<Out*>(job.dst);
   const ChunkPlace place = PlaceChunk(cols, at.row, at.col);
-  const bool vector = place.n == kChunk && (job_ptr->flags & kDstVector);
+  const uint32_t slot = stage + threadIdx.x * 16;
+  const bool vector = place.n == kChunk && (job.flags & kDstVector);
   const int present_rows = Present(rows, place.row0, kTile);
   Out* out = dst + place.row0 * dst_stride + place.col;
   const int64_t pass_step = kRowsPerPass * dst_stride;
+  bool refused = false;
 #pragma unroll
   for (int pass = 0; pass < kPasses; ++pass, out += pass_step) {
     if (pass * kRowsPerPass >= present_rows || place.n == 0) continue;
+    uint4 a, b;
+    ReadChunk<kSrc>(slot, pass, a, b);
     uint32_t v[kChunk];  // fp32 bits: widened exactly, or the raw fp32 source
     if constexpr (kSrc == kSrcF32) {
-      v[0] = a[pass].x, v[1] = a[pass].y, v[2] = a[pass].z, v[3] = a[pass].w;
-      v[4] = b[pass].x, v[5] = b[pass].y, v[6] = b[pass].z, v[7] = b[pass].w;
+      refused |= Max32(Max32(0, a), b) >= (kDst == kDstF32 ? kNonFiniteBits : kBF16OverflowBits);
+      v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+      v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
     } else {
-      const uint32_t w[4] = {a[pass].x, a[pass].y, a[pass].z, a[pass].w};
+      const uint32_t pair_max = Max16x2(0, a);
+      refused |=
+          max(pair_max & 0xffffu, pair_max >> 16) >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
+      const uint32_t w[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
       for (int i = 0; i < kChunk; ++i) v[i] = Widen<kSrc>(w[i / 2], i % 2);
     }
@@ -430,119 +332,116 @@ __device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt&
 
 // ---- The kernel.
 
-// Converts the tile at `at` from its stage. `refill(cta_done)` fetches the tile kStages ahead
-// into the same stage, called by every thread once the stage has been read (cta_done: by every
-// warp). `fp8_parity` picks the warp-max copy of FP8 tiles and flips on each: two copies let one
+// Fetches `tile` into `stage` and returns where it is.
+__device__ __forceinline__ TileAt Fetch(const DeviceJob* jobs, const KernelArgs& args, int tile,
+                                        uint32_t stage) {
+  const TileAt at = Locate(jobs, args, tile);
+  const DeviceJob& job = jobs[at.job];
+  if (job.src_type == kSrcF32) {
+    FetchTile32(job, at, stage);
+  } else {
+    FetchTile16(job, at, stage);
+  }
+  return at;
+}
+
+// Converts the tile at `at` of `job` (its fields; job_ptr: where they are) from its stage.
+// `fp8_parity` picks the warp-max copy of FP8 tiles and flips on each: two copies let one
 // barrier per FP8 tile suffice, since a warp can only write a copy again after every warp passed
 // the barrier of the FP8 tile in between, which follows their reads of it.
-// Batches without fp32 sources (kWide false) never hold fp32 casts: those cases are left out of
-// their kernel, whose 64 registers a thread would not hold a whole fp32 chunk column.
-template <bool kWide, typename Refill>
-__device__ __forceinline__ void Convert(const DeviceJob* job, const TileAt& at, uint32_t stage,
+__device__ __forceinline__ void Convert(const DeviceJob& job, const DeviceJob* job_ptr,
+                                        const TileAt& at, uint32_t stage,
                                         unsigned long long* refused,
-                                        uint32_t (&warp_max)[2][kWarps], int& fp8_parity,
-                                        Refill&& refill) {
-  switch (job->src_type * 3 + job->dst_type) {
+                                        uint32_t (&warp_max)[2][kWarps], int& fp8_parity) {
+  switch (job.src_type * 3 + job.dst_type) {
     case kSrcBF16 * 3 + kDstF8:
-      Fp8Tile<kSrcBF16>(job, at, stage, refused, warp_max[fp8_parity], refill);
+      Fp8Tile<kSrcBF16>(job, job_ptr, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcF16 * 3 + kDstF8:
-      Fp8Tile<kSrcF16>(job, at, stage, refused, warp_max[fp8_parity], refill);
+      Fp8Tile<kSrcF16>(job, job_ptr, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcBF16 * 3 + kDstBF16:
-      CastTile<kSrcBF16, kDstBF16>(job, at, stage, refused, refill);
+      CastTile<kSrcBF16, kDstBF16>(job, job_ptr, at, stage, refused);
       break;
     case kSrcF16 * 3 + kDstBF16:
-      CastTile<kSrcF16, kDstBF16>(job, at, stage, refused, refill);
+      CastTile<kSrcF16, kDstBF16>(job, job_ptr, at, stage, refused);
       break;
     case kSrcF32 * 3 + kDstBF16:
-      if constexpr (kWide) CastTile<kSrcF32, kDstBF16>(job, at, stage, refused, refill);
+      CastTile<kSrcF32, kDstBF16>(job, job_ptr, at, stage, refused);
       break;
     case kSrcBF16 * 3 + kDstF32:
-      CastTile<kSrcBF16, kDstF32>(job, at, stage, refused, refill);
+      CastTile<kSrcBF16, kDstF32>(job, job_ptr, at, stage, refused);
       break;
     case kSrcF16 * 3 + kDstF32:
-      CastTile<kSrcF16, kDstF32>(job, at, stage, refused, refill);
+      CastTile<kSrcF16, kDstF32>(job, job_ptr, at, stage, refused);
       break;
-    case kSrcF32 * 3 + kDstF32:
-      if constexpr (kWide) CastTile<kSrcF32, kDstF32>(job, at, stage, refused, refill);
+    default:
+      CastTile<kSrcF32, kDstF32>(job, job_ptr, at, stage, refused);
       break;
   }
 }
 
-// kWide: a batch with fp32 sources (64 KiB stages, one CTA per multiprocessor, so the registers
-// of a whole fp32 chunk column fit); otherwise two CTAs per multiprocessor (64 registers) when
-// their stages fit.
-template <int kStages, bool kBulk, bool kWide>
-__global__ void __launch_bounds__(kThreadsPerTile, (kWide || kStages > 3) ? 1 : 2)
+// EXPERIMENT modes: 0 inline jobs read in the parameter space; 1 copied to shared memory first;
+// 2 as 1, and each tile's location carried from its fetch and its job's fields loaded into
+// registers before the wait for its copies; 3 as 1 with the location carried only.
+template <int kMode>
+__global__ void __launch_bounds__(kThreadsPerTile, 2)
     ConvertKernel(const __grid_constant__ KernelArgs args, int stage_bytes) {
   extern __shared__ uint4 stage_memory[];
   __shared__ uint32_t warp_max[2][kWarps];
-  __shared__ uint64_t barriers[kStages];  // bulk-copied stages: one barrier each
   const DeviceJob* jobs = JobsOf(args);
+  if constexpr (kMode >= 1) jobs = InlineJobsToShared(args);
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(stage_memory));
-  const uint32_t barrier0 = static_cast<uint32_t>(__cvta_generic_to_shared(barriers));
-  if constexpr (kBulk) {
-    if (threadIdx.x == 0) {
-#pragma unroll
-      for (int s = 0; s < kStages; ++s) InitBarrier(barrier0 + 8 * s);
-      FenceBarrierInit();
-    }
-    __syncthreads();
-  }
   const int stride = static_cast<int>(gridDim.x);
   const int total = args.total_tiles;
 
-  // Fetches tile `tile` (if any) into stage `s`. cta_done: every warp is done reading the stage
-  // (bulk copies write all of it); otherwise this warp is, and a bulk fetch waits for the others.
-  auto fetch = [&](int tile, int s, bool cta_done) {
-    if (tile >= total) return;
-    const TileAt at = Locate(jobs, args, tile);
-    const DeviceJob& job = jobs[at.job];
-    const uint32_t stage = ring + s * stage_bytes;
-    if (IsBulkTile<kBulk>(job, at)) {
-      if (!cta_done) __syncthreads();
-      FetchTileBulk(job, at, stage, barrier0 + 8 * s);
-    } else {
-      __syncwarp();  // fp32 fetches write other lanes' slots
-      if (job.src_type == kSrcF32) {
-        FetchTile32(job, at, stage);
-      } else {
-        FetchTile16(job, at, stage);
-      }
-    }
-  };
-
-  // Every stage is filled first; a stage is refilled with the tile kStages ahead as soon as the
-  // tile in it has been read (into registers), so kStages tiles are on their way while one is
-  // converted. A copy group is committed per fetch, empty past the end or for bulk copies, so
-  // wait_group counts stay uniform.
+  // Tiles are fetched kStages - 1 ahead of the one converted; a copy group is committed for
+  // every fetch, empty past the end, so wait_group counts stay uniform.
   int fetch_tile = static_cast<int>(blockIdx.x);
-#pragma unroll
-  for (int s = 0; s < kStages; ++s, fetch_tile += stride) {
-    fetch(fetch_tile, s, true);
-    CommitCopies();
-  }
-  int stage = 0, fp8_parity = 0;
-  uint32_t phases = 0;  // bit s: the parity of stage s's next barrier phase
+  TileAt next_at{};  // mode 2: where the next tile to convert is (kStages == 2)
+  static_assert(kStages == 2);
+  if (fetch_tile < total) next_at = Fetch(jobs, args, fetch_tile, ring);
+  CommitCopies();
+  fetch_tile += stride;
+  int fetch_stage = 1, convert_stage = 0, fp8_parity = 0;
   for (int tile = static_cast<int>(blockIdx.x); tile < total; tile += stride) {
-    // This thread's copies of `tile` have landed; after the warp barrier, every lane's have.
-    WaitCopies<kStages - 1>();
+    // The stage refilled here was converted in the previous iteration: every lane of the warp
+    // must be done reading it (fp32 fetches write other lanes' slots).
     __syncwarp();
-    const TileAt at = Locate(jobs, args, tile);
-    const DeviceJob* job = jobs + at.job;
-    if (IsBulkTile<kBulk>(*job, at)) {
-      WaitBarrier(barrier0 + 8 * stage, (phases >> stage) & 1u);
-      phases ^= 1u << stage;
+    TileAt fetched{};
+    if (fetch_tile < total) {
+      fetched = Fetch(jobs, args, fetch_tile, ring + fetch_stage * stage_bytes);
     }
-    const int refill_stage = stage;
-    Convert<kWide>(job, at, ring + stage * stage_bytes, args.refused + at.job, warp_max, fp8_parity,
-            [&](bool cta_done) { fetch(fetch_tile, refill_stage, cta_done); });
     CommitCopies();
     fetch_tile += stride;
-    stage = stage + 1 == kStages ? 0 : stage + 1;
+    fetch_stage = fetch_stage + 1 == kStages ? 0 : fetch_stage + 1;
+    const uint32_t stage = ring + convert_stage * stage_bytes;
+    if constexpr (kMode == 2) {
+      const TileAt at = next_at;
+      next_at = fetched;
+      const DeviceJob* job_ptr = jobs + at.job;
+      const DeviceJob job = *job_ptr;  // loaded while the copies land
+      WaitCopies<kStages - 1>();
+      __syncwarp();
+      Convert(job, job_ptr, at, stage, args.refused + at.job, warp_max, fp8_parity);
+    } else if constexpr (kMode == 3) {
+      const TileAt at = next_at;
+      next_at = fetched;
+      WaitCopies<kStages - 1>();
+      __syncwarp();
+      const DeviceJob* job_ptr = jobs + at.job;
+      Convert(*job_ptr, job_ptr, at, stage, args.refused + at.job, warp_max, fp8_parity);
+    } else {
+      // This thread's copies of `tile` have landed; after the warp barrier, every lane's have.
+      WaitCopies<kStages - 1>();
+      __syncwarp();
+      const TileAt at = Locate(jobs, args, tile);
+      const DeviceJob* job_ptr = jobs + at.job;
+      Convert(*job_ptr, job_ptr, at, stage, args.refused + at.job, warp_max, fp8_parity);
+    }
+    convert_stage = convert_stage + 1 == kStages ? 0 : convert_stage + 1;
   }
   PublishRefusals(args);
 }
@@ -564,36 +463,21 @@ __global__ void FillTileTable(const DeviceJob* __restrict__ jobs, int num_jobs, 
   }
 }
 
-// EXPERIMENT: the variant measured (WS_CONVERT_VARIANT): stages and bulk copies.
-int Variant() {
-  static const int variant = [] {
-    const char* v = std::getenv("WS_CONVERT_VARIANT");
-    return v != nullptr ? std::atoi(v) : 0;
-  }();
-  return variant;
-}
-int StagesOf(int variant) { return variant == 4 ? 4 : (variant == 1 || variant == 3) ? 3 : 2; }
-
 using KernelPointer = void (*)(KernelArgs, int);
-KernelPointer KernelFor(int stage_bytes) {
-  const bool wide = stage_bytes > kStageBytes16;
-  switch (Variant()) {
+KernelPointer KernelFor(int /*stage_bytes*/) {
+  switch (ExperimentMode()) {
     case 1:
-      return wide ? ConvertKernel<3, false, true> : ConvertKernel<3, false, false>;
+      return ConvertKernel<1>;
     case 2:
-      return wide ? ConvertKernel<2, false, true> : ConvertKernel<2, true, false>;
+      return ConvertKernel<2>;
     case 3:
-      return wide ? ConvertKernel<3, false, true> : ConvertKernel<3, true, false>;
-    case 4:
-      return wide ? ConvertKernel<3, false, true> : ConvertKernel<4, true, false>;
+      return ConvertKernel<3>;
     default:
-      return wide ? ConvertKernel<2, false, true> : ConvertKernel<2, false, false>;
+      return ConvertKernel<0>;
   }
 }
 size_t SharedBytes(int stage_bytes) {
-  const int stages = stage_bytes > kStageBytes16 ? std::min(StagesOf(Variant()), 3)
-                                                 : StagesOf(Variant());
-  return static_cast<size_t>(stages) * static_cast<size_t>(stage_bytes);
+  return static_cast<size_t>(kStages) * static_cast<size_t>(stage_bytes);
 }
 
 }  // namespace

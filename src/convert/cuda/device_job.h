@@ -74,9 +74,12 @@ int LaunchFillTileTable(const DeviceJob* jobs, int num_jobs, int total_tiles, in
 int LaunchConvertKernel(const KernelArgs& args, int num_blocks, int stage_bytes,
                         CudaStream stream);
 
-// The register kernel (fp32_fp8_kernel.cu), for FP8 from fp32 only: one CTA per tile over the
-// jobs of args, which cover args.total_tiles tiles (<= 2^30) numbered from 0 by their
-// tile_begin. Returns the launch's cudaError_t as an int.
-int LaunchFp32Fp8Kernel(const KernelArgs& args, CudaStream stream);
+// The register kernel's resident CTAs per multiprocessor on the current device.
+int PrepareFp32Fp8Kernel(int* blocks_per_multiprocessor);
+
+// The register kernel (fp32_fp8_kernel.cu), for FP8 from fp32 only: one launch of `num_blocks`
+// CTAs over the jobs of args, which cover args.total_tiles tiles (<= 2^30) numbered from 0 by
+// their tile_begin. Returns the launch's cudaError_t as an int.
+int LaunchFp32Fp8Kernel(const KernelArgs& args, int num_blocks, CudaStream stream);
 
 }  // namespace weightsync::cuda_convert

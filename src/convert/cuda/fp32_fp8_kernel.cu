@@ -2,7 +2,9 @@
 // because on an H200 it does 0.67-0.70x of the copy bandwidth where the tiled kernel's
 // shared-memory ring does 0.47-0.50x (bench/results/2026-11-29-gpu-convert.md).
 //
-// One CTA per 128x128 tile (a grid as large as the tile count, up to 2^30): each thread issues
+// A CTA converts one 128x128 tile at a time, striding over the tiles (as many CTAs as are
+// resident at once: each ends with a barrier and an atomic for the error words, which one CTA
+// per tile made 12% slower, bench/results/2026-11-29-gpu-convert-2.md): each thread issues
 // all eight 16-byte loads of its four chunks before it reduces, so with two CTAs per
 // multiprocessor 128 KiB of source is in flight per multiprocessor without shared memory. The
 // tile finds its job by binary search over the jobs' first tiles (in the launch's parameters for
@@ -84,12 +86,13 @@ __device__ __forceinline__ void Fp32Fp8Tile(const DeviceJob& job, int64_t tile_r
   }
 }
 
+template <int kMode>
 __global__ void __launch_bounds__(kThreadsPerTile, 2)
     Fp32Fp8Kernel(const __grid_constant__ KernelArgs args) {
   // Two copies so one __syncthreads per tile suffices: a warp can only reach the next use of a
   // copy after every warp passed the barrier that follows its last read.
   __shared__ uint32_t warp_max[2][kWarps];
-  const DeviceJob* jobs = JobsOf(args);
+  const DeviceJob* jobs = kMode >= 1 ? InlineJobsToShared(args) : JobsOf(args);
   int parity = 0;
   for (int tile = static_cast<int>(blockIdx.x); tile < args.total_tiles;
        tile += static_cast<int>(gridDim.x), parity ^= 1) {
@@ -103,11 +106,21 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
   PublishRefusals(args);
 }
 
+using KernelPointer = void (*)(KernelArgs);
+KernelPointer Fp32Fp8KernelFor() {
+  return ExperimentMode() >= 1 ? Fp32Fp8Kernel<1> : Fp32Fp8Kernel<0>;
+}
+
 }  // namespace
 
-int LaunchFp32Fp8Kernel(const KernelArgs& args, CudaStream stream) {
-  if (args.num_jobs <= 0 || args.total_tiles <= 0) return cudaSuccess;
-  Fp32Fp8Kernel<<<static_cast<unsigned>(args.total_tiles), kThreadsPerTile, 0, stream>>>(args);
+int PrepareFp32Fp8Kernel(int* blocks_per_multiprocessor) {
+  return static_cast<int>(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      blocks_per_multiprocessor, Fp32Fp8KernelFor(), kThreadsPerTile, 0));
+}
+
+int LaunchFp32Fp8Kernel(const KernelArgs& args, int num_blocks, CudaStream stream) {
+  if (num_blocks <= 0 || args.num_jobs <= 0 || args.total_tiles <= 0) return cudaSuccess;
+  Fp32Fp8KernelFor()<<<static_cast<unsigned>(num_blocks), kThreadsPerTile, 0, stream>>>(args);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "convert/cuda/device_job.h"
 #include "convert/cuda/quantize_device.cuh"
@@ -95,6 +96,32 @@ __device__ __noinline__ void ReportRefused(const DeviceJob* job, int64_t row0, i
 // valid because the parameter is __grid_constant__) or in device memory.
 __device__ __forceinline__ const DeviceJob* JobsOf(const KernelArgs& args) {
   return args.jobs != nullptr ? args.jobs : args.inline_jobs;
+}
+
+// The work list as the kernel reads it: jobs shipped in the launch are first copied to shared
+// memory (by every thread; a barrier follows), the others are read in device memory.
+__device__ __forceinline__ const DeviceJob* InlineJobsToShared(const KernelArgs& args) {
+  __shared__ DeviceJob shared_jobs[kInlineJobs];
+  if (args.jobs != nullptr) return args.jobs;
+  static_assert(sizeof(DeviceJob) % 8 == 0);
+  constexpr int kWords = static_cast<int>(sizeof(DeviceJob) / 8);
+  const auto* from = reinterpret_cast<const uint64_t*>(args.inline_jobs);
+  auto* to = reinterpret_cast<uint64_t*>(shared_jobs);
+  for (int i = static_cast<int>(threadIdx.x); i < args.num_jobs * kWords;
+       i += static_cast<int>(blockDim.x)) {
+    to[i] = from[i];
+  }
+  __syncthreads();
+  return shared_jobs;
+}
+
+// EXPERIMENT: WS_CONVERT_VARIANT (host side).
+inline int ExperimentMode() {
+  static const int mode = [] {
+    const char* v = std::getenv("WS_CONVERT_VARIANT");
+    return v != nullptr ? std::atoi(v) : 0;
+  }();
+  return mode;
 }
 
 // The job owning `tile`: the last whose first tile is at most `tile` (jobs in tile order).
