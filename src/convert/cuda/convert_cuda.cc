@@ -122,7 +122,7 @@ struct CudaConverter::State {
   // The device the kernel was last prepared for, and how many CTAs it keeps resident there with
   // 16-bit and with fp32 stages.
   int device = -1;
-  int resident16 = 0, resident32 = 0, resident_fp32_fp8 = 0;
+  int resident16 = 0, resident32 = 0;
 
   // The batch in flight: the jobs (strings owned here) and which entry of the work list each is.
   bool pending = false;
@@ -191,7 +191,7 @@ struct CudaConverter::State {
     int current = 0;
     WS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&current), "cudaGetDevice");
     if (current != device) {
-      int multiprocessors = 0, per16 = 0, per32 = 0, per_fp32_fp8 = 0;
+      int multiprocessors = 0, per16 = 0, per32 = 0;
       WS_CUDA_RETURN_IF_ERROR(
           cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, current),
           "reading the multiprocessor count");
@@ -201,18 +201,13 @@ struct CudaConverter::State {
       WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::PrepareConvertKernel(
                                   cuda_convert::kStageBytes32, &per32)),
                               "preparing the conversion kernel");
-      WS_CUDA_RETURN_IF_ERROR(
-          static_cast<cudaError_t>(cuda_convert::PrepareFp32Fp8Kernel(&per_fp32_fp8)),
-          "preparing the fp32 -> FP8 kernel");
-      if (per16 < 1 || per32 < 1 || per_fp32_fp8 < 1) {
+      if (per16 < 1 || per32 < 1) {
         return Internal("CUDA conversion: the kernel does not fit on device ", current,
-                        " (resident CTAs per multiprocessor: ", per16, ", ", per32, ", ",
-                        per_fp32_fp8, ")");
+                        " (resident CTAs per multiprocessor: ", per16, ", ", per32, ")");
       }
       device = current;
       resident16 = multiprocessors * per16;
       resident32 = multiprocessors * per32;
-      resident_fp32_fp8 = multiprocessors * per_fp32_fp8;
     }
     return stage_bytes > cuda_convert::kStageBytes16 ? resident32 : resident16;
   }
@@ -318,10 +313,11 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     return InvalidArgument("CUDA conversion: more than 2^30 tiles of 128x128 in one batch");
   }
   const int stage_bytes = wide_sources ? cuda_convert::kStageBytes32 : cuda_convert::kStageBytes16;
-  // Both kernels keep as many CTAs as fit on the GPU at once, each striding over the tiles.
-  WS_ASSIGN_OR_RETURN(const int resident, s.ResidentBlocks(stage_bytes));
-  const int blocks = static_cast<int>(std::min<int64_t>(resident, tiled_tiles));
-  const int fp32_blocks = static_cast<int>(std::min<int64_t>(s.resident_fp32_fp8, register_tiles));
+  int blocks = 0;
+  if (tiled_tiles > 0) {
+    WS_ASSIGN_OR_RETURN(const int resident, s.ResidentBlocks(stage_bytes));
+    blocks = static_cast<int>(std::min<int64_t>(resident, tiled_tiles));
+  }
   WS_RETURN_IF_ERROR(s.ReserveWords(work, stream));
   // Nothing refused unless a launch says otherwise (a batch captured into a graph and not run
   // reads this).
@@ -334,9 +330,11 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     s.work[w] = MakeDeviceJob(s.shaped[w], tile_begin);
     tile_begin += TileCount(s.shaped[w]);
   }
-  // The kernels' arguments: their part of the work list inline when it is short, and where
-  // their error words are.
+  // The tiled kernel's jobs travel in its launch when they are few; otherwise, and for the
+  // fp32 -> FP8 kernel, the work list is uploaded, followed on the device by the tiled kernel's
+  // tile table (4 bytes per 128x128 tile), built there (FillTileTable says why).
   const size_t fp32_jobs = work - tiled_jobs;
+  const bool tiled_inline = tiled_jobs <= cuda_convert::kInlineJobs;
   cuda_convert::KernelArgs tiled{}, fp32{};
   tiled.num_jobs = static_cast<int>(tiled_jobs);
   tiled.total_tiles = static_cast<int>(tiled_tiles);
@@ -347,14 +345,10 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
   fp32.total_tiles = static_cast<int>(register_tiles);
   fp32.refused = s.device_words + tiled_jobs;
   fp32.host_refused = s.mapped_words + tiled_jobs;
-  fp32.finished_ctas = s.finished_ctas + 1;
-  const bool tiled_inline = tiled_jobs <= cuda_convert::kInlineJobs;
-  const bool fp32_inline = fp32_jobs <= cuda_convert::kInlineJobs;
+  const DeviceJob* tiled_list = nullptr;
+  const DeviceJob* fp32_list = nullptr;
   if (tiled_inline) std::copy_n(s.work.data(), tiled_jobs, tiled.inline_jobs);
-  if (fp32_inline) std::copy_n(s.work.data() + tiled_jobs, fp32_jobs, fp32.inline_jobs);
-  if (!tiled_inline || !fp32_inline) {
-    // One upload of the whole list; the tiled kernel's tile table (4 bytes per 128x128 tile)
-    // follows it on the device, where it is built (FillTileTable says why).
+  if (!tiled_inline || fp32_jobs > 0) {
     const size_t jobs_bytes = work * sizeof(DeviceJob);
     const size_t table_bytes =
         tiled_inline ? 0 : static_cast<size_t>(tiled_tiles) * sizeof(int32_t);
@@ -365,25 +359,25 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
                                             cudaMemcpyHostToDevice, stream),
                             "uploading the work list");
     const auto* device_jobs = reinterpret_cast<const DeviceJob*>(s.device_memory);
+    fp32_list = device_jobs + tiled_jobs;
     if (!tiled_inline) {
       auto* table = reinterpret_cast<int32_t*>(s.device_memory + jobs_bytes);
-      tiled.jobs = device_jobs;
+      tiled_list = device_jobs;
       tiled.tile_jobs = table;
       WS_CUDA_RETURN_IF_ERROR(
           static_cast<cudaError_t>(cuda_convert::LaunchFillTileTable(
               device_jobs, tiled.num_jobs, tiled.total_tiles, table, stream)),
           "launching the tile table kernel");
     }
-    if (!fp32_inline) fp32.jobs = device_jobs + tiled_jobs;
   }
   if (tiled_tiles > 0) {
     WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
-                                tiled, blocks, stage_bytes, stream)),
+                                tiled_list, tiled, blocks, stage_bytes, stream)),
                             "launching the conversion kernel");
   }
   if (register_tiles > 0) {
     WS_CUDA_RETURN_IF_ERROR(
-        static_cast<cudaError_t>(cuda_convert::LaunchFp32Fp8Kernel(fp32, fp32_blocks, stream)),
+        static_cast<cudaError_t>(cuda_convert::LaunchFp32Fp8Kernel(fp32_list, fp32, stream)),
         "launching the fp32 -> FP8 kernel");
   }
   s.pending = true;

@@ -21,7 +21,6 @@
 // elementwise, pass by pass; fp32 casts come through stages of fp32.
 #include <cuda_runtime.h>
 
-#include <cstdlib>
 #include <type_traits>
 
 #include "convert/cuda/device_job.h"
@@ -383,25 +382,32 @@ __device__ __forceinline__ void Convert(const DeviceJob& job, const DeviceJob* j
   }
 }
 
-// EXPERIMENT modes: 0 inline jobs read in the parameter space; 1 copied to shared memory first;
-// 2 as 1, and each tile's location carried from its fetch and its job's fields loaded into
-// registers before the wait for its copies; 3 as 1 with the location carried only.
-template <int kMode>
+// kInline: the work list came in the launch's parameters (a few jobs) and is copied to shared
+// memory first; otherwise it is read in device memory. Either way the compiler knows where the
+// jobs are: an H200 measured the tiled kernel 2-9% slower reading them through a pointer that
+// could be either (bench/results/2026-11-29-gpu-convert-2.md).
+template <bool kInline>
 __global__ void __launch_bounds__(kThreadsPerTile, 2)
-    ConvertKernel(const __grid_constant__ KernelArgs args, int stage_bytes) {
+    ConvertKernel(const DeviceJob* __restrict__ uploaded_jobs,
+                  const __grid_constant__ KernelArgs args, int stage_bytes) {
   extern __shared__ uint4 stage_memory[];
   __shared__ uint32_t warp_max[2][kWarps];
-  const DeviceJob* jobs = JobsOf(args);
-  if constexpr (kMode >= 1) jobs = InlineJobsToShared(args);
+  __shared__ DeviceJob shared_jobs[kInline ? kInlineJobs : 1];
+  const DeviceJob* jobs = uploaded_jobs;
+  if constexpr (kInline) {
+    CopyInlineJobs(args, shared_jobs);
+    jobs = shared_jobs;
+  }
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(stage_memory));
   const int stride = static_cast<int>(gridDim.x);
   const int total = args.total_tiles;
 
-  // Tiles are fetched kStages - 1 ahead of the one converted; a copy group is committed for
-  // every fetch, empty past the end, so wait_group counts stay uniform.
-  int fetch_tile = static_cast<int>(blockIdx.x);
-  TileAt next_at{};  // mode 2: where the next tile to convert is (kStages == 2)
+  // Tiles are fetched one ahead of the one converted (two stages measured best); a copy group is
+  // committed for every fetch, empty past the end, so wait_group counts stay uniform. The fetch
+  // finds the tile's job and position, which its conversion reuses.
   static_assert(kStages == 2);
+  int fetch_tile = static_cast<int>(blockIdx.x);
+  TileAt next_at{};  // where the next tile to convert is
   if (fetch_tile < total) next_at = Fetch(jobs, args, fetch_tile, ring);
   CommitCopies();
   fetch_tile += stride;
@@ -417,30 +423,14 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
     CommitCopies();
     fetch_tile += stride;
     fetch_stage = fetch_stage + 1 == kStages ? 0 : fetch_stage + 1;
-    const uint32_t stage = ring + convert_stage * stage_bytes;
-    if constexpr (kMode == 2) {
-      const TileAt at = next_at;
-      next_at = fetched;
-      const DeviceJob* job_ptr = jobs + at.job;
-      const DeviceJob job = *job_ptr;  // loaded while the copies land
-      WaitCopies<kStages - 1>();
-      __syncwarp();
-      Convert(job, job_ptr, at, stage, args.refused + at.job, warp_max, fp8_parity);
-    } else if constexpr (kMode == 3) {
-      const TileAt at = next_at;
-      next_at = fetched;
-      WaitCopies<kStages - 1>();
-      __syncwarp();
-      const DeviceJob* job_ptr = jobs + at.job;
-      Convert(*job_ptr, job_ptr, at, stage, args.refused + at.job, warp_max, fp8_parity);
-    } else {
-      // This thread's copies of `tile` have landed; after the warp barrier, every lane's have.
-      WaitCopies<kStages - 1>();
-      __syncwarp();
-      const TileAt at = Locate(jobs, args, tile);
-      const DeviceJob* job_ptr = jobs + at.job;
-      Convert(*job_ptr, job_ptr, at, stage, args.refused + at.job, warp_max, fp8_parity);
-    }
+    const TileAt at = next_at;
+    next_at = fetched;
+    // This thread's copies of `tile` have landed; after the warp barrier, every lane's have.
+    WaitCopies<kStages - 1>();
+    __syncwarp();
+    const DeviceJob* job_ptr = jobs + at.job;
+    Convert(*job_ptr, job_ptr, at, ring + convert_stage * stage_bytes, args.refused + at.job,
+            warp_max, fp8_parity);
     convert_stage = convert_stage + 1 == kStages ? 0 : convert_stage + 1;
   }
   PublishRefusals(args);
@@ -463,18 +453,9 @@ __global__ void FillTileTable(const DeviceJob* __restrict__ jobs, int num_jobs, 
   }
 }
 
-using KernelPointer = void (*)(KernelArgs, int);
-KernelPointer KernelFor(int /*stage_bytes*/) {
-  switch (ExperimentMode()) {
-    case 1:
-      return ConvertKernel<1>;
-    case 2:
-      return ConvertKernel<2>;
-    case 3:
-      return ConvertKernel<3>;
-    default:
-      return ConvertKernel<0>;
-  }
+using KernelPointer = void (*)(const DeviceJob*, KernelArgs, int);
+KernelPointer KernelFor(bool inline_jobs) {
+  return inline_jobs ? ConvertKernel<true> : ConvertKernel<false>;
 }
 size_t SharedBytes(int stage_bytes) {
   return static_cast<size_t>(kStages) * static_cast<size_t>(stage_bytes);
@@ -483,14 +464,16 @@ size_t SharedBytes(int stage_bytes) {
 }  // namespace
 
 int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor) {
-  const KernelPointer kernel = KernelFor(stage_bytes);
   const size_t shared = SharedBytes(stage_bytes);
-  cudaError_t error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(shared));
-  if (error != cudaSuccess) return static_cast<int>(error);
-  error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_multiprocessor, kernel,
-                                                        kThreadsPerTile, shared);
-  return static_cast<int>(error);
+  for (const bool inline_jobs : {false, true}) {
+    const cudaError_t error = cudaFuncSetAttribute(KernelFor(inline_jobs),
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   static_cast<int>(shared));
+    if (error != cudaSuccess) return static_cast<int>(error);
+  }
+  // The inline kernel's 640 bytes of jobs do not change how many CTAs fit.
+  return static_cast<int>(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      blocks_per_multiprocessor, KernelFor(true), kThreadsPerTile, shared));
 }
 
 int LaunchFillTileTable(const DeviceJob* jobs, int num_jobs, int total_tiles, int32_t* tile_jobs,
@@ -503,11 +486,12 @@ int LaunchFillTileTable(const DeviceJob* jobs, int num_jobs, int total_tiles, in
   return static_cast<int>(cudaGetLastError());
 }
 
-int LaunchConvertKernel(const KernelArgs& args, int num_blocks, int stage_bytes,
-                        CudaStream stream) {
+int LaunchConvertKernel(const DeviceJob* uploaded_jobs, const KernelArgs& args, int num_blocks,
+                        int stage_bytes, CudaStream stream) {
   if (num_blocks <= 0 || args.total_tiles <= 0 || args.num_jobs <= 0) return cudaSuccess;
-  KernelFor(stage_bytes)<<<static_cast<unsigned>(num_blocks), kThreadsPerTile,
-                           SharedBytes(stage_bytes), stream>>>(args, stage_bytes);
+  KernelFor(uploaded_jobs == nullptr)<<<static_cast<unsigned>(num_blocks), kThreadsPerTile,
+                                        SharedBytes(stage_bytes), stream>>>(uploaded_jobs, args,
+                                                                            stage_bytes);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -35,26 +35,25 @@ struct DeviceJob {
   uint8_t src_type, dst_type, flags;
 };
 
-// What a conversion kernel launch is given, as its parameters (__grid_constant__, so the kernels
-// read the jobs in place). A batch of a few jobs ships its work list inside the launch and
-// nothing else is copied before or after the kernel: the error words stay on the device between
-// launches (kNoRefusedElement, and the CTA counter 0), and the launch's last CTA copies them to
-// mapped host memory and resets them. Each stream operation costs microseconds, a tenth of a
-// large matrix's conversion time (bench/results/2026-11-29-gpu-convert-2.md).
+// What a conversion kernel launch is given besides the work list. A batch whose tiled kernel
+// has a few jobs ships them inside that launch (inline_jobs), and nothing is copied after the
+// kernels either: the error words stay on the device between launches (kNoRefusedElement, and
+// the CTA counter 0), and the last CTA copies them to mapped host memory and resets them. Each
+// stream operation costs microseconds, several percent of a large matrix's conversion time
+// (bench/results/2026-11-29-gpu-convert-2.md).
 inline constexpr int kInlineJobs = 8;
 
 struct KernelArgs {
-  const DeviceJob* jobs;  // the work list in device memory, or nullptr: inline_jobs
-  DeviceJob inline_jobs[kInlineJobs];
+  DeviceJob inline_jobs[kInlineJobs];  // the tiled kernel's jobs when no list is uploaded
   int num_jobs;
   int total_tiles;
   // tile_jobs[t] = the job of tile t (FillTileTable), or nullptr: tiles search the work list.
   const int32_t* tile_jobs;
   // Per job: the smallest row-major index (row * cols + col) of a refused element, lowered by
-  // atomicMin during the launch (device memory), and where the last CTA publishes it (host).
+  // atomicMin during the launch (device memory), and where it is published for the host.
   unsigned long long* refused;
   unsigned long long* host_refused;
-  unsigned int* finished_ctas;  // 0 before and after the launch
+  unsigned int* finished_ctas;  // 0 before and after the launch (tiled kernel)
 };
 
 // The kernel's resident CTAs per multiprocessor with pipeline stages of `stage_bytes` on the
@@ -68,18 +67,17 @@ int LaunchFillTileTable(const DeviceJob* jobs, int num_jobs, int total_tiles, in
                         CudaStream stream);
 
 // The tiled kernel (convert_kernels.cu), for every job but FP8 from fp32: one launch of
-// `num_blocks` CTAs over the args.total_tiles tiles (< 2^31) of the args.num_jobs jobs.
-// stage_bytes: kStageBytes32 if any job has an fp32 source, else kStageBytes16. Returns the
-// launch's cudaError_t as an int.
-int LaunchConvertKernel(const KernelArgs& args, int num_blocks, int stage_bytes,
-                        CudaStream stream);
+// `num_blocks` CTAs over the args.total_tiles tiles (< 2^31) of the args.num_jobs jobs, which
+// are `uploaded_jobs` (device memory) or, when that is nullptr, args.inline_jobs. stage_bytes:
+// kStageBytes32 if any job has an fp32 source, else kStageBytes16. Returns the launch's
+// cudaError_t as an int.
+int LaunchConvertKernel(const DeviceJob* uploaded_jobs, const KernelArgs& args, int num_blocks,
+                        int stage_bytes, CudaStream stream);
 
-// The register kernel's resident CTAs per multiprocessor on the current device.
-int PrepareFp32Fp8Kernel(int* blocks_per_multiprocessor);
-
-// The register kernel (fp32_fp8_kernel.cu), for FP8 from fp32 only: one launch of `num_blocks`
-// CTAs over the jobs of args, which cover args.total_tiles tiles (<= 2^30) numbered from 0 by
-// their tile_begin. Returns the launch's cudaError_t as an int.
-int LaunchFp32Fp8Kernel(const KernelArgs& args, int num_blocks, CudaStream stream);
+// The register kernel (fp32_fp8_kernel.cu), for FP8 from fp32 only: one CTA per tile over the
+// `jobs` (device memory) of args, which cover args.total_tiles tiles (<= 2^30) numbered from 0
+// by their tile_begin, then a one-CTA launch that publishes their error words. Returns the
+// cudaError_t as an int.
+int LaunchFp32Fp8Kernel(const DeviceJob* jobs, const KernelArgs& args, CudaStream stream);
 
 }  // namespace weightsync::cuda_convert

@@ -2,14 +2,12 @@
 // because on an H200 it does 0.67-0.70x of the copy bandwidth where the tiled kernel's
 // shared-memory ring does 0.47-0.50x (bench/results/2026-11-29-gpu-convert.md).
 //
-// A CTA converts one 128x128 tile at a time, striding over the tiles (as many CTAs as are
-// resident at once: each ends with a barrier and an atomic for the error words, which one CTA
-// per tile made 12% slower, bench/results/2026-11-29-gpu-convert-2.md): each thread issues
+// One CTA per 128x128 tile (a grid as large as the tile count, up to 2^30; a grid of resident
+// CTAs striding over the tiles measured 4% slower on an H200): each thread issues
 // all eight 16-byte loads of its four chunks before it reduces, so with two CTAs per
 // multiprocessor 128 KiB of source is in flight per multiprocessor without shared memory. The
-// tile finds its job by binary search over the jobs' first tiles (in the launch's parameters for
-// a few jobs, else in device memory). The values are rounded to bf16 (the value rule) as they
-// arrive and quantized from registers.
+// tile finds its job by binary search over the jobs' first tiles (an uploaded work list). The
+// values are rounded to bf16 (the value rule) as they arrive and quantized from registers.
 #include <cuda_runtime.h>
 
 #include "convert/cuda/device_job.h"
@@ -86,41 +84,39 @@ __device__ __forceinline__ void Fp32Fp8Tile(const DeviceJob& job, int64_t tile_r
   }
 }
 
-template <int kMode>
 __global__ void __launch_bounds__(kThreadsPerTile, 2)
-    Fp32Fp8Kernel(const __grid_constant__ KernelArgs args) {
+    Fp32Fp8Kernel(const DeviceJob* __restrict__ jobs, int num_jobs, int total_tiles,
+                  unsigned long long* first_refused) {
   // Two copies so one __syncthreads per tile suffices: a warp can only reach the next use of a
   // copy after every warp passed the barrier that follows its last read.
   __shared__ uint32_t warp_max[2][kWarps];
-  const DeviceJob* jobs = kMode >= 1 ? InlineJobsToShared(args) : JobsOf(args);
   int parity = 0;
-  for (int tile = static_cast<int>(blockIdx.x); tile < args.total_tiles;
+  for (int tile = static_cast<int>(blockIdx.x); tile < total_tiles;
        tile += static_cast<int>(gridDim.x), parity ^= 1) {
-    const int index = SearchJob(jobs, args.num_jobs, tile);
+    const int index = SearchJob(jobs, num_jobs, tile);
     const DeviceJob& job = jobs[index];  // fields are read where used, not held in registers
     const int local = tile - job.tile_begin;
     const int tile_row = local / job.tile_cols;
-    Fp32Fp8Tile(job, tile_row, local - tile_row * job.tile_cols, args.refused + index,
+    Fp32Fp8Tile(job, tile_row, local - tile_row * job.tile_cols, first_refused + index,
                 warp_max[parity]);
   }
-  PublishRefusals(args);
 }
 
-using KernelPointer = void (*)(KernelArgs);
-KernelPointer Fp32Fp8KernelFor() {
-  return ExperimentMode() >= 1 ? Fp32Fp8Kernel<1> : Fp32Fp8Kernel<0>;
+// The error words after the kernel above, by one CTA: with a CTA per tile, finding the last one
+// to finish (PublishRefusals) cost every CTA a barrier and an atomic at its end, 12% of the
+// kernel's time on an H200; a second launch costs a few microseconds.
+__global__ void PublishFp32Fp8Refusals(unsigned long long* refused,
+                                       unsigned long long* host_refused, int num_jobs) {
+  CopyOutRefusals(refused, host_refused, num_jobs);
 }
 
 }  // namespace
 
-int PrepareFp32Fp8Kernel(int* blocks_per_multiprocessor) {
-  return static_cast<int>(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      blocks_per_multiprocessor, Fp32Fp8KernelFor(), kThreadsPerTile, 0));
-}
-
-int LaunchFp32Fp8Kernel(const KernelArgs& args, int num_blocks, CudaStream stream) {
-  if (num_blocks <= 0 || args.num_jobs <= 0 || args.total_tiles <= 0) return cudaSuccess;
-  Fp32Fp8KernelFor()<<<static_cast<unsigned>(num_blocks), kThreadsPerTile, 0, stream>>>(args);
+int LaunchFp32Fp8Kernel(const DeviceJob* jobs, const KernelArgs& args, CudaStream stream) {
+  if (args.num_jobs <= 0 || args.total_tiles <= 0) return cudaSuccess;
+  Fp32Fp8Kernel<<<static_cast<unsigned>(args.total_tiles), kThreadsPerTile, 0, stream>>>(
+      jobs, args.num_jobs, args.total_tiles, args.refused);
+  PublishFp32Fp8Refusals<<<1, 256, 0, stream>>>(args.refused, args.host_refused, args.num_jobs);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
 
 #include "convert/cuda/device_job.h"
 #include "convert/cuda/quantize_device.cuh"
@@ -92,36 +91,17 @@ __device__ __noinline__ void ReportRefused(const DeviceJob* job, int64_t row0, i
   __threadfence();  // before the CTA's count in PublishRefusals
 }
 
-// The work list of a launch: in its parameters (a generic address into the parameter space,
-// valid because the parameter is __grid_constant__) or in device memory.
-__device__ __forceinline__ const DeviceJob* JobsOf(const KernelArgs& args) {
-  return args.jobs != nullptr ? args.jobs : args.inline_jobs;
-}
-
-// The work list as the kernel reads it: jobs shipped in the launch are first copied to shared
-// memory (by every thread; a barrier follows), the others are read in device memory.
-__device__ __forceinline__ const DeviceJob* InlineJobsToShared(const KernelArgs& args) {
-  __shared__ DeviceJob shared_jobs[kInlineJobs];
-  if (args.jobs != nullptr) return args.jobs;
+// Copies the work list shipped in the launch's parameters to `to` (shared memory), by every
+// thread; a barrier follows.
+__device__ __forceinline__ void CopyInlineJobs(const KernelArgs& args, DeviceJob* to) {
   static_assert(sizeof(DeviceJob) % 8 == 0);
   constexpr int kWords = static_cast<int>(sizeof(DeviceJob) / 8);
   const auto* from = reinterpret_cast<const uint64_t*>(args.inline_jobs);
-  auto* to = reinterpret_cast<uint64_t*>(shared_jobs);
   for (int i = static_cast<int>(threadIdx.x); i < args.num_jobs * kWords;
        i += static_cast<int>(blockDim.x)) {
-    to[i] = from[i];
+    reinterpret_cast<uint64_t*>(to)[i] = from[i];
   }
   __syncthreads();
-  return shared_jobs;
-}
-
-// EXPERIMENT: WS_CONVERT_VARIANT (host side).
-inline int ExperimentMode() {
-  static const int mode = [] {
-    const char* v = std::getenv("WS_CONVERT_VARIANT");
-    return v != nullptr ? std::atoi(v) : 0;
-  }();
-  return mode;
 }
 
 // The job owning `tile`: the last whose first tile is at most `tile` (jobs in tile order).
@@ -138,9 +118,19 @@ __device__ __forceinline__ int SearchJob(const DeviceJob* jobs, int num_jobs, in
   return lo;
 }
 
+// Copies the error words of `count` jobs to the host (mapped memory, visible once the launch
+// completes) and resets them for the next launch, by the calling threads.
+__device__ __forceinline__ void CopyOutRefusals(unsigned long long* refused,
+                                                unsigned long long* host_refused, int count) {
+  for (int job = static_cast<int>(threadIdx.x); job < count;
+       job += static_cast<int>(blockDim.x)) {
+    host_refused[job] = atomicExch(refused + job, kNoRefusedElement);
+  }
+}
+
 // Called by every thread of every CTA at its end: the last CTA to finish copies the error words
-// to the host (mapped memory, visible once the launch completes) and resets them and the
-// counter for the next launch, so no copy before or after the kernel is needed.
+// to the host and resets them and the counter for the next launch, so no copy before or after
+// the kernel is needed.
 __device__ __forceinline__ void PublishRefusals(const KernelArgs& args) {
   __shared__ bool last;
   __syncthreads();  // every refusal of this CTA is reported (and fenced)
@@ -151,10 +141,7 @@ __device__ __forceinline__ void PublishRefusals(const KernelArgs& args) {
   }
   __syncthreads();
   if (!last) return;
-  for (int job = static_cast<int>(threadIdx.x); job < args.num_jobs;
-       job += static_cast<int>(blockDim.x)) {
-    args.host_refused[job] = atomicExch(args.refused + job, kNoRefusedElement);
-  }
+  CopyOutRefusals(args.refused, args.host_refused, args.num_jobs);
   if (threadIdx.x == 0) *args.finished_ctas = 0;
 }
 
