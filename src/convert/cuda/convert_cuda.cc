@@ -1,5 +1,7 @@
-// Host side of the CUDA conversion path: validates jobs, builds the device work list, launches
-// the kernel and turns the kernel's "first refused element" words into the reference's Status.
+// Host side of the CUDA conversion path: validates jobs, builds the device work list (in the
+// launch's parameters for a few jobs, else uploaded), launches the kernels and turns their
+// "first refused element" words, which the kernels publish in mapped host memory, into the
+// reference's Status.
 //
 // The CUDA runtime is linked statically (cudart_static). It opens the driver (libcuda.so.1) with
 // dlopen on the first CUDA call, so programs linking this library still start, and report
@@ -129,8 +131,8 @@ struct CudaConverter::State {
   CudaStream stream = nullptr;
   std::vector<ConvertJob> jobs;
   std::vector<std::string> strings;
-  std::vector<int> work_index;  // per job: its work-list index, or -1 (empty job)
-  std::vector<ConvertJob> shaped;  // per work-list entry: its job as the kernel tiles it
+  std::vector<int> work_index;                // per job: its work-list index, or -1 (empty job)
+  std::vector<ConvertJob> shaped;             // per work-list entry: its job as the kernel tiles it
   std::vector<cuda_convert::DeviceJob> work;  // the work list, tiled kernel's jobs first
 
   void Release() {
@@ -174,8 +176,7 @@ struct CudaConverter::State {
                             "cudaHostAlloc");
     host_words = static_cast<unsigned long long*>(host);
     void* mapped = nullptr;
-    WS_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, host, 0),
-                            "mapping the error words");
+    WS_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, host, 0), "mapping the error words");
     mapped_words = static_cast<unsigned long long*>(mapped);
     WS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(device_words, 0xff, words_bytes, on),
                             "resetting the error words");
@@ -355,19 +356,18 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     static_assert(sizeof(DeviceJob) % 8 == 0);
     WS_RETURN_IF_ERROR(s.Reserve(jobs_bytes + table_bytes));
     std::memcpy(s.host_memory, s.work.data(), jobs_bytes);
-    WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.device_memory, s.host_memory, jobs_bytes,
-                                            cudaMemcpyHostToDevice, stream),
-                            "uploading the work list");
+    WS_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(s.device_memory, s.host_memory, jobs_bytes, cudaMemcpyHostToDevice, stream),
+        "uploading the work list");
     const auto* device_jobs = reinterpret_cast<const DeviceJob*>(s.device_memory);
     fp32_list = device_jobs + tiled_jobs;
     if (!tiled_inline) {
       auto* table = reinterpret_cast<int32_t*>(s.device_memory + jobs_bytes);
       tiled_list = device_jobs;
       tiled.tile_jobs = table;
-      WS_CUDA_RETURN_IF_ERROR(
-          static_cast<cudaError_t>(cuda_convert::LaunchFillTileTable(
-              device_jobs, tiled.num_jobs, tiled.total_tiles, table, stream)),
-          "launching the tile table kernel");
+      WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::LaunchFillTileTable(
+                                  device_jobs, tiled.num_jobs, tiled.total_tiles, table, stream)),
+                              "launching the tile table kernel");
     }
   }
   if (tiled_tiles > 0) {

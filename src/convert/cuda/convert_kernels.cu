@@ -1,6 +1,7 @@
 // The conversion kernel: one launch converts every job of a batch. Work is a flat sequence of
 // 128x128 tiles (the FP8 quantization block) over all jobs, and a table names each tile's job,
-// so thousands of small tensors share one launch without searching for their jobs. The grid is
+// so thousands of small tensors share one launch without searching for their jobs (a batch of
+// up to kInlineJobs jobs ships them in the launch and searches them instead). The grid is
 // persistent (as many CTAs as fit on the GPU at once) and strides over the tiles: at any moment
 // the CTAs convert neighbouring tiles, so the rows of a wide matrix are read and written whole
 // (a first version gave each CTA a contiguous share, which spreads the CTAs over the whole
@@ -12,7 +13,9 @@
 // kStages - 1 tiles of the CTA are on their way, and those bytes in flight hold no registers
 // (loading into registers, a CTA had nothing in flight while it reduced and quantized). Two
 // stages measured best for 16-bit sources on an H200: three and four were slower, and so was a
-// single stage read into registers before the refill (bench/results/2026-11-29-gpu-convert.md).
+// single stage read into registers before the refill (bench/results/2026-11-29-gpu-convert.md),
+// refilling a stage as soon as its tile is in registers, and bulk (TMA) copies of whole tile
+// rows (bench/results/2026-11-29-gpu-convert-2.md).
 // A warp reads back only the stage slots it filled itself, so the ring needs warp barriers only.
 //
 // FP8 tiles of 16-bit sources are reduced to the block amax (one CTA barrier per tile), then
@@ -113,8 +116,8 @@ __device__ __forceinline__ void FetchTile16(const DeviceJob& job, const TileAt& 
                                             uint32_t stage) {
   const ChunkPlace place = PlaceChunk(job.cols, at.row, at.col);
   const int rows = Present(job.rows, place.row0, kTile);  // rows from row0 on, up to 128
-  const uint16_t* p = static_cast<const uint16_t*>(job.src) + place.row0 * job.src_stride +
-                      place.col;
+  const uint16_t* p =
+      static_cast<const uint16_t*>(job.src) + place.row0 * job.src_stride + place.col;
   const int64_t pass_step = kRowsPerPass * job.src_stride;
   const uint32_t slot = stage + threadIdx.x * 16;
   // Passes whose rows exist and hold columns of the job; the rest are zeros.
@@ -198,9 +201,8 @@ __device__ __forceinline__ void ReadChunk(uint32_t slot, int pass, uint4& a, uin
 // codes.
 template <int kSrc>
 __device__ __forceinline__ void Fp8Tile(const DeviceJob& job, const DeviceJob* job_ptr,
-                                        const TileAt& at,
-                                        uint32_t stage, unsigned long long* first_refused,
-                                        uint32_t* warp_max) {
+                                        const TileAt& at, uint32_t stage,
+                                        unsigned long long* first_refused, uint32_t* warp_max) {
   static_assert(kSrc != kSrcF32, "FP8 from fp32 is fp32_fp8_kernel.cu's");
   // The fields this tile needs, in registers (the stores below could alias the work list as far
   // as the compiler knows, which would make it reload them).
@@ -244,7 +246,8 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob& job, const DeviceJob* j
     } else {
 #pragma unroll
       for (int i = 0; i < kChunk; ++i) {
-        if (i < place.n) out[i] = static_cast<uint8_t>((i < 4 ? codes.x : codes.y) >> (8 * (i % 4)));
+        if (i < place.n)
+          out[i] = static_cast<uint8_t>((i < 4 ? codes.x : codes.y) >> (8 * (i % 4)));
       }
     }
   }
@@ -267,8 +270,8 @@ __device__ __forceinline__ uint32_t Widen(uint32_t word, int half_index) {
 // a refusal); the refusal report comes last so no data is live across its call.
 template <int kSrc, int kDst>
 __device__ __forceinline__ void CastTile(const DeviceJob& job, const DeviceJob* job_ptr,
-                                         const TileAt& at,
-                                         uint32_t stage, unsigned long long* first_refused) {
+                                         const TileAt& at, uint32_t stage,
+                                         unsigned long long* first_refused) {
   const int64_t rows = job.rows, cols = job.cols, dst_stride = job.dst_stride;
   using Out = std::conditional_t<kDst == kDstF32, uint32_t, uint16_t>;
   Out* const dst = static_cast<Out*>(job.dst);
@@ -291,8 +294,7 @@ __device__ __forceinline__ void CastTile(const DeviceJob& job, const DeviceJob* 
       v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
     } else {
       const uint32_t pair_max = Max16x2(0, a);
-      refused |=
-          max(pair_max & 0xffffu, pair_max >> 16) >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
+      refused |= max(pair_max & 0xffffu, pair_max >> 16) >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
       const uint32_t w[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
       for (int i = 0; i < kChunk; ++i) v[i] = Widen<kSrc>(w[i / 2], i % 2);
@@ -443,8 +445,7 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
 // 16 GB were freed), while the work list alone stays a few KiB.
 __global__ void FillTileTable(const DeviceJob* __restrict__ jobs, int num_jobs, int total_tiles,
                               int* __restrict__ tile_jobs) {
-  for (int job = static_cast<int>(blockIdx.x); job < num_jobs;
-       job += static_cast<int>(gridDim.x)) {
+  for (int job = static_cast<int>(blockIdx.x); job < num_jobs; job += static_cast<int>(gridDim.x)) {
     const int end = job + 1 < num_jobs ? jobs[job + 1].tile_begin : total_tiles;
     for (int tile = jobs[job].tile_begin + static_cast<int>(threadIdx.x); tile < end;
          tile += static_cast<int>(blockDim.x)) {
@@ -466,9 +467,9 @@ size_t SharedBytes(int stage_bytes) {
 int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor) {
   const size_t shared = SharedBytes(stage_bytes);
   for (const bool inline_jobs : {false, true}) {
-    const cudaError_t error = cudaFuncSetAttribute(KernelFor(inline_jobs),
-                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                   static_cast<int>(shared));
+    const cudaError_t error =
+        cudaFuncSetAttribute(KernelFor(inline_jobs), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(shared));
     if (error != cudaSuccess) return static_cast<int>(error);
   }
   // The inline kernel's 640 bytes of jobs do not change how many CTAs fit.

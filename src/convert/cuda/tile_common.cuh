@@ -35,8 +35,7 @@ struct ChunkPlace {
   int n;
 };
 
-__device__ __forceinline__ ChunkPlace PlaceChunk(int64_t cols, int64_t tile_row,
-                                                 int64_t tile_col) {
+__device__ __forceinline__ ChunkPlace PlaceChunk(int64_t cols, int64_t tile_row, int64_t tile_col) {
   ChunkPlace place;
   place.row0 = tile_row * kTile + (threadIdx.x >> 4);
   place.col = tile_col * kTile + (threadIdx.x & 15) * kChunk;
@@ -122,8 +121,7 @@ __device__ __forceinline__ int SearchJob(const DeviceJob* jobs, int num_jobs, in
 // completes) and resets them for the next launch, by the calling threads.
 __device__ __forceinline__ void CopyOutRefusals(unsigned long long* refused,
                                                 unsigned long long* host_refused, int count) {
-  for (int job = static_cast<int>(threadIdx.x); job < count;
-       job += static_cast<int>(blockDim.x)) {
+  for (int job = static_cast<int>(threadIdx.x); job < count; job += static_cast<int>(blockDim.x)) {
     host_refused[job] = atomicExch(refused + job, kNoRefusedElement);
   }
 }
