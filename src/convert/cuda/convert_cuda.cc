@@ -106,10 +106,11 @@ int64_t TileCount(const ConvertJob& job) {
 
 struct CudaConverter::State {
   // Error words, one per work-list entry, kept between batches: on the device (where the kernels
-  // lower them; kNoRefusedElement between launches) with the two kernels' CTA counters after
-  // them, and their host copy in mapped pinned memory, written by each launch's last CTA.
+  // lower them; kNoRefusedElement between batches) with the inline kernel's CTA counter after
+  // them, and their host copy in mapped pinned memory, written by the inline kernel's last CTA
+  // or by the publishing launch after the kernels of an uploaded list.
   unsigned long long* device_words = nullptr;
-  unsigned int* finished_ctas = nullptr;  // [tiled kernel, fp32 kernel]
+  unsigned int* finished_ctas = nullptr;
   unsigned long long* host_words = nullptr;
   unsigned long long* mapped_words = nullptr;  // host_words as the device addresses them
   size_t words_capacity = 0;                   // entries
@@ -167,8 +168,7 @@ struct CudaConverter::State {
     const size_t want = std::max<size_t>(entries, 1024);
     const size_t words_bytes = want * sizeof(unsigned long long);
     void* words = nullptr;
-    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&words, words_bytes + 2 * sizeof(unsigned int)),
-                            "cudaMalloc");
+    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&words, words_bytes + sizeof(unsigned int)), "cudaMalloc");
     device_words = static_cast<unsigned long long*>(words);
     finished_ctas = reinterpret_cast<unsigned int*>(device_words + want);
     void* host = nullptr;
@@ -180,8 +180,8 @@ struct CudaConverter::State {
     mapped_words = static_cast<unsigned long long*>(mapped);
     WS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(device_words, 0xff, words_bytes, on),
                             "resetting the error words");
-    WS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(finished_ctas, 0, 2 * sizeof(unsigned int), on),
-                            "resetting the CTA counters");
+    WS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(finished_ctas, 0, sizeof(unsigned int), on),
+                            "resetting the CTA counter");
     words_capacity = want;
     return Status::Ok();
   }
@@ -331,24 +331,25 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     s.work[w] = MakeDeviceJob(s.shaped[w], tile_begin);
     tile_begin += TileCount(s.shaped[w]);
   }
-  // The tiled kernel's jobs travel in its launch when they are few; otherwise, and for the
-  // fp32 -> FP8 kernel, the work list is uploaded, followed on the device by the tiled kernel's
-  // tile table (4 bytes per 128x128 tile), built there (FillTileTable says why).
+  // The tiled kernel's jobs travel in its launch when they are few (InlineConvertKernel, which
+  // publishes their error words itself); otherwise, and for the fp32 -> FP8 kernel, the work
+  // list is uploaded, and a launch after the kernels publishes their error words. The tiled
+  // kernel of an uploaded list finds its tiles' jobs in a table (4 bytes per 128x128 tile) after
+  // the list on the device, built there (FillTileTable says why).
   const size_t fp32_jobs = work - tiled_jobs;
   const bool tiled_inline = tiled_jobs <= cuda_convert::kInlineJobs;
-  cuda_convert::KernelArgs tiled{}, fp32{};
-  tiled.num_jobs = static_cast<int>(tiled_jobs);
-  tiled.total_tiles = static_cast<int>(tiled_tiles);
-  tiled.refused = s.device_words;
-  tiled.host_refused = s.mapped_words;
-  tiled.finished_ctas = s.finished_ctas;
-  fp32.num_jobs = static_cast<int>(fp32_jobs);
-  fp32.total_tiles = static_cast<int>(register_tiles);
-  fp32.refused = s.device_words + tiled_jobs;
-  fp32.host_refused = s.mapped_words + tiled_jobs;
-  const DeviceJob* tiled_list = nullptr;
-  const DeviceJob* fp32_list = nullptr;
-  if (tiled_inline) std::copy_n(s.work.data(), tiled_jobs, tiled.inline_jobs);
+  if (tiled_inline && tiled_jobs > 0) {
+    cuda_convert::InlineJobs args{};
+    std::copy_n(s.work.data(), tiled_jobs, args.jobs);
+    args.num_jobs = static_cast<int>(tiled_jobs);
+    args.total_tiles = static_cast<int>(tiled_tiles);
+    args.refused = s.device_words;
+    args.host_refused = s.mapped_words;
+    args.finished_ctas = s.finished_ctas;
+    WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::LaunchInlineConvertKernel(
+                                args, blocks, stage_bytes, stream)),
+                            "launching the conversion kernel");
+  }
   if (!tiled_inline || fp32_jobs > 0) {
     const size_t jobs_bytes = work * sizeof(DeviceJob);
     const size_t table_bytes =
@@ -360,25 +361,27 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
         cudaMemcpyAsync(s.device_memory, s.host_memory, jobs_bytes, cudaMemcpyHostToDevice, stream),
         "uploading the work list");
     const auto* device_jobs = reinterpret_cast<const DeviceJob*>(s.device_memory);
-    fp32_list = device_jobs + tiled_jobs;
     if (!tiled_inline) {
-      auto* table = reinterpret_cast<int32_t*>(s.device_memory + jobs_bytes);
-      tiled_list = device_jobs;
-      tiled.tile_jobs = table;
-      WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::LaunchFillTileTable(
-                                  device_jobs, tiled.num_jobs, tiled.total_tiles, table, stream)),
-                              "launching the tile table kernel");
+      WS_CUDA_RETURN_IF_ERROR(
+          static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
+              device_jobs, static_cast<int>(tiled_jobs),
+              reinterpret_cast<int32_t*>(s.device_memory + jobs_bytes),
+              static_cast<int>(tiled_tiles), blocks, stage_bytes, s.device_words, stream)),
+          "launching the conversion kernel");
     }
-  }
-  if (tiled_tiles > 0) {
-    WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
-                                tiled_list, tiled, blocks, stage_bytes, stream)),
-                            "launching the conversion kernel");
-  }
-  if (register_tiles > 0) {
-    WS_CUDA_RETURN_IF_ERROR(
-        static_cast<cudaError_t>(cuda_convert::LaunchFp32Fp8Kernel(fp32_list, fp32, stream)),
-        "launching the fp32 -> FP8 kernel");
+    if (fp32_jobs > 0) {
+      WS_CUDA_RETURN_IF_ERROR(
+          static_cast<cudaError_t>(cuda_convert::LaunchFp32Fp8Kernel(
+              device_jobs + tiled_jobs, static_cast<int>(fp32_jobs),
+              static_cast<int>(register_tiles), s.device_words + tiled_jobs, stream)),
+          "launching the fp32 -> FP8 kernel");
+    }
+    // The words of the kernels above (the inline kernel's are published already).
+    const size_t first = tiled_inline ? tiled_jobs : 0;
+    WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::LaunchPublishRefusals(
+                                s.device_words + first, s.mapped_words + first,
+                                static_cast<int>(work - first), stream)),
+                            "launching the error-word copy");
   }
   s.pending = true;
   return Status::Ok();

@@ -1,7 +1,8 @@
 // The conversion kernel: one launch converts every job of a batch. Work is a flat sequence of
 // 128x128 tiles (the FP8 quantization block) over all jobs, and a table names each tile's job,
-// so thousands of small tensors share one launch without searching for their jobs (a batch of
-// up to kInlineJobs jobs ships them in the launch and searches them instead). The grid is
+// so thousands of small tensors share one launch without searching for their jobs. A batch of
+// up to kInlineJobs jobs has a kernel of its own (InlineConvertKernel, below): its jobs travel in
+// the launch and no stream operation but the kernel is needed. The grid is
 // persistent (as many CTAs as fit on the GPU at once) and strides over the tiles: at any moment
 // the CTAs convert neighbouring tiles, so the rows of a wide matrix are read and written whole
 // (a first version gave each CTA a contiguous share, which spreads the CTAs over the whole
@@ -32,7 +33,7 @@
 namespace weightsync::cuda_convert {
 namespace {
 
-constexpr int kStages = 2;
+constexpr int kStages = 2;  // pipeline depth, for 16-bit and fp32 sources alike
 constexpr int kSlotBytes = kThreadsPerTile * 16;  // one 16-byte slot per thread
 static_assert(kStageBytes16 == kPasses * kSlotBytes);
 
@@ -75,10 +76,21 @@ struct TileAt {
   int row, col;
 };
 
-__device__ __forceinline__ TileAt Locate(const DeviceJob* jobs, const KernelArgs& args, int tile) {
+// Through the tile table (uploaded work lists).
+__device__ __forceinline__ TileAt Locate(const DeviceJob* jobs, const int* tile_jobs, int tile) {
   TileAt at;
-  at.job = args.tile_jobs != nullptr ? __ldg(args.tile_jobs + tile)
-                                     : SearchJob(jobs, args.num_jobs, tile);
+  at.job = __ldg(tile_jobs + tile);
+  const int local = tile - __ldg(&jobs[at.job].tile_begin);
+  const int tile_cols = __ldg(&jobs[at.job].tile_cols);
+  at.row = local / tile_cols;
+  at.col = local - at.row * tile_cols;
+  return at;
+}
+
+// By searching the few jobs of an inline work list (in shared memory).
+__device__ __forceinline__ TileAt LocateInline(const DeviceJob* jobs, int num_jobs, int tile) {
+  TileAt at;
+  at.job = SearchJob(jobs, num_jobs, tile);
   const int local = tile - jobs[at.job].tile_begin;
   const int tile_cols = jobs[at.job].tile_cols;
   at.row = local / tile_cols;
@@ -200,14 +212,13 @@ __device__ __forceinline__ void ReadChunk(uint32_t slot, int pass, uint4& a, uin
 // One 128x128 FP8 block of a 16-bit source (bf16, or fp16 when kSrc is kSrcF16): amax, scale,
 // codes.
 template <int kSrc>
-__device__ __forceinline__ void Fp8Tile(const DeviceJob& job, const DeviceJob* job_ptr,
-                                        const TileAt& at, uint32_t stage,
+__device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& at, uint32_t stage,
                                         unsigned long long* first_refused, uint32_t* warp_max) {
   static_assert(kSrc != kSrcF32, "FP8 from fp32 is fp32_fp8_kernel.cu's");
   // The fields this tile needs, in registers (the stores below could alias the work list as far
   // as the compiler knows, which would make it reload them).
-  const int64_t rows = job.rows, cols = job.cols, dst_stride = job.dst_stride;
-  uint8_t* const dst = static_cast<uint8_t*>(job.dst);
+  const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
+  uint8_t* const dst = static_cast<uint8_t*>(job_ptr->dst);
   const ChunkPlace place = PlaceChunk(cols, at.row, at.col);
   const uint32_t slot = stage + threadIdx.x * 16;
   uint4 values[kPasses];  // zeros outside the job
@@ -230,10 +241,10 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob& job, const DeviceJob* j
   const float amax =
       kSrc == kSrcBF16 ? __uint_as_float(block_max << 16) : HalfBitsToFloat(block_max);
   const float scale = DeviceFp8Scale(amax);
-  if (threadIdx.x == 0) job.scales[at.row * job.scale_stride + at.col] = scale;
+  if (threadIdx.x == 0) job_ptr->scales[at.row * job_ptr->scale_stride + at.col] = scale;
   const float inv = __frcp_rn(scale);
 
-  const bool vector = place.n == kChunk && (job.flags & kDstVector);
+  const bool vector = place.n == kChunk && (job_ptr->flags & kDstVector);
   const int present_rows = Present(rows, place.row0, kTile);
   uint8_t* out = dst + place.row0 * dst_stride + place.col;
   const int64_t pass_step = kRowsPerPass * dst_stride;
@@ -269,15 +280,14 @@ __device__ __forceinline__ uint32_t Widen(uint32_t word, int half_index) {
 // A pass holding a refused value is written all the same (the batch's output is undefined after
 // a refusal); the refusal report comes last so no data is live across its call.
 template <int kSrc, int kDst>
-__device__ __forceinline__ void CastTile(const DeviceJob& job, const DeviceJob* job_ptr,
-                                         const TileAt& at, uint32_t stage,
+__device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt& at, uint32_t stage,
                                          unsigned long long* first_refused) {
-  const int64_t rows = job.rows, cols = job.cols, dst_stride = job.dst_stride;
+  const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
   using Out = std::conditional_t<kDst == kDstF32, uint32_t, uint16_t>;
-  Out* const dst = static_cast<Out*>(job.dst);
+  Out* const dst = static_cast<Out*>(job_ptr->dst);
   const ChunkPlace place = PlaceChunk(cols, at.row, at.col);
   const uint32_t slot = stage + threadIdx.x * 16;
-  const bool vector = place.n == kChunk && (job.flags & kDstVector);
+  const bool vector = place.n == kChunk && (job_ptr->flags & kDstVector);
   const int present_rows = Present(rows, place.row0, kTile);
   Out* out = dst + place.row0 * dst_stride + place.col;
   const int64_t pass_step = kRowsPerPass * dst_stride;
@@ -333,106 +343,153 @@ __device__ __forceinline__ void CastTile(const DeviceJob& job, const DeviceJob* 
 
 // ---- The kernel.
 
-// Fetches `tile` into `stage` and returns where it is.
-__device__ __forceinline__ TileAt Fetch(const DeviceJob* jobs, const KernelArgs& args, int tile,
-                                        uint32_t stage) {
-  const TileAt at = Locate(jobs, args, tile);
+// Fetches the tile at `at` of jobs[at.job] into `stage`.
+__device__ __forceinline__ void FetchAt(const DeviceJob* jobs, const TileAt& at, uint32_t stage) {
   const DeviceJob& job = jobs[at.job];
   if (job.src_type == kSrcF32) {
     FetchTile32(job, at, stage);
   } else {
     FetchTile16(job, at, stage);
   }
-  return at;
 }
 
-// Converts the tile at `at` of `job` (its fields; job_ptr: where they are) from its stage.
-// `fp8_parity` picks the warp-max copy of FP8 tiles and flips on each: two copies let one
-// barrier per FP8 tile suffice, since a warp can only write a copy again after every warp passed
-// the barrier of the FP8 tile in between, which follows their reads of it.
-__device__ __forceinline__ void Convert(const DeviceJob& job, const DeviceJob* job_ptr,
-                                        const TileAt& at, uint32_t stage,
-                                        unsigned long long* refused,
-                                        uint32_t (&warp_max)[2][kWarps], int& fp8_parity) {
-  switch (job.src_type * 3 + job.dst_type) {
+// Converts the tile at `at` of jobs[at.job] from its stage. `fp8_parity` picks the warp-max copy
+// of FP8 tiles and flips on each: two copies let one barrier per FP8 tile suffice, since a warp
+// can only write a copy again after every warp passed the barrier of the FP8 tile in between,
+// which follows their reads of it.
+__device__ __forceinline__ void ConvertAt(const DeviceJob* jobs, const TileAt& at, uint32_t stage,
+                                          unsigned long long* first_refused,
+                                          uint32_t (&warp_max)[2][kWarps], int& fp8_parity) {
+  const DeviceJob* job = jobs + at.job;
+  unsigned long long* refused = first_refused + at.job;
+  switch (job->src_type * 3 + job->dst_type) {
     case kSrcBF16 * 3 + kDstF8:
-      Fp8Tile<kSrcBF16>(job, job_ptr, at, stage, refused, warp_max[fp8_parity]);
+      Fp8Tile<kSrcBF16>(job, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcF16 * 3 + kDstF8:
-      Fp8Tile<kSrcF16>(job, job_ptr, at, stage, refused, warp_max[fp8_parity]);
+      Fp8Tile<kSrcF16>(job, at, stage, refused, warp_max[fp8_parity]);
       fp8_parity ^= 1;
       break;
     case kSrcBF16 * 3 + kDstBF16:
-      CastTile<kSrcBF16, kDstBF16>(job, job_ptr, at, stage, refused);
+      CastTile<kSrcBF16, kDstBF16>(job, at, stage, refused);
       break;
     case kSrcF16 * 3 + kDstBF16:
-      CastTile<kSrcF16, kDstBF16>(job, job_ptr, at, stage, refused);
+      CastTile<kSrcF16, kDstBF16>(job, at, stage, refused);
       break;
     case kSrcF32 * 3 + kDstBF16:
-      CastTile<kSrcF32, kDstBF16>(job, job_ptr, at, stage, refused);
+      CastTile<kSrcF32, kDstBF16>(job, at, stage, refused);
       break;
     case kSrcBF16 * 3 + kDstF32:
-      CastTile<kSrcBF16, kDstF32>(job, job_ptr, at, stage, refused);
+      CastTile<kSrcBF16, kDstF32>(job, at, stage, refused);
       break;
     case kSrcF16 * 3 + kDstF32:
-      CastTile<kSrcF16, kDstF32>(job, job_ptr, at, stage, refused);
+      CastTile<kSrcF16, kDstF32>(job, at, stage, refused);
       break;
     default:
-      CastTile<kSrcF32, kDstF32>(job, job_ptr, at, stage, refused);
+      CastTile<kSrcF32, kDstF32>(job, at, stage, refused);
       break;
   }
 }
 
-// kInline: the work list came in the launch's parameters (a few jobs) and is copied to shared
-// memory first; otherwise it is read in device memory. Either way the compiler knows where the
-// jobs are: an H200 measured the tiled kernel 2-9% slower reading them through a pointer that
-// could be either (bench/results/2026-11-29-gpu-convert-2.md).
-template <bool kInline>
+// The same for tile number `tile` of an uploaded work list, through its tile table.
+__device__ __forceinline__ void Fetch(const DeviceJob* jobs, const int* tile_jobs, int tile,
+                                      uint32_t stage) {
+  FetchAt(jobs, Locate(jobs, tile_jobs, tile), stage);
+}
+__device__ __forceinline__ void Convert(const DeviceJob* jobs, const int* tile_jobs, int tile,
+                                        uint32_t stage, unsigned long long* first_refused,
+                                        uint32_t (&warp_max)[2][kWarps], int& fp8_parity) {
+  ConvertAt(jobs, Locate(jobs, tile_jobs, tile), stage, first_refused, warp_max, fp8_parity);
+}
+
+// The kernel of uploaded work lists (more than kInlineJobs jobs), which finds each tile's job in
+// the tile table. Two CTAs per multiprocessor (64 registers a thread) when their stages fit:
+// 2 x 2 x 32 KiB for 16-bit sources; one with fp32 sources (2 x 64 KiB). This is the kernel of
+// round 2 unchanged: the inline kernel's changes applied to it (location carried, jobs in the
+// launch's parameter block, last-CTA publication) made the 256-expert stack 4-6% slower on an
+// H200 (bench/results/2026-11-29-gpu-convert-2.md).
 __global__ void __launch_bounds__(kThreadsPerTile, 2)
-    ConvertKernel(const DeviceJob* __restrict__ uploaded_jobs,
-                  const __grid_constant__ KernelArgs args, int stage_bytes) {
+    ConvertKernel(const DeviceJob* __restrict__ jobs, const int* __restrict__ tile_jobs,
+                  int total_tiles, int stage_bytes, unsigned long long* first_refused) {
   extern __shared__ uint4 stage_memory[];
   __shared__ uint32_t warp_max[2][kWarps];
-  __shared__ DeviceJob shared_jobs[kInline ? kInlineJobs : 1];
-  const DeviceJob* jobs = uploaded_jobs;
-  if constexpr (kInline) {
-    CopyInlineJobs(args, shared_jobs);
-    jobs = shared_jobs;
+  const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(stage_memory));
+  const int stride = static_cast<int>(gridDim.x);
+
+  // Tiles are fetched kStages - 1 ahead of the one converted; a copy group is committed for
+  // every fetch, empty past the end, so wait_group counts stay uniform.
+  int fetch_tile = static_cast<int>(blockIdx.x);
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (fetch_tile < total_tiles) {
+      Fetch(jobs, tile_jobs, fetch_tile, ring + s * stage_bytes);
+    }
+    CommitCopies();
+    fetch_tile += stride;
   }
+  int fetch_stage = kStages - 1, convert_stage = 0, fp8_parity = 0;
+  for (int tile = static_cast<int>(blockIdx.x); tile < total_tiles; tile += stride) {
+    // The stage refilled here was converted in the previous iteration: every lane of the warp
+    // must be done reading it (fp32 fetches write other lanes' slots).
+    __syncwarp();
+    if (fetch_tile < total_tiles) {
+      Fetch(jobs, tile_jobs, fetch_tile, ring + fetch_stage * stage_bytes);
+    }
+    CommitCopies();
+    fetch_tile += stride;
+    fetch_stage = fetch_stage + 1 == kStages ? 0 : fetch_stage + 1;
+    // This thread's copies of `tile` have landed; after the warp barrier, every lane's have.
+    WaitCopies<kStages - 1>();
+    __syncwarp();
+    Convert(jobs, tile_jobs, tile, ring + convert_stage * stage_bytes, first_refused, warp_max,
+            fp8_parity);
+    convert_stage = convert_stage + 1 == kStages ? 0 : convert_stage + 1;
+  }
+}
+
+// The kernel of a batch of up to kInlineJobs jobs, which come in the launch's parameters: each
+// CTA copies them to shared memory, tiles search them (no tile table), and the last CTA to finish
+// publishes the error words (PublishRefusals), so the launch is the batch's only stream
+// operation; each other one cost microseconds, 6-8% of a large matrix's conversion
+// (bench/results/2026-11-29-gpu-convert-2.md). A tile's location is found once, at its fetch,
+// and carried to its conversion (measured faster here, unlike the uploaded kernel above).
+__global__ void __launch_bounds__(kThreadsPerTile, 2)
+    InlineConvertKernel(const __grid_constant__ InlineJobs args, int stage_bytes) {
+  extern __shared__ uint4 stage_memory[];
+  __shared__ uint32_t warp_max[2][kWarps];
+  __shared__ DeviceJob jobs[kInlineJobs];
+  CopyInlineJobs(args, jobs);
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(stage_memory));
   const int stride = static_cast<int>(gridDim.x);
   const int total = args.total_tiles;
 
-  // Tiles are fetched one ahead of the one converted (two stages measured best); a copy group is
-  // committed for every fetch, empty past the end, so wait_group counts stay uniform. The fetch
-  // finds the tile's job and position, which its conversion reuses.
+  // As in ConvertKernel, with the location of the tile to convert next in next_at.
   static_assert(kStages == 2);
   int fetch_tile = static_cast<int>(blockIdx.x);
-  TileAt next_at{};  // where the next tile to convert is
-  if (fetch_tile < total) next_at = Fetch(jobs, args, fetch_tile, ring);
+  TileAt next_at{};
+  if (fetch_tile < total) {
+    next_at = LocateInline(jobs, args.num_jobs, fetch_tile);
+    FetchAt(jobs, next_at, ring);
+  }
   CommitCopies();
   fetch_tile += stride;
   int fetch_stage = 1, convert_stage = 0, fp8_parity = 0;
   for (int tile = static_cast<int>(blockIdx.x); tile < total; tile += stride) {
-    // The stage refilled here was converted in the previous iteration: every lane of the warp
-    // must be done reading it (fp32 fetches write other lanes' slots).
     __syncwarp();
     TileAt fetched{};
     if (fetch_tile < total) {
-      fetched = Fetch(jobs, args, fetch_tile, ring + fetch_stage * stage_bytes);
+      fetched = LocateInline(jobs, args.num_jobs, fetch_tile);
+      FetchAt(jobs, fetched, ring + fetch_stage * stage_bytes);
     }
     CommitCopies();
     fetch_tile += stride;
     fetch_stage = fetch_stage + 1 == kStages ? 0 : fetch_stage + 1;
     const TileAt at = next_at;
     next_at = fetched;
-    // This thread's copies of `tile` have landed; after the warp barrier, every lane's have.
     WaitCopies<kStages - 1>();
     __syncwarp();
-    const DeviceJob* job_ptr = jobs + at.job;
-    Convert(*job_ptr, job_ptr, at, ring + convert_stage * stage_bytes, args.refused + at.job,
-            warp_max, fp8_parity);
+    ConvertAt(jobs, at, ring + convert_stage * stage_bytes, args.refused, warp_max, fp8_parity);
     convert_stage = convert_stage + 1 == kStages ? 0 : convert_stage + 1;
   }
   PublishRefusals(args);
@@ -442,7 +499,7 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
 // ending at total_tiles). Built on the device rather than uploaded with the work list: a copy of
 // tens of KiB from the host goes through a copy engine, and after large frees the driver keeps
 // those busy for milliseconds (an H200 delayed a 32 KiB upload by about 1 ms for some 25 ms after
-// 16 GB were freed), while the work list alone stays a few KiB.
+// 16 GB were freed), while the work list alone stays a few hundred bytes for large tensors.
 __global__ void FillTileTable(const DeviceJob* __restrict__ jobs, int num_jobs, int total_tiles,
                               int* __restrict__ tile_jobs) {
   for (int job = static_cast<int>(blockIdx.x); job < num_jobs; job += static_cast<int>(gridDim.x)) {
@@ -454,10 +511,18 @@ __global__ void FillTileTable(const DeviceJob* __restrict__ jobs, int num_jobs, 
   }
 }
 
-using KernelPointer = void (*)(const DeviceJob*, KernelArgs, int);
-KernelPointer KernelFor(bool inline_jobs) {
-  return inline_jobs ? ConvertKernel<true> : ConvertKernel<false>;
+// After the kernels of a batch with an uploaded work list: copies `count` error words to the
+// host (mapped memory) and resets them for the next batch. Stream order puts it after the
+// kernels that lower them, so plain accesses do; cheaper than a copy back on the stream.
+__global__ void PublishRefusalsKernel(unsigned long long* __restrict__ refused,
+                                      unsigned long long* __restrict__ host_refused, int count) {
+  const int job = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (job < count) {
+    host_refused[job] = refused[job];
+    refused[job] = kNoRefusedElement;
+  }
 }
+
 size_t SharedBytes(int stage_bytes) {
   return static_cast<size_t>(kStages) * static_cast<size_t>(stage_bytes);
 }
@@ -466,33 +531,50 @@ size_t SharedBytes(int stage_bytes) {
 
 int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor) {
   const size_t shared = SharedBytes(stage_bytes);
-  for (const bool inline_jobs : {false, true}) {
-    const cudaError_t error =
-        cudaFuncSetAttribute(KernelFor(inline_jobs), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(shared));
+  for (const auto kernel : {reinterpret_cast<const void*>(ConvertKernel),
+                            reinterpret_cast<const void*>(InlineConvertKernel)}) {
+    const cudaError_t error = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
     if (error != cudaSuccess) return static_cast<int>(error);
   }
-  // The inline kernel's 640 bytes of jobs do not change how many CTAs fit.
-  return static_cast<int>(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      blocks_per_multiprocessor, KernelFor(true), kThreadsPerTile, shared));
+  // Both kernels keep the same CTAs resident (checked: the lower of the two).
+  int uploaded = 0, inline_jobs = 0;
+  cudaError_t error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&uploaded, ConvertKernel,
+                                                                    kThreadsPerTile, shared);
+  if (error != cudaSuccess) return static_cast<int>(error);
+  error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&inline_jobs, InlineConvertKernel,
+                                                        kThreadsPerTile, shared);
+  *blocks_per_multiprocessor = uploaded < inline_jobs ? uploaded : inline_jobs;
+  return static_cast<int>(error);
 }
 
-int LaunchFillTileTable(const DeviceJob* jobs, int num_jobs, int total_tiles, int32_t* tile_jobs,
+int LaunchConvertKernel(const DeviceJob* jobs, int num_jobs, int32_t* tile_jobs, int total_tiles,
+                        int num_blocks, int stage_bytes, unsigned long long* first_refused,
                         CudaStream stream) {
-  if (num_jobs <= 0 || total_tiles <= 0) return cudaSuccess;
+  if (num_blocks <= 0 || total_tiles <= 0 || num_jobs <= 0) return cudaSuccess;
   // One CTA per job up to 4096, which fills the table of a large job or of thousands of small
   // ones in a few microseconds.
   FillTileTable<<<static_cast<unsigned>(num_jobs < 4096 ? num_jobs : 4096), 256, 0, stream>>>(
       jobs, num_jobs, total_tiles, tile_jobs);
+  ConvertKernel<<<static_cast<unsigned>(num_blocks), kThreadsPerTile, SharedBytes(stage_bytes),
+                  stream>>>(jobs, tile_jobs, total_tiles, stage_bytes, first_refused);
   return static_cast<int>(cudaGetLastError());
 }
 
-int LaunchConvertKernel(const DeviceJob* uploaded_jobs, const KernelArgs& args, int num_blocks,
-                        int stage_bytes, CudaStream stream) {
+int LaunchInlineConvertKernel(const InlineJobs& args, int num_blocks, int stage_bytes,
+                              CudaStream stream) {
   if (num_blocks <= 0 || args.total_tiles <= 0 || args.num_jobs <= 0) return cudaSuccess;
-  KernelFor(uploaded_jobs == nullptr)<<<static_cast<unsigned>(num_blocks), kThreadsPerTile,
-                                        SharedBytes(stage_bytes), stream>>>(uploaded_jobs, args,
-                                                                            stage_bytes);
+  InlineConvertKernel<<<static_cast<unsigned>(num_blocks), kThreadsPerTile,
+                        SharedBytes(stage_bytes), stream>>>(args, stage_bytes);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int LaunchPublishRefusals(unsigned long long* refused, unsigned long long* host_refused, int count,
+                          CudaStream stream) {
+  if (count <= 0) return cudaSuccess;
+  constexpr int kThreads = 256;
+  PublishRefusalsKernel<<<static_cast<unsigned>((count + kThreads - 1) / kThreads), kThreads, 0,
+                          stream>>>(refused, host_refused, count);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -102,21 +102,13 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
   }
 }
 
-// The error words after the kernel above, by one CTA: with a CTA per tile, finding the last one
-// to finish (PublishRefusals) cost every CTA a barrier and an atomic at its end, 12% of the
-// kernel's time on an H200; a second launch costs a few microseconds.
-__global__ void PublishFp32Fp8Refusals(unsigned long long* refused,
-                                       unsigned long long* host_refused, int num_jobs) {
-  CopyOutRefusals(refused, host_refused, num_jobs);
-}
-
 }  // namespace
 
-int LaunchFp32Fp8Kernel(const DeviceJob* jobs, const KernelArgs& args, CudaStream stream) {
-  if (args.num_jobs <= 0 || args.total_tiles <= 0) return cudaSuccess;
-  Fp32Fp8Kernel<<<static_cast<unsigned>(args.total_tiles), kThreadsPerTile, 0, stream>>>(
-      jobs, args.num_jobs, args.total_tiles, args.refused);
-  PublishFp32Fp8Refusals<<<1, 256, 0, stream>>>(args.refused, args.host_refused, args.num_jobs);
+int LaunchFp32Fp8Kernel(const DeviceJob* jobs, int num_jobs, int total_tiles,
+                        unsigned long long* first_refused, CudaStream stream) {
+  if (num_jobs <= 0 || total_tiles <= 0) return cudaSuccess;
+  Fp32Fp8Kernel<<<static_cast<unsigned>(total_tiles), kThreadsPerTile, 0, stream>>>(
+      jobs, num_jobs, total_tiles, first_refused);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -92,10 +92,10 @@ __device__ __noinline__ void ReportRefused(const DeviceJob* job, int64_t row0, i
 
 // Copies the work list shipped in the launch's parameters to `to` (shared memory), by every
 // thread; a barrier follows.
-__device__ __forceinline__ void CopyInlineJobs(const KernelArgs& args, DeviceJob* to) {
+__device__ __forceinline__ void CopyInlineJobs(const InlineJobs& args, DeviceJob* to) {
   static_assert(sizeof(DeviceJob) % 8 == 0);
   constexpr int kWords = static_cast<int>(sizeof(DeviceJob) / 8);
-  const auto* from = reinterpret_cast<const uint64_t*>(args.inline_jobs);
+  const auto* from = reinterpret_cast<const uint64_t*>(args.jobs);
   for (int i = static_cast<int>(threadIdx.x); i < args.num_jobs * kWords;
        i += static_cast<int>(blockDim.x)) {
     reinterpret_cast<uint64_t*>(to)[i] = from[i];
@@ -129,7 +129,7 @@ __device__ __forceinline__ void CopyOutRefusals(unsigned long long* refused,
 // Called by every thread of every CTA at its end: the last CTA to finish copies the error words
 // to the host and resets them and the counter for the next launch, so no copy before or after
 // the kernel is needed.
-__device__ __forceinline__ void PublishRefusals(const KernelArgs& args) {
+__device__ __forceinline__ void PublishRefusals(const InlineJobs& args) {
   __shared__ bool last;
   __syncthreads();  // every refusal of this CTA is reported (and fenced)
   if (threadIdx.x == 0) {
