@@ -1,5 +1,7 @@
-// Host side of the CUDA conversion path: validates jobs, builds the device work list, launches
-// the kernel and turns the kernel's "first refused element" words into the reference's Status.
+// Host side of the CUDA conversion path: validates jobs, builds the device work list (in the
+// launch's parameters for a few jobs, else uploaded), launches the kernels and turns their
+// "first refused element" words, which the kernels publish in mapped host memory, into the
+// reference's Status.
 //
 // The CUDA runtime is linked statically (cudart_static). It opens the driver (libcuda.so.1) with
 // dlopen on the first CUDA call, so programs linking this library still start, and report
@@ -103,14 +105,22 @@ int64_t TileCount(const ConvertJob& job) {
 }  // namespace
 
 struct CudaConverter::State {
-  // One allocation on the device and one in pinned host memory, grown as needed and kept for the
-  // next batch; a batch uses [DeviceJobs][error words] of both and, on the device, the tiled
-  // kernel's tile table after them (Enqueue).
+  // Error words, one per work-list entry, kept between batches: on the device (where the kernels
+  // lower them; kNoRefusedElement between batches) with the inline kernel's CTA counter after
+  // them, and their host copy in mapped pinned memory, written by the inline kernel's last CTA
+  // or by the publishing launch after the kernels of an uploaded list.
+  unsigned long long* device_words = nullptr;
+  unsigned int* finished_ctas = nullptr;
+  unsigned long long* host_words = nullptr;
+  unsigned long long* mapped_words = nullptr;  // host_words as the device addresses them
+  size_t words_capacity = 0;                   // entries
+
+  // Work lists too long for the launch parameters (more than kInlineJobs jobs in a kernel):
+  // staged in pinned memory, uploaded, and followed on the device by the tiled kernel's tile
+  // table. Grown as needed and kept for the next batch.
   unsigned char* device_memory = nullptr;
   unsigned char* host_memory = nullptr;
   size_t capacity = 0;  // bytes
-  unsigned long long* device_refused = nullptr;
-  unsigned long long* host_refused = nullptr;
 
   // The device the kernel was last prepared for, and how many CTAs it keeps resident there with
   // 16-bit and with fp32 stages.
@@ -122,15 +132,22 @@ struct CudaConverter::State {
   CudaStream stream = nullptr;
   std::vector<ConvertJob> jobs;
   std::vector<std::string> strings;
-  std::vector<int> work_index;  // per job: its work-list index, or -1 (empty job)
-  std::vector<ConvertJob> shaped;  // per work-list entry: its job as the kernel tiles it
+  std::vector<int> work_index;                // per job: its work-list index, or -1 (empty job)
+  std::vector<ConvertJob> shaped;             // per work-list entry: its job as the kernel tiles it
+  std::vector<cuda_convert::DeviceJob> work;  // the work list, tiled kernel's jobs first
 
   void Release() {
     cudaFree(device_memory);
     cudaFreeHost(host_memory);
     device_memory = host_memory = nullptr;
-    device_refused = host_refused = nullptr;
     capacity = 0;
+  }
+  void ReleaseWords() {
+    cudaFree(device_words);
+    cudaFreeHost(host_words);
+    device_words = host_words = mapped_words = nullptr;
+    finished_ctas = nullptr;
+    words_capacity = 0;
   }
 
   Status Reserve(size_t bytes) {
@@ -140,6 +157,32 @@ struct CudaConverter::State {
     WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_memory, want), "cudaMalloc");
     WS_CUDA_RETURN_IF_ERROR(cudaMallocHost(&host_memory, want), "cudaMallocHost");
     capacity = want;
+    return Status::Ok();
+  }
+
+  // Words for `entries` work-list entries, set to "nothing refused" (and the counters to 0) on
+  // `stream` before anything else it runs when newly allocated.
+  Status ReserveWords(size_t entries, CudaStream on) {
+    if (entries <= words_capacity) return Status::Ok();
+    ReleaseWords();
+    const size_t want = std::max<size_t>(entries, 1024);
+    const size_t words_bytes = want * sizeof(unsigned long long);
+    void* words = nullptr;
+    WS_CUDA_RETURN_IF_ERROR(cudaMalloc(&words, words_bytes + sizeof(unsigned int)), "cudaMalloc");
+    device_words = static_cast<unsigned long long*>(words);
+    finished_ctas = reinterpret_cast<unsigned int*>(device_words + want);
+    void* host = nullptr;
+    WS_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&host, words_bytes, cudaHostAllocMapped),
+                            "cudaHostAlloc");
+    host_words = static_cast<unsigned long long*>(host);
+    void* mapped = nullptr;
+    WS_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, host, 0), "mapping the error words");
+    mapped_words = static_cast<unsigned long long*>(mapped);
+    WS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(device_words, 0xff, words_bytes, on),
+                            "resetting the error words");
+    WS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(finished_ctas, 0, sizeof(unsigned int), on),
+                            "resetting the CTA counter");
+    words_capacity = want;
     return Status::Ok();
   }
 
@@ -201,6 +244,7 @@ CudaConverter::CudaConverter() : state_(std::make_unique<State>()) {}
 CudaConverter::~CudaConverter() {
   if (state_->pending) (void)cudaStreamSynchronize(state_->stream);
   state_->Release();
+  state_->ReleaseWords();
 }
 
 Status CudaConversionAvailable() {
@@ -275,49 +319,70 @@ Status CudaConverter::Enqueue(std::span<const ConvertJob> jobs, CudaStream strea
     WS_ASSIGN_OR_RETURN(const int resident, s.ResidentBlocks(stage_bytes));
     blocks = static_cast<int>(std::min<int64_t>(resident, tiled_tiles));
   }
+  WS_RETURN_IF_ERROR(s.ReserveWords(work, stream));
+  // Nothing refused unless a launch says otherwise (a batch captured into a graph and not run
+  // reads this).
+  std::fill_n(s.host_words, work, cuda_convert::kNoRefusedElement);
 
-  // Work list and error words in one buffer, so one copy uploads both (each operation on the
-  // stream costs microseconds, which matter for small batches); the tiled kernel's tile table
-  // (4 bytes per 128x128 tile) follows them on the device, where it is built
-  // (LaunchConvertKernel says why).
-  const size_t jobs_bytes = work * sizeof(DeviceJob);
-  const size_t refused_bytes = work * sizeof(unsigned long long);
-  const size_t table_bytes = static_cast<size_t>(tiled_tiles) * sizeof(int32_t);
-  static_assert(sizeof(DeviceJob) % 8 == 0);
-  WS_RETURN_IF_ERROR(s.Reserve(jobs_bytes + refused_bytes + table_bytes));
-  auto* host_jobs = reinterpret_cast<DeviceJob*>(s.host_memory);
+  s.work.resize(work);
   int64_t tile_begin = 0;
   for (size_t w = 0; w < work; ++w) {
     if (w == tiled_jobs) tile_begin = 0;  // each kernel numbers its own tiles
-    host_jobs[w] = MakeDeviceJob(s.shaped[w], tile_begin);
+    s.work[w] = MakeDeviceJob(s.shaped[w], tile_begin);
     tile_begin += TileCount(s.shaped[w]);
   }
-  s.host_refused = reinterpret_cast<unsigned long long*>(s.host_memory + jobs_bytes);
-  s.device_refused = reinterpret_cast<unsigned long long*>(s.device_memory + jobs_bytes);
-  std::memset(s.host_refused, 0xff, refused_bytes);
-  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.device_memory, s.host_memory,
-                                          jobs_bytes + refused_bytes, cudaMemcpyHostToDevice,
-                                          stream),
-                          "uploading the work list");
-  const auto* device_jobs = reinterpret_cast<const DeviceJob*>(s.device_memory);
-  if (tiled_tiles > 0) {
-    WS_CUDA_RETURN_IF_ERROR(
-        static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
-            device_jobs, static_cast<int>(tiled_jobs),
-            reinterpret_cast<int32_t*>(s.device_memory + jobs_bytes + refused_bytes),
-            static_cast<int>(tiled_tiles), blocks, stage_bytes, s.device_refused, stream)),
-        "launching the conversion kernel");
+  // The tiled kernel's jobs travel in its launch when they are few (InlineConvertKernel, which
+  // publishes their error words itself); otherwise, and for the fp32 -> FP8 kernel, the work
+  // list is uploaded, and a launch after the kernels publishes their error words. The tiled
+  // kernel of an uploaded list finds its tiles' jobs in a table (4 bytes per 128x128 tile) after
+  // the list on the device, built there (FillTileTable says why).
+  const size_t fp32_jobs = work - tiled_jobs;
+  const bool tiled_inline = tiled_jobs <= cuda_convert::kInlineJobs;
+  if (tiled_inline && tiled_jobs > 0) {
+    cuda_convert::InlineJobs args{};
+    std::copy_n(s.work.data(), tiled_jobs, args.jobs);
+    args.num_jobs = static_cast<int>(tiled_jobs);
+    args.total_tiles = static_cast<int>(tiled_tiles);
+    args.refused = s.device_words;
+    args.host_refused = s.mapped_words;
+    args.finished_ctas = s.finished_ctas;
+    WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::LaunchInlineConvertKernel(
+                                args, blocks, stage_bytes, stream)),
+                            "launching the conversion kernel");
   }
-  if (register_tiles > 0) {
+  if (!tiled_inline || fp32_jobs > 0) {
+    const size_t jobs_bytes = work * sizeof(DeviceJob);
+    const size_t table_bytes =
+        tiled_inline ? 0 : static_cast<size_t>(tiled_tiles) * sizeof(int32_t);
+    static_assert(sizeof(DeviceJob) % 8 == 0);
+    WS_RETURN_IF_ERROR(s.Reserve(jobs_bytes + table_bytes));
+    std::memcpy(s.host_memory, s.work.data(), jobs_bytes);
     WS_CUDA_RETURN_IF_ERROR(
-        static_cast<cudaError_t>(cuda_convert::LaunchFp32Fp8Kernel(
-            device_jobs + tiled_jobs, static_cast<int>(work - tiled_jobs),
-            static_cast<int>(register_tiles), s.device_refused + tiled_jobs, stream)),
-        "launching the fp32 -> FP8 kernel");
+        cudaMemcpyAsync(s.device_memory, s.host_memory, jobs_bytes, cudaMemcpyHostToDevice, stream),
+        "uploading the work list");
+    const auto* device_jobs = reinterpret_cast<const DeviceJob*>(s.device_memory);
+    if (!tiled_inline) {
+      WS_CUDA_RETURN_IF_ERROR(
+          static_cast<cudaError_t>(cuda_convert::LaunchConvertKernel(
+              device_jobs, static_cast<int>(tiled_jobs),
+              reinterpret_cast<int32_t*>(s.device_memory + jobs_bytes),
+              static_cast<int>(tiled_tiles), blocks, stage_bytes, s.device_words, stream)),
+          "launching the conversion kernel");
+    }
+    if (fp32_jobs > 0) {
+      WS_CUDA_RETURN_IF_ERROR(
+          static_cast<cudaError_t>(cuda_convert::LaunchFp32Fp8Kernel(
+              device_jobs + tiled_jobs, static_cast<int>(fp32_jobs),
+              static_cast<int>(register_tiles), s.device_words + tiled_jobs, stream)),
+          "launching the fp32 -> FP8 kernel");
+    }
+    // The words of the kernels above (the inline kernel's are published already).
+    const size_t first = tiled_inline ? tiled_jobs : 0;
+    WS_CUDA_RETURN_IF_ERROR(static_cast<cudaError_t>(cuda_convert::LaunchPublishRefusals(
+                                s.device_words + first, s.mapped_words + first,
+                                static_cast<int>(work - first), stream)),
+                            "launching the error-word copy");
   }
-  WS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.host_refused, s.device_refused, refused_bytes,
-                                          cudaMemcpyDeviceToHost, stream),
-                          "reading the error words");
   s.pending = true;
   return Status::Ok();
 }
@@ -329,8 +394,8 @@ Status CudaConverter::Finish() {
   WS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s.stream), "converting");
   for (size_t i = 0; i < s.jobs.size(); ++i) {
     const int w = s.work_index[i];
-    if (w >= 0 && s.host_refused[w] != cuda_convert::kNoRefusedElement) {
-      return s.Refusal(s.jobs[i], s.host_refused[w]);
+    if (w >= 0 && s.host_words[w] != cuda_convert::kNoRefusedElement) {
+      return s.Refusal(s.jobs[i], s.host_words[w]);
     }
   }
   return Status::Ok();

@@ -520,6 +520,60 @@ TEST_F(ConvertGpuTest, Fp32ThatOverflowsBf16) {
   }
 }
 
+// One converter for batch after batch: the error words stay on the device between launches and
+// each launch's last CTA publishes and resets them, so a refusal is reported by its own batch
+// only, whether the work list travels in the launch (a few jobs) or is uploaded (many), and
+// through either kernel.
+TEST_F(ConvertGpuTest, RefusalsDoNotOutliveTheirBatch) {
+  CudaConverter converter;
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  for (const int jobs : {1, 8, 9, 40}) {
+    for (const DType src : {DType::kBF16, DType::kF32}) {
+      for (const bool refused : {true, false, true, false}) {
+        SCOPED_TRACE(testing::Message() << jobs << " jobs from " << DTypeTorchName(src)
+                                        << (refused ? ", one refused" : ", clean"));
+        Batch batch;
+        for (int j = 0; j < jobs; ++j) {
+          AddJob(batch, {src, j % 3 == 1 ? DType::kBF16 : DType::kF8E4M3, 130, 260}, 40 + j);
+        }
+        if (refused) Store(At(batch.buffers, batch.specs[jobs - 1].src), src, 129 * 260, NAN);
+        NameJobs(batch);
+        Status reference;
+        std::vector<std::vector<uint8_t>> expected = batch.buffers;
+        for (const Spec& s : batch.specs) {
+          const Status status = ConvertReference(
+              Bind(s, At(expected, s.src), At(expected, s.dst), At(expected, s.scales)));
+          if (reference.ok()) reference = status;
+        }
+        std::vector<void*> device(batch.buffers.size(), nullptr);
+        for (size_t i = 0; i < device.size(); ++i) {
+          ASSERT_EQ(cudaMalloc(&device[i], batch.buffers[i].size()), cudaSuccess);
+          cudaMemcpy(device[i], batch.buffers[i].data(), batch.buffers[i].size(),
+                     cudaMemcpyHostToDevice);
+        }
+        std::vector<ConvertJob> bound;
+        for (const Spec& s : batch.specs) {
+          bound.push_back(Bind(s, At(device, s.src), At(device, s.dst), At(device, s.scales)));
+        }
+        ASSERT_TRUE(converter.Enqueue(bound, stream).ok());
+        const Status gpu = converter.Finish();
+        EXPECT_EQ(gpu.code(), reference.code());
+        EXPECT_EQ(gpu.message(), reference.message());
+        for (size_t i = 0; i < device.size(); ++i) {
+          if (!refused) {
+            std::vector<uint8_t> got(batch.buffers[i].size());
+            cudaMemcpy(got.data(), device[i], got.size(), cudaMemcpyDeviceToHost);
+            EXPECT_EQ(got, expected[i]) << "buffer " << i;
+          }
+          cudaFree(device[i]);
+        }
+      }
+    }
+  }
+  cudaStreamDestroy(stream);
+}
+
 TEST_F(ConvertGpuTest, MalformedJobsLaunchNothing) {
   Batch batch;
   AddJob(batch, {DType::kBF16, DType::kF8E4M3, 10, 10}, 1);

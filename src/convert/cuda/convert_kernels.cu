@@ -1,6 +1,8 @@
 // The conversion kernel: one launch converts every job of a batch. Work is a flat sequence of
 // 128x128 tiles (the FP8 quantization block) over all jobs, and a table names each tile's job,
-// so thousands of small tensors share one launch without searching for their jobs. The grid is
+// so thousands of small tensors share one launch without searching for their jobs. A batch of
+// up to kInlineJobs jobs has a kernel of its own (InlineConvertKernel, below): its jobs travel in
+// the launch and no stream operation but the kernel is needed. The grid is
 // persistent (as many CTAs as fit on the GPU at once) and strides over the tiles: at any moment
 // the CTAs convert neighbouring tiles, so the rows of a wide matrix are read and written whole
 // (a first version gave each CTA a contiguous share, which spreads the CTAs over the whole
@@ -12,7 +14,9 @@
 // kStages - 1 tiles of the CTA are on their way, and those bytes in flight hold no registers
 // (loading into registers, a CTA had nothing in flight while it reduced and quantized). Two
 // stages measured best for 16-bit sources on an H200: three and four were slower, and so was a
-// single stage read into registers before the refill (bench/results/2026-11-29-gpu-convert.md).
+// single stage read into registers before the refill (bench/results/2026-11-29-gpu-convert.md),
+// refilling a stage as soon as its tile is in registers, and bulk (TMA) copies of whole tile
+// rows (bench/results/2026-11-29-gpu-convert-2.md).
 // A warp reads back only the stage slots it filled itself, so the ring needs warp barriers only.
 //
 // FP8 tiles of 16-bit sources are reduced to the block amax (one CTA barrier per tile), then
@@ -26,20 +30,12 @@
 #include "convert/cuda/device_job.h"
 #include "convert/cuda/tile_common.cuh"
 
-// Pipeline depth; set on the compiler command line only for experiments (bench/results).
-// Batches with fp32 sources use at most 3 stages (3 x 64 KiB of the 227 KiB a CTA may have).
-#ifndef WS_CONVERT_STAGES
-#define WS_CONVERT_STAGES 2
-#endif
-
 namespace weightsync::cuda_convert {
 namespace {
 
-constexpr int kStages16 = WS_CONVERT_STAGES;
-constexpr int kStages32 = WS_CONVERT_STAGES < 3 ? WS_CONVERT_STAGES : 3;
+constexpr int kStages = 2;  // pipeline depth, for 16-bit and fp32 sources alike
 constexpr int kSlotBytes = kThreadsPerTile * 16;  // one 16-byte slot per thread
 static_assert(kStageBytes16 == kPasses * kSlotBytes);
-static_assert(kStages32 >= 2);
 
 // ---- cp.async: 16 bytes from global to shared memory without passing through registers.
 
@@ -80,11 +76,23 @@ struct TileAt {
   int row, col;
 };
 
+// Through the tile table (uploaded work lists).
 __device__ __forceinline__ TileAt Locate(const DeviceJob* jobs, const int* tile_jobs, int tile) {
   TileAt at;
   at.job = __ldg(tile_jobs + tile);
   const int local = tile - __ldg(&jobs[at.job].tile_begin);
   const int tile_cols = __ldg(&jobs[at.job].tile_cols);
+  at.row = local / tile_cols;
+  at.col = local - at.row * tile_cols;
+  return at;
+}
+
+// By searching the few jobs of an inline work list (in shared memory).
+__device__ __forceinline__ TileAt LocateInline(const DeviceJob* jobs, int num_jobs, int tile) {
+  TileAt at;
+  at.job = SearchJob(jobs, num_jobs, tile);
+  const int local = tile - jobs[at.job].tile_begin;
+  const int tile_cols = jobs[at.job].tile_cols;
   at.row = local / tile_cols;
   at.col = local - at.row * tile_cols;
   return at;
@@ -120,8 +128,8 @@ __device__ __forceinline__ void FetchTile16(const DeviceJob& job, const TileAt& 
                                             uint32_t stage) {
   const ChunkPlace place = PlaceChunk(job.cols, at.row, at.col);
   const int rows = Present(job.rows, place.row0, kTile);  // rows from row0 on, up to 128
-  const uint16_t* p = static_cast<const uint16_t*>(job.src) + place.row0 * job.src_stride +
-                      place.col;
+  const uint16_t* p =
+      static_cast<const uint16_t*>(job.src) + place.row0 * job.src_stride + place.col;
   const int64_t pass_step = kRowsPerPass * job.src_stride;
   const uint32_t slot = stage + threadIdx.x * 16;
   // Passes whose rows exist and hold columns of the job; the rest are zeros.
@@ -204,9 +212,8 @@ __device__ __forceinline__ void ReadChunk(uint32_t slot, int pass, uint4& a, uin
 // One 128x128 FP8 block of a 16-bit source (bf16, or fp16 when kSrc is kSrcF16): amax, scale,
 // codes.
 template <int kSrc>
-__device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& at,
-                                        uint32_t stage, unsigned long long* first_refused,
-                                        uint32_t* warp_max) {
+__device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& at, uint32_t stage,
+                                        unsigned long long* first_refused, uint32_t* warp_max) {
   static_assert(kSrc != kSrcF32, "FP8 from fp32 is fp32_fp8_kernel.cu's");
   // The fields this tile needs, in registers (the stores below could alias the work list as far
   // as the compiler knows, which would make it reload them).
@@ -250,7 +257,8 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& 
     } else {
 #pragma unroll
       for (int i = 0; i < kChunk; ++i) {
-        if (i < place.n) out[i] = static_cast<uint8_t>((i < 4 ? codes.x : codes.y) >> (8 * (i % 4)));
+        if (i < place.n)
+          out[i] = static_cast<uint8_t>((i < 4 ? codes.x : codes.y) >> (8 * (i % 4)));
       }
     }
   }
@@ -272,8 +280,8 @@ __device__ __forceinline__ uint32_t Widen(uint32_t word, int half_index) {
 // A pass holding a refused value is written all the same (the batch's output is undefined after
 // a refusal); the refusal report comes last so no data is live across its call.
 template <int kSrc, int kDst>
-__device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt& at,
-                                         uint32_t stage, unsigned long long* first_refused) {
+__device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt& at, uint32_t stage,
+                                         unsigned long long* first_refused) {
   const int64_t rows = job_ptr->rows, cols = job_ptr->cols, dst_stride = job_ptr->dst_stride;
   using Out = std::conditional_t<kDst == kDstF32, uint32_t, uint16_t>;
   Out* const dst = static_cast<Out*>(job_ptr->dst);
@@ -296,8 +304,7 @@ __device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt&
       v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
     } else {
       const uint32_t pair_max = Max16x2(0, a);
-      refused |=
-          max(pair_max & 0xffffu, pair_max >> 16) >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
+      refused |= max(pair_max & 0xffffu, pair_max >> 16) >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
       const uint32_t w[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
       for (int i = 0; i < kChunk; ++i) v[i] = Widen<kSrc>(w[i / 2], i % 2);
@@ -336,9 +343,8 @@ __device__ __forceinline__ void CastTile(const DeviceJob* job_ptr, const TileAt&
 
 // ---- The kernel.
 
-__device__ __forceinline__ void Fetch(const DeviceJob* jobs, const int* tile_jobs, int tile,
-                                      uint32_t stage) {
-  const TileAt at = Locate(jobs, tile_jobs, tile);
+// Fetches the tile at `at` of jobs[at.job] into `stage`.
+__device__ __forceinline__ void FetchAt(const DeviceJob* jobs, const TileAt& at, uint32_t stage) {
   const DeviceJob& job = jobs[at.job];
   if (job.src_type == kSrcF32) {
     FetchTile32(job, at, stage);
@@ -347,14 +353,13 @@ __device__ __forceinline__ void Fetch(const DeviceJob* jobs, const int* tile_job
   }
 }
 
-// Converts `tile` from its stage. `fp8_parity` picks the warp-max copy of FP8 tiles and flips
-// on each: two copies let one barrier per FP8 tile suffice, since a warp can only write a copy
-// again after every warp passed the barrier of the FP8 tile in between, which follows their
-// reads of it.
-__device__ __forceinline__ void Convert(const DeviceJob* jobs, const int* tile_jobs, int tile,
-                                        uint32_t stage, unsigned long long* first_refused,
-                                        uint32_t (&warp_max)[2][kWarps], int& fp8_parity) {
-  const TileAt at = Locate(jobs, tile_jobs, tile);
+// Converts the tile at `at` of jobs[at.job] from its stage. `fp8_parity` picks the warp-max copy
+// of FP8 tiles and flips on each: two copies let one barrier per FP8 tile suffice, since a warp
+// can only write a copy again after every warp passed the barrier of the FP8 tile in between,
+// which follows their reads of it.
+__device__ __forceinline__ void ConvertAt(const DeviceJob* jobs, const TileAt& at, uint32_t stage,
+                                          unsigned long long* first_refused,
+                                          uint32_t (&warp_max)[2][kWarps], int& fp8_parity) {
   const DeviceJob* job = jobs + at.job;
   unsigned long long* refused = first_refused + at.job;
   switch (job->src_type * 3 + job->dst_type) {
@@ -387,9 +392,23 @@ __device__ __forceinline__ void Convert(const DeviceJob* jobs, const int* tile_j
   }
 }
 
-// Two CTAs per multiprocessor (64 registers a thread) when their stages fit: 2 x 2 x 32 KiB for
-// 16-bit sources; one with fp32 sources (2 x 64 KiB).
-template <int kStages>
+// The same for tile number `tile` of an uploaded work list, through its tile table.
+__device__ __forceinline__ void Fetch(const DeviceJob* jobs, const int* tile_jobs, int tile,
+                                      uint32_t stage) {
+  FetchAt(jobs, Locate(jobs, tile_jobs, tile), stage);
+}
+__device__ __forceinline__ void Convert(const DeviceJob* jobs, const int* tile_jobs, int tile,
+                                        uint32_t stage, unsigned long long* first_refused,
+                                        uint32_t (&warp_max)[2][kWarps], int& fp8_parity) {
+  ConvertAt(jobs, Locate(jobs, tile_jobs, tile), stage, first_refused, warp_max, fp8_parity);
+}
+
+// The kernel of uploaded work lists (more than kInlineJobs jobs), which finds each tile's job in
+// the tile table. Two CTAs per multiprocessor (64 registers a thread) when their stages fit:
+// 2 x 2 x 32 KiB for 16-bit sources; one with fp32 sources (2 x 64 KiB). This is the kernel of
+// round 2 unchanged: the inline kernel's changes applied to it (location carried, jobs in the
+// launch's parameter block, last-CTA publication) made the 256-expert stack 4-6% slower on an
+// H200 (bench/results/2026-11-29-gpu-convert-2.md).
 __global__ void __launch_bounds__(kThreadsPerTile, 2)
     ConvertKernel(const DeviceJob* __restrict__ jobs, const int* __restrict__ tile_jobs,
                   int total_tiles, int stage_bytes, unsigned long long* first_refused) {
@@ -403,7 +422,9 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
   int fetch_tile = static_cast<int>(blockIdx.x);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (fetch_tile < total_tiles) Fetch(jobs, tile_jobs, fetch_tile, ring + s * stage_bytes);
+    if (fetch_tile < total_tiles) {
+      Fetch(jobs, tile_jobs, fetch_tile, ring + s * stage_bytes);
+    }
     CommitCopies();
     fetch_tile += stride;
   }
@@ -427,6 +448,53 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
   }
 }
 
+// The kernel of a batch of up to kInlineJobs jobs, which come in the launch's parameters: each
+// CTA copies them to shared memory, tiles search them (no tile table), and the last CTA to finish
+// publishes the error words (PublishRefusals), so the launch is the batch's only stream
+// operation; each other one cost microseconds, 6-8% of a large matrix's conversion
+// (bench/results/2026-11-29-gpu-convert-2.md). A tile's location is found once, at its fetch,
+// and carried to its conversion (measured faster than finding it twice).
+__global__ void __launch_bounds__(kThreadsPerTile, 2)
+    InlineConvertKernel(const __grid_constant__ InlineJobs args, int stage_bytes) {
+  extern __shared__ uint4 stage_memory[];
+  __shared__ uint32_t warp_max[2][kWarps];
+  __shared__ DeviceJob jobs[kInlineJobs];
+  CopyInlineJobs(args, jobs);
+  const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(stage_memory));
+  const int stride = static_cast<int>(gridDim.x);
+  const int total = args.total_tiles;
+
+  // As in ConvertKernel, with the location of the tile to convert next in next_at.
+  static_assert(kStages == 2);
+  int fetch_tile = static_cast<int>(blockIdx.x);
+  TileAt next_at{};
+  if (fetch_tile < total) {
+    next_at = LocateInline(jobs, args.num_jobs, fetch_tile);
+    FetchAt(jobs, next_at, ring);
+  }
+  CommitCopies();
+  fetch_tile += stride;
+  int fetch_stage = 1, convert_stage = 0, fp8_parity = 0;
+  for (int tile = static_cast<int>(blockIdx.x); tile < total; tile += stride) {
+    __syncwarp();
+    TileAt fetched{};
+    if (fetch_tile < total) {
+      fetched = LocateInline(jobs, args.num_jobs, fetch_tile);
+      FetchAt(jobs, fetched, ring + fetch_stage * stage_bytes);
+    }
+    CommitCopies();
+    fetch_tile += stride;
+    fetch_stage = fetch_stage + 1 == kStages ? 0 : fetch_stage + 1;
+    const TileAt at = next_at;
+    next_at = fetched;
+    WaitCopies<kStages - 1>();
+    __syncwarp();
+    ConvertAt(jobs, at, ring + convert_stage * stage_bytes, args.refused, warp_max, fp8_parity);
+    convert_stage = convert_stage + 1 == kStages ? 0 : convert_stage + 1;
+  }
+  PublishRefusals(args);
+}
+
 // tile_jobs[t] = the job of tile t, for the tiles of every job (jobs in tile order, the last
 // ending at total_tiles). Built on the device rather than uploaded with the work list: a copy of
 // tens of KiB from the host goes through a copy engine, and after large frees the driver keeps
@@ -434,8 +502,7 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
 // 16 GB were freed), while the work list alone stays a few hundred bytes for large tensors.
 __global__ void FillTileTable(const DeviceJob* __restrict__ jobs, int num_jobs, int total_tiles,
                               int* __restrict__ tile_jobs) {
-  for (int job = static_cast<int>(blockIdx.x); job < num_jobs;
-       job += static_cast<int>(gridDim.x)) {
+  for (int job = static_cast<int>(blockIdx.x); job < num_jobs; job += static_cast<int>(gridDim.x)) {
     const int end = job + 1 < num_jobs ? jobs[job + 1].tile_begin : total_tiles;
     for (int tile = jobs[job].tile_begin + static_cast<int>(threadIdx.x); tile < end;
          tile += static_cast<int>(blockDim.x)) {
@@ -444,25 +511,41 @@ __global__ void FillTileTable(const DeviceJob* __restrict__ jobs, int num_jobs, 
   }
 }
 
-// The kernel for a batch whose stages are `stage_bytes` large, and its shared memory.
-auto KernelFor(int stage_bytes) {
-  return stage_bytes > kStageBytes16 ? ConvertKernel<kStages32> : ConvertKernel<kStages16>;
+// After the kernels of a batch with an uploaded work list: copies `count` error words to the
+// host (mapped memory) and resets them for the next batch. Stream order puts it after the
+// kernels that lower them, so plain accesses suffice; 3-5 us on an H200 where a copy back on
+// the stream took 3-13 us.
+__global__ void PublishRefusalsKernel(unsigned long long* __restrict__ refused,
+                                      unsigned long long* __restrict__ host_refused, int count) {
+  const int job = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (job < count) {
+    host_refused[job] = refused[job];
+    refused[job] = kNoRefusedElement;
+  }
 }
+
 size_t SharedBytes(int stage_bytes) {
-  return static_cast<size_t>(stage_bytes > kStageBytes16 ? kStages32 : kStages16) *
-         static_cast<size_t>(stage_bytes);
+  return static_cast<size_t>(kStages) * static_cast<size_t>(stage_bytes);
 }
 
 }  // namespace
 
 int PrepareConvertKernel(int stage_bytes, int* blocks_per_multiprocessor) {
-  const auto kernel = KernelFor(stage_bytes);
   const size_t shared = SharedBytes(stage_bytes);
-  cudaError_t error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(shared));
+  for (const auto kernel : {reinterpret_cast<const void*>(ConvertKernel),
+                            reinterpret_cast<const void*>(InlineConvertKernel)}) {
+    const cudaError_t error = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+    if (error != cudaSuccess) return static_cast<int>(error);
+  }
+  // The grid is sized for both kernels: the lower of their resident CTAs (the same on an H200).
+  int uploaded = 0, inline_jobs = 0;
+  cudaError_t error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&uploaded, ConvertKernel,
+                                                                    kThreadsPerTile, shared);
   if (error != cudaSuccess) return static_cast<int>(error);
-  error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_multiprocessor, kernel,
+  error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&inline_jobs, InlineConvertKernel,
                                                         kThreadsPerTile, shared);
+  *blocks_per_multiprocessor = uploaded < inline_jobs ? uploaded : inline_jobs;
   return static_cast<int>(error);
 }
 
@@ -474,9 +557,25 @@ int LaunchConvertKernel(const DeviceJob* jobs, int num_jobs, int32_t* tile_jobs,
   // ones in a few microseconds.
   FillTileTable<<<static_cast<unsigned>(num_jobs < 4096 ? num_jobs : 4096), 256, 0, stream>>>(
       jobs, num_jobs, total_tiles, tile_jobs);
-  KernelFor(stage_bytes)<<<static_cast<unsigned>(num_blocks), kThreadsPerTile,
-                           SharedBytes(stage_bytes), stream>>>(jobs, tile_jobs, total_tiles,
-                                                               stage_bytes, first_refused);
+  ConvertKernel<<<static_cast<unsigned>(num_blocks), kThreadsPerTile, SharedBytes(stage_bytes),
+                  stream>>>(jobs, tile_jobs, total_tiles, stage_bytes, first_refused);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int LaunchInlineConvertKernel(const InlineJobs& args, int num_blocks, int stage_bytes,
+                              CudaStream stream) {
+  if (num_blocks <= 0 || args.total_tiles <= 0 || args.num_jobs <= 0) return cudaSuccess;
+  InlineConvertKernel<<<static_cast<unsigned>(num_blocks), kThreadsPerTile,
+                        SharedBytes(stage_bytes), stream>>>(args, stage_bytes);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int LaunchPublishRefusals(unsigned long long* refused, unsigned long long* host_refused, int count,
+                          CudaStream stream) {
+  if (count <= 0) return cudaSuccess;
+  constexpr int kThreads = 256;
+  PublishRefusalsKernel<<<static_cast<unsigned>((count + kThreads - 1) / kThreads), kThreads, 0,
+                          stream>>>(refused, host_refused, count);
   return static_cast<int>(cudaGetLastError());
 }
 

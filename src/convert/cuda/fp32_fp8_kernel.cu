@@ -2,11 +2,12 @@
 // because on an H200 it does 0.67-0.70x of the copy bandwidth where the tiled kernel's
 // shared-memory ring does 0.47-0.50x (bench/results/2026-11-29-gpu-convert.md).
 //
-// One CTA per 128x128 tile (a grid as large as the tile count, up to 2^30): each thread issues
+// One CTA per 128x128 tile (a grid as large as the tile count, up to 2^30; a grid of resident
+// CTAs striding over the tiles measured 4% slower on an H200): each thread issues
 // all eight 16-byte loads of its four chunks before it reduces, so with two CTAs per
 // multiprocessor 128 KiB of source is in flight per multiprocessor without shared memory. The
-// tile finds its job by binary search over the jobs' first tiles. The values are rounded to
-// bf16 (the value rule) as they arrive and quantized from registers.
+// tile finds its job by binary search over the jobs' first tiles (an uploaded work list). The
+// values are rounded to bf16 (the value rule) as they arrive and quantized from registers.
 #include <cuda_runtime.h>
 
 #include "convert/cuda/device_job.h"
@@ -92,19 +93,11 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
   int parity = 0;
   for (int tile = static_cast<int>(blockIdx.x); tile < total_tiles;
        tile += static_cast<int>(gridDim.x), parity ^= 1) {
-    int lo = 0, hi = num_jobs - 1;
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) >> 1;
-      if (jobs[mid].tile_begin <= tile) {
-        lo = mid;
-      } else {
-        hi = mid - 1;
-      }
-    }
-    const DeviceJob& job = jobs[lo];  // fields are read where used, not held in registers
+    const int index = SearchJob(jobs, num_jobs, tile);
+    const DeviceJob& job = jobs[index];  // fields are read where used, not held in registers
     const int local = tile - job.tile_begin;
     const int tile_row = local / job.tile_cols;
-    Fp32Fp8Tile(job, tile_row, local - tile_row * job.tile_cols, first_refused + lo,
+    Fp32Fp8Tile(job, tile_row, local - tile_row * job.tile_cols, first_refused + index,
                 warp_max[parity]);
   }
 }

@@ -35,8 +35,7 @@ struct ChunkPlace {
   int n;
 };
 
-__device__ __forceinline__ ChunkPlace PlaceChunk(int64_t cols, int64_t tile_row,
-                                                 int64_t tile_col) {
+__device__ __forceinline__ ChunkPlace PlaceChunk(int64_t cols, int64_t tile_row, int64_t tile_col) {
   ChunkPlace place;
   place.row0 = tile_row * kTile + (threadIdx.x >> 4);
   place.col = tile_col * kTile + (threadIdx.x & 15) * kChunk;
@@ -88,6 +87,60 @@ __device__ __noinline__ void ReportRefused(const DeviceJob* job, int64_t row0, i
     }
   }
   atomicMin(first_refused, best);
+  __threadfence();  // before the CTA's count in PublishRefusals
+}
+
+// Copies the work list shipped in the launch's parameters to `to` (shared memory), by every
+// thread; a barrier follows.
+__device__ __forceinline__ void CopyInlineJobs(const InlineJobs& args, DeviceJob* to) {
+  static_assert(sizeof(DeviceJob) % 8 == 0);
+  constexpr int kWords = static_cast<int>(sizeof(DeviceJob) / 8);
+  const auto* from = reinterpret_cast<const uint64_t*>(args.jobs);
+  for (int i = static_cast<int>(threadIdx.x); i < args.num_jobs * kWords;
+       i += static_cast<int>(blockDim.x)) {
+    reinterpret_cast<uint64_t*>(to)[i] = from[i];
+  }
+  __syncthreads();
+}
+
+// The job owning `tile`: the last whose first tile is at most `tile` (jobs in tile order).
+__device__ __forceinline__ int SearchJob(const DeviceJob* jobs, int num_jobs, int tile) {
+  int lo = 0, hi = num_jobs - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (jobs[mid].tile_begin <= tile) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return lo;
+}
+
+// Copies the error words of `count` jobs to the host (mapped memory, visible once the launch
+// completes) and resets them for the next launch, by the calling threads.
+__device__ __forceinline__ void CopyOutRefusals(unsigned long long* refused,
+                                                unsigned long long* host_refused, int count) {
+  for (int job = static_cast<int>(threadIdx.x); job < count; job += static_cast<int>(blockDim.x)) {
+    host_refused[job] = atomicExch(refused + job, kNoRefusedElement);
+  }
+}
+
+// Called by every thread of every CTA at its end: the last CTA to finish copies the error words
+// to the host and resets them and the counter for the next launch, so no copy before or after
+// the kernel is needed.
+__device__ __forceinline__ void PublishRefusals(const InlineJobs& args) {
+  __shared__ bool last;
+  __syncthreads();  // every refusal of this CTA is reported (and fenced)
+  if (threadIdx.x == 0) {
+    __threadfence();
+    last = atomicAdd(args.finished_ctas, 1u) == gridDim.x - 1;
+    __threadfence();
+  }
+  __syncthreads();
+  if (!last) return;
+  CopyOutRefusals(args.refused, args.host_refused, args.num_jobs);
+  if (threadIdx.x == 0) *args.finished_ctas = 0;
 }
 
 // The 8 FP8 codes of a thread's chunk of 16-bit values (bf16, or fp16 when kHalf), packed in
