@@ -46,6 +46,10 @@ __device__ __forceinline__ void CopyAsync16(uint32_t shared, const void* global,
                "r"(bytes)
                : "memory");
 }
+// The same, all 16 bytes copied.
+__device__ __forceinline__ void CopyAsync16(uint32_t shared, const void* global) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(shared), "l"(global) : "memory");
+}
 __device__ __forceinline__ void StoreShared(uint32_t shared, uint4 v) {
   asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(shared), "r"(v.x), "r"(v.y),
                "r"(v.z), "r"(v.w)
@@ -87,13 +91,34 @@ __device__ __forceinline__ TileAt Locate(const DeviceJob* jobs, const int* tile_
   return at;
 }
 
+// The multipliers for DivideTiles, one per job of an inline work list: floor((2^32 - 1) / d)
+// for d = tile_cols (0 if a job has no columns of tiles; none of its tiles is ever located).
+__device__ __forceinline__ void FillTileColMultipliers(const DeviceJob* jobs, int num_jobs,
+                                                       uint32_t* multipliers) {
+  if (threadIdx.x < num_jobs) {
+    const uint32_t d = static_cast<uint32_t>(jobs[threadIdx.x].tile_cols);
+    multipliers[threadIdx.x] = d == 0 ? 0u : 0xffffffffu / d;
+  }
+}
+
+// floor(n / d) for 0 <= n < 2^31 and 1 <= d < 2^31, given m = floor((2^32 - 1) / d): with
+// n m / 2^32 < n / d and n m / 2^32 > n / d - n (d + 1) / (d 2^32) > n / d - 1, the high word of
+// n m is the quotient or one less, and one comparison corrects it. A few integer instructions
+// where the division took some thirty, every tile.
+__device__ __forceinline__ int DivideTiles(int n, int d, uint32_t m) {
+  int q = static_cast<int>(__umulhi(static_cast<uint32_t>(n), m));
+  if (n - q * d >= d) ++q;
+  return q;
+}
+
 // By searching the few jobs of an inline work list (in shared memory).
-__device__ __forceinline__ TileAt LocateInline(const DeviceJob* jobs, int num_jobs, int tile) {
+__device__ __forceinline__ TileAt LocateInline(const DeviceJob* jobs, const uint32_t* multipliers,
+                                               int num_jobs, int tile) {
   TileAt at;
   at.job = SearchJob(jobs, num_jobs, tile);
   const int local = tile - jobs[at.job].tile_begin;
   const int tile_cols = jobs[at.job].tile_cols;
-  at.row = local / tile_cols;
+  at.row = DivideTiles(local, tile_cols, multipliers[at.job]);
   at.col = local - at.row * tile_cols;
   return at;
 }
@@ -132,6 +157,15 @@ __device__ __forceinline__ void FetchTile16(const DeviceJob& job, const TileAt& 
       static_cast<const uint16_t*>(job.src) + place.row0 * job.src_stride + place.col;
   const int64_t pass_step = kRowsPerPass * job.src_stride;
   const uint32_t slot = stage + threadIdx.x * 16;
+  if ((job.flags & kSrcVector) && place.n == kChunk && rows > kTile - kRowsPerPass) {
+    // The usual case: the thread's 4 rows and 8 columns exist and are aligned, so every pass
+    // copies 16 bytes (no zero fill, no tests).
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass, p += pass_step) {
+      CopyAsync16(slot + pass * kSlotBytes, p);
+    }
+    return;
+  }
   // Passes whose rows exist and hold columns of the job; the rest are zeros.
   const int live = place.n == 0 ? 0 : (rows + kRowsPerPass - 1) / kRowsPerPass;
   if (job.flags & kSrcVector) {
@@ -227,10 +261,10 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& 
     uint4 unused;
     ReadChunk<kSrc>(slot, pass, values[pass], unused);
   }
-  uint32_t pair_max = 0;
+  MaxPair16 maxima;
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) pair_max = Max16x2(pair_max, values[pass]);
-  uint32_t thread_max = max(pair_max & 0xffffu, pair_max >> 16);
+  for (int pass = 0; pass < kPasses; ++pass) FoldMax16(maxima, values[pass]);
+  uint32_t thread_max = MagnitudeMax16(maxima);
   const bool refused = thread_max >= (kSrc == kSrcBF16 ? 0x7f80u : 0x7c00u);
   // Block amax: integer max of magnitude bits (order-free, like the CPU paths), warps then CTA.
   const int lane = threadIdx.x & 31;
@@ -248,17 +282,26 @@ __device__ __forceinline__ void Fp8Tile(const DeviceJob* job_ptr, const TileAt& 
   const int present_rows = Present(rows, place.row0, kTile);
   uint8_t* out = dst + place.row0 * dst_stride + place.col;
   const int64_t pass_step = kRowsPerPass * dst_stride;
+  if (vector && present_rows > kTile - kRowsPerPass) {
+    // The usual case (the thread's 4 rows and 8 columns exist, aligned): no test per pass.
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass, out += pass_step) {
-    if (pass * kRowsPerPass >= present_rows || place.n == 0) continue;
-    const uint2 codes = QuantizeChunk<kSrc == kSrcF16>(values[pass], scale, inv);
-    if (vector) {
-      __stcs(reinterpret_cast<uint2*>(out), codes);
-    } else {
+    for (int pass = 0; pass < kPasses; ++pass, out += pass_step) {
+      __stcs(reinterpret_cast<uint2*>(out),
+             QuantizeChunk<kSrc == kSrcF16>(values[pass], scale, inv));
+    }
+  } else {
 #pragma unroll
-      for (int i = 0; i < kChunk; ++i) {
-        if (i < place.n)
-          out[i] = static_cast<uint8_t>((i < 4 ? codes.x : codes.y) >> (8 * (i % 4)));
+    for (int pass = 0; pass < kPasses; ++pass, out += pass_step) {
+      if (pass * kRowsPerPass >= present_rows || place.n == 0) continue;
+      const uint2 codes = QuantizeChunk<kSrc == kSrcF16>(values[pass], scale, inv);
+      if (vector) {
+        __stcs(reinterpret_cast<uint2*>(out), codes);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kChunk; ++i) {
+          if (i < place.n)
+            out[i] = static_cast<uint8_t>((i < 4 ? codes.x : codes.y) >> (8 * (i % 4)));
+        }
       }
     }
   }
@@ -459,7 +502,10 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
   extern __shared__ uint4 stage_memory[];
   __shared__ uint32_t warp_max[2][kWarps];
   __shared__ DeviceJob jobs[kInlineJobs];
+  __shared__ uint32_t multipliers[kInlineJobs];
   CopyInlineJobs(args, jobs);
+  FillTileColMultipliers(jobs, args.num_jobs, multipliers);
+  __syncthreads();
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(stage_memory));
   const int stride = static_cast<int>(gridDim.x);
   const int total = args.total_tiles;
@@ -469,7 +515,7 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
   int fetch_tile = static_cast<int>(blockIdx.x);
   TileAt next_at{};
   if (fetch_tile < total) {
-    next_at = LocateInline(jobs, args.num_jobs, fetch_tile);
+    next_at = LocateInline(jobs, multipliers, args.num_jobs, fetch_tile);
     FetchAt(jobs, next_at, ring);
   }
   CommitCopies();
@@ -479,7 +525,7 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
     __syncwarp();
     TileAt fetched{};
     if (fetch_tile < total) {
-      fetched = LocateInline(jobs, args.num_jobs, fetch_tile);
+      fetched = LocateInline(jobs, multipliers, args.num_jobs, fetch_tile);
       FetchAt(jobs, fetched, ring + fetch_stage * stage_bytes);
     }
     CommitCopies();

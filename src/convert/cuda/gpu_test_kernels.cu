@@ -24,10 +24,10 @@ __global__ void EncoderKernel(Counter* counter) {
        bits += uint64_t{gridDim.x} * blockDim.x) {
     const float f = __uint_as_float(static_cast<uint32_t>(bits));
     const uint32_t want = PortFloatToE4M3(static_cast<uint32_t>(bits));
-    const uint32_t pair_lo = EncodeE4M3Pair(f, 1.0f);
-    const uint32_t pair_hi = EncodeE4M3Pair(0.5f, f);
-    if ((pair_lo & 0xffu) != want || (pair_hi >> 8) != want || (pair_lo >> 8) != 0x38u ||
-        (pair_hi & 0xffu) != 0x30u) {
+    // f in byte 0 (low byte of the first converter) and byte 3 (high byte of the second);
+    // 1.0 and 0.5 between.
+    const uint32_t quad = EncodeE4M3Quad(f, 1.0f, 0.5f, f);
+    if ((quad & 0xffu) != want || (quad >> 24) != want || ((quad >> 8) & 0xffffu) != 0x3038u) {
       Record(counter, bits);
     }
     ++checked;
@@ -49,9 +49,12 @@ __global__ void QuantizerKernel(Counter* counter, uint32_t max_bits) {
     const float x = kHalf ? HalfBitsToFloat(x_bits) : __uint_as_float(x_bits << 16);
     const float scale = DeviceFp8Scale(amax);
     const float inv = __frcp_rn(scale);
-    // +x in the low half, -x in the high half.
-    const uint32_t codes = QuantizePair<kHalf>(x_bits | ((x_bits | 0x8000u) << 16), scale, inv);
-    const uint32_t want = ReferenceQuantize(x, scale) | (ReferenceQuantize(-x, scale) << 8);
+    // +x, -x, -x, +x: each sign in each position of a word and of the encoder's byte pairs.
+    const uint32_t plus_minus = x_bits | ((x_bits | 0x8000u) << 16);
+    const uint32_t codes =
+        QuantizeWords<kHalf>(plus_minus, (plus_minus >> 16) | (plus_minus << 16), scale, inv);
+    const uint32_t plus = ReferenceQuantize(x, scale), minus = ReferenceQuantize(-x, scale);
+    const uint32_t want = plus | minus << 8 | minus << 16 | plus << 24;
     if (codes != want) Record(counter, (uint64_t{amax_bits} << 16) | x_bits);
     ++checked;
   }

@@ -17,11 +17,12 @@ struct SweepResult {
   uint64_t example = 0;
 };
 
-// The hardware e4m3 encoder (EncodeE4M3Pair) against PortFloatToE4M3 on every fp32 bit pattern
-// in [0, 448], both in the low and in the high byte. example = the fp32 bits.
+// The hardware e4m3 encoder (EncodeE4M3Quad) against PortFloatToE4M3 on every fp32 bit pattern
+// in [0, 448], in the low byte of one converter and the high byte of the other. example = the
+// fp32 bits.
 Result<SweepResult> SweepEncoder();
 
-// The kernel's quantizer (DeviceFp8Scale, ScaledQuotient, EncodeE4M3Pair) against
+// The kernel's quantizer (DeviceFp8Scale, QuantizeWords) against
 // the plain definition (IEEE division, clamp, integer encoder) for every finite block amax and
 // every +-x with |x| <= amax, x and amax bf16 (half = false; this covers fp32 sources, which are
 // rounded to bf16 first) or fp16 (half = true). example = amax bits << 16 | x bits.

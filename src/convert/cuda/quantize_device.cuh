@@ -33,26 +33,35 @@ __device__ __forceinline__ float DeviceFp8Scale(float amax) {
 // __frcp_rn(scale). With y = RN(1/b) and q0 = RN(a * y) within an ulp of a/b, the remainder
 // r = a - q0*b is exact in an FMA and RN(q0 + r*y) is RN(a/b) (Markstein), as long as the
 // quotient is an fp32 normal; smaller quotients (< 2^-126) encode to (signed) zero either way.
-// Every step rounds to nearest even, which is symmetric in the sign, so the quotient of -x is
-// minus that of x; only x = -0 comes out +0 (r = +0 - 0), hence the sign OR. The GPU test
-// compares the whole pair quantizer with __fdiv_rn for every (bf16 or fp16 value, block amax)
-// pair, both signs.
+// The remainder is computed negated, n = q0*b - a (exact, and -n = r unless r = 0), because
+// then the zeros get their sign with no instruction of their own: for x = -0, q0 = -0,
+// n = -0*b + 0 = +0 and q = -n*y + q0 = -0 + -0 = -0, where r = a - q0*b would give
+// +0*y + -0 = +0; for x = +0 every step is +0; for x != 0 and r = 0, n = +0 and
+// q = -0*y + q0 = q0. Every step rounds to nearest even, symmetric in the sign, so otherwise q
+// has the sign of x (an underflowing q0 is a zero with the sign of x, and then q = RN(x*y),
+// still with it). The GPU test compares the kernel's quantizer with __fdiv_rn for every (bf16
+// or fp16 value, block amax) pair, both signs.
 __device__ __forceinline__ float ScaledQuotient(float x, float scale, float inv) {
   const float q0 = __fmul_rn(x, inv);
-  const float r = __fmaf_rn(-q0, scale, x);
-  const float q = __fmaf_rn(r, inv, q0);
-  return __uint_as_float(__float_as_uint(q) | (__float_as_uint(x) & 0x80000000u));
+  const float minus_r = __fmaf_rn(q0, scale, -x);
+  return __fmaf_rn(-minus_r, inv, q0);
 }
 
-// Two values to e4m3fn codes (lo in bits 0-7, hi in 8-15) with the hardware converter: round to
+// Four values to e4m3fn codes, value i in bits 8i..8i+7, with the hardware converter: round to
 // nearest even, subnormals kept, sign-magnitude (code(-y) = code(y) | 0x80, -0 too), and
 // magnitudes past 448 saturated to 448 (.satfinite): the same codes as min(|y|, 448) encoded,
 // since RN to e4m3 takes [448, 464) to 448 and .satfinite takes the rest there. Tested against
-// PortFloatToE4M3 on every fp32 in [0, 448].
-__device__ __forceinline__ uint32_t EncodeE4M3Pair(float lo, float hi) {
-  unsigned short out;
-  // PTX: the first source operand goes to the upper byte.
-  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(out) : "f"(hi), "f"(lo));
+// PortFloatToE4M3 on every fp32 in [0, 448], in bytes 0 and 3. The two 16-bit results are joined
+// in PTX: through a C++ 16-bit value, each got an instruction clearing its upper half.
+__device__ __forceinline__ uint32_t EncodeE4M3Quad(float v0, float v1, float v2, float v3) {
+  uint32_t out;
+  // PTX: the first source operand goes to the upper byte of each pair.
+  asm("{\n\t.reg .b16 lo, hi;\n\t"
+      "cvt.rn.satfinite.e4m3x2.f32 lo, %2, %1;\n\t"
+      "cvt.rn.satfinite.e4m3x2.f32 hi, %4, %3;\n\t"
+      "mov.b32 %0, {lo, hi};\n\t}"
+      : "=r"(out)
+      : "f"(v0), "f"(v1), "f"(v2), "f"(v3));
   return out;
 }
 
@@ -63,15 +72,23 @@ __device__ __forceinline__ uint8_t ReferenceQuantize(float x, float scale) {
   return PortFloatToE4M3(__float_as_uint(y));
 }
 
-// What the kernel computes for a pair of 16-bit values (bf16 when `half` is false, else fp16)
-// packed in one word: two codes, lo in bits 0-7 and hi in bits 8-15. The quotients are at most
-// 448 (1 + 2^-23) in magnitude (|x| <= amax, scale = RN(amax / 448)), so the encoder's
-// saturation is the reference's clamp to 448.
+// What the kernel computes for four 16-bit values (bf16 when `half` is false, else fp16),
+// packed two to a word (value 0 in the low half of `a`, 3 in the high half of `b`): four codes,
+// value i in bits 8i..8i+7. The quotients are at most 448 (1 + 2^-23) in magnitude
+// (|x| <= amax, scale = RN(amax / 448)), so the encoder's saturation is the reference's clamp
+// to 448.
 template <bool kHalf>
-__device__ __forceinline__ uint32_t QuantizePair(uint32_t word, float scale, float inv) {
-  const float lo = kHalf ? HalfBitsToFloat(word & 0xffffu) : __uint_as_float(word << 16);
-  const float hi = kHalf ? HalfBitsToFloat(word >> 16) : __uint_as_float(word & 0xffff0000u);
-  return EncodeE4M3Pair(ScaledQuotient(lo, scale, inv), ScaledQuotient(hi, scale, inv));
+__device__ __forceinline__ uint32_t QuantizeWords(uint32_t a, uint32_t b, float scale, float inv) {
+  const uint32_t w[2] = {a, b};
+  float q[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t word = w[i / 2];
+    const float x = kHalf ? HalfBitsToFloat(i % 2 ? word >> 16 : word & 0xffffu)
+                          : __uint_as_float(i % 2 ? word & 0xffff0000u : word << 16);
+    q[i] = ScaledQuotient(x, scale, inv);
+  }
+  return EncodeE4M3Quad(q[0], q[1], q[2], q[3]);
 }
 
 }  // namespace weightsync::cuda_convert

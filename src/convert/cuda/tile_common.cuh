@@ -53,6 +53,26 @@ __device__ __forceinline__ uint32_t Max16x2(uint32_t acc, uint4 w) {
   acc = __vmaxu2(acc, w.z & 0x7fff7fffu);
   return __vmaxu2(acc, w.w & 0x7fff7fffu);
 }
+// The largest magnitude bits among the sign-magnitude 16-bit values of `v`, per half, folded
+// into `acc`'s two maxima: the signed maximum (start 0x80008000, -0) is the largest positive
+// value if there is one, else the negative of largest magnitude; the unsigned one (start 0) is
+// the negative of largest magnitude if there is one, else the largest positive. So the larger of
+// their magnitudes is the largest magnitude, in two 3-operand instructions per two words where
+// masking every word first took three.
+struct MaxPair16 {
+  uint32_t signed_max = 0x80008000u;
+  uint32_t unsigned_max = 0;
+};
+__device__ __forceinline__ void FoldMax16(MaxPair16& acc, uint4 v) {
+  acc.signed_max = __vmaxs2(__vmaxs2(acc.signed_max, v.x), v.y);
+  acc.signed_max = __vmaxs2(__vmaxs2(acc.signed_max, v.z), v.w);
+  acc.unsigned_max = __vmaxu2(__vmaxu2(acc.unsigned_max, v.x), v.y);
+  acc.unsigned_max = __vmaxu2(__vmaxu2(acc.unsigned_max, v.z), v.w);
+}
+__device__ __forceinline__ uint32_t MagnitudeMax16(const MaxPair16& acc) {
+  const uint32_t pair = __vmaxu2(acc.signed_max & 0x7fff7fffu, acc.unsigned_max & 0x7fff7fffu);
+  return max(pair & 0xffffu, pair >> 16);
+}
 __device__ __forceinline__ uint32_t Max32(uint32_t acc, uint4 w) {
   acc = max(acc, w.x & 0x7fffffffu);
   acc = max(acc, w.y & 0x7fffffffu);
@@ -144,13 +164,11 @@ __device__ __forceinline__ void PublishRefusals(const InlineJobs& args) {
 }
 
 // The 8 FP8 codes of a thread's chunk of 16-bit values (bf16, or fp16 when kHalf), packed in
-// element order: lo holds elements 0-3, hi 4-7.
+// element order: x holds elements 0-3, y 4-7.
 template <bool kHalf>
 __device__ __forceinline__ uint2 QuantizeChunk(uint4 v, float scale, float inv) {
-  return make_uint2(__byte_perm(QuantizePair<kHalf>(v.x, scale, inv),
-                                QuantizePair<kHalf>(v.y, scale, inv), 0x5410),
-                    __byte_perm(QuantizePair<kHalf>(v.z, scale, inv),
-                                QuantizePair<kHalf>(v.w, scale, inv), 0x5410));
+  return make_uint2(QuantizeWords<kHalf>(v.x, v.y, scale, inv),
+                    QuantizeWords<kHalf>(v.z, v.w, scale, inv));
 }
 
 }  // namespace weightsync::cuda_convert
