@@ -91,34 +91,13 @@ __device__ __forceinline__ TileAt Locate(const DeviceJob* jobs, const int* tile_
   return at;
 }
 
-// The multipliers for DivideTiles, one per job of an inline work list: floor((2^32 - 1) / d)
-// for d = tile_cols (0 if a job has no columns of tiles; none of its tiles is ever located).
-__device__ __forceinline__ void FillTileColMultipliers(const DeviceJob* jobs, int num_jobs,
-                                                       uint32_t* multipliers) {
-  if (threadIdx.x < num_jobs) {
-    const uint32_t d = static_cast<uint32_t>(jobs[threadIdx.x].tile_cols);
-    multipliers[threadIdx.x] = d == 0 ? 0u : 0xffffffffu / d;
-  }
-}
-
-// floor(n / d) for 0 <= n < 2^31 and 1 <= d < 2^31, given m = floor((2^32 - 1) / d): with
-// n m / 2^32 < n / d and n m / 2^32 > n / d - n (d + 1) / (d 2^32) > n / d - 1, the high word of
-// n m is the quotient or one less, and one comparison corrects it. A few integer instructions
-// where the division took some thirty, every tile.
-__device__ __forceinline__ int DivideTiles(int n, int d, uint32_t m) {
-  int q = static_cast<int>(__umulhi(static_cast<uint32_t>(n), m));
-  if (n - q * d >= d) ++q;
-  return q;
-}
-
 // By searching the few jobs of an inline work list (in shared memory).
-__device__ __forceinline__ TileAt LocateInline(const DeviceJob* jobs, const uint32_t* multipliers,
-                                               int num_jobs, int tile) {
+__device__ __forceinline__ TileAt LocateInline(const DeviceJob* jobs, int num_jobs, int tile) {
   TileAt at;
   at.job = SearchJob(jobs, num_jobs, tile);
   const int local = tile - jobs[at.job].tile_begin;
   const int tile_cols = jobs[at.job].tile_cols;
-  at.row = DivideTiles(local, tile_cols, multipliers[at.job]);
+  at.row = local / tile_cols;
   at.col = local - at.row * tile_cols;
   return at;
 }
@@ -502,10 +481,7 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
   extern __shared__ uint4 stage_memory[];
   __shared__ uint32_t warp_max[2][kWarps];
   __shared__ DeviceJob jobs[kInlineJobs];
-  __shared__ uint32_t multipliers[kInlineJobs];
   CopyInlineJobs(args, jobs);
-  FillTileColMultipliers(jobs, args.num_jobs, multipliers);
-  __syncthreads();
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(stage_memory));
   const int stride = static_cast<int>(gridDim.x);
   const int total = args.total_tiles;
@@ -515,7 +491,7 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
   int fetch_tile = static_cast<int>(blockIdx.x);
   TileAt next_at{};
   if (fetch_tile < total) {
-    next_at = LocateInline(jobs, multipliers, args.num_jobs, fetch_tile);
+    next_at = LocateInline(jobs, args.num_jobs, fetch_tile);
     FetchAt(jobs, next_at, ring);
   }
   CommitCopies();
@@ -525,7 +501,7 @@ __global__ void __launch_bounds__(kThreadsPerTile, 2)
     __syncwarp();
     TileAt fetched{};
     if (fetch_tile < total) {
-      fetched = LocateInline(jobs, multipliers, args.num_jobs, fetch_tile);
+      fetched = LocateInline(jobs, args.num_jobs, fetch_tile);
       FetchAt(jobs, fetched, ring + fetch_stage * stage_bytes);
     }
     CommitCopies();
