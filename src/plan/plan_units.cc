@@ -194,6 +194,25 @@ std::vector<ConvertUnit> CutUnits(const std::vector<PlannedTensor>& tensors,
 
 namespace {
 
+// Each sender's units converted from its own shard (not gathered): the ones a rebalance may move.
+std::vector<std::vector<int32_t>> UnitsConvertedInPlace(const TransferPlan& plan, int senders) {
+  std::vector<std::vector<int32_t>> owned(senders);
+  for (int32_t u = 0; u < static_cast<int32_t>(plan.units.size()); ++u) {
+    if (!plan.units[u].gathered) owned[plan.units[u].owner].push_back(u);
+  }
+  return owned;
+}
+
+// The most and the least loaded sender in [first, last).
+std::pair<int, int> MostAndLeastLoaded(const std::vector<int64_t>& load, int first, int last) {
+  int most = first, least = first;
+  for (int r = first; r < last; ++r) {
+    if (load[r] > load[most]) most = r;
+    if (load[r] < load[least]) least = r;
+  }
+  return {most, least};
+}
+
 // Moves whole sharded units from the most to the least loaded sender of each node until they are
 // within tolerance: uneven torch.chunk splits (384 experts over 256 ranks: 2, 2, 2, 0, ...) leave
 // some ranks idle, and an NVLink copy costs far less than a NIC byte.
@@ -201,18 +220,11 @@ void RebalanceNodes(TransferPlan& plan, std::vector<int64_t>& load,
                     const std::function<int64_t(const ConvertUnit&)>& cost) {
   const TrainerParallelism& trainer = plan.options.trainer;
   const int senders = trainer.senders();
-  std::vector<std::vector<int32_t>> owned(senders);
-  for (int32_t u = 0; u < static_cast<int32_t>(plan.units.size()); ++u) {
-    if (!plan.units[u].gathered) owned[plan.units[u].owner].push_back(u);
-  }
+  std::vector<std::vector<int32_t>> owned = UnitsConvertedInPlace(plan, senders);
   for (int first = 0; first < senders; first += trainer.gpus_per_node) {
     const int last = std::min(senders, first + trainer.gpus_per_node);
     while (true) {
-      int most = first, least = first;
-      for (int r = first; r < last; ++r) {
-        if (load[r] > load[most]) most = r;
-        if (load[r] < load[least]) least = r;
-      }
+      const auto [most, least] = MostAndLeastLoaded(load, first, last);
       const int64_t gap = load[most] - load[least];
       if (gap * 100 <= load[most] * plan.options.rebalance_tolerance_percent) break;
       // The largest unit that still narrows the gap: at most half of it.
@@ -247,20 +259,13 @@ void RebalanceAcrossNodes(TransferPlan& plan, std::vector<int64_t>& load,
                           const std::function<int64_t(const ConvertUnit&)>& cost) {
   const TrainerParallelism& trainer = plan.options.trainer;
   const int senders = trainer.senders();
-  std::vector<std::vector<int32_t>> owned(senders);
-  for (int32_t u = 0; u < static_cast<int32_t>(plan.units.size()); ++u) {
-    if (!plan.units[u].gathered) owned[plan.units[u].owner].push_back(u);
-  }
+  std::vector<std::vector<int32_t>> owned = UnitsConvertedInPlace(plan, senders);
   // The rank a unit moved to `owner` gathers its source rows from: its holder in that replica.
   auto holder_for = [&](const ConvertUnit& unit, int owner) {
     return owner / trainer.fsdp * trainer.fsdp + unit.owner % trainer.fsdp;
   };
   while (true) {
-    int most = 0, least = 0;
-    for (int r = 0; r < senders; ++r) {
-      if (load[r] > load[most]) most = r;
-      if (load[r] < load[least]) least = r;
-    }
+    const auto [most, least] = MostAndLeastLoaded(load, 0, senders);
     const int64_t gap = load[most] - load[least];
     if (gap * 100 <= load[most] * plan.options.rebalance_tolerance_percent) break;
     // The unit whose move leaves the lowest peak over `most`, `least` and the rank it gathers
