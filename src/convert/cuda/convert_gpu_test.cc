@@ -616,6 +616,14 @@ TEST_F(ConvertGpuTest, QuantizerMatchesDivisionForEveryBf16AndFp16Pair) {
   }
 }
 
+// The fp32 -> FP8 kernel rounds its source with the hardware bf16 pair converter.
+TEST_F(ConvertGpuTest, Bf16PairConverterMatchesRoundingOnEveryFloat) {
+  auto result = cuda_convert::SweepBF16Pair();
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->checked, uint64_t{1} << 31);  // every magnitude, each with both signs
+  EXPECT_EQ(result->mismatches, 0u) << "e.g. fp32 bits 0x" << std::hex << result->example;
+}
+
 // The device-side definition used by the sweeps is FloatToE4M3 itself (host check, no GPU).
 TEST(ConvertGpuPortTest, PortMatchesFloatToE4M3) {
   for (uint64_t bits = 0; bits <= 0xffffffffull; bits += 61) {

@@ -7,7 +7,8 @@
 // all eight 16-byte loads of its four chunks before it reduces, so with two CTAs per
 // multiprocessor 128 KiB of source is in flight per multiprocessor without shared memory. The
 // tile finds its job by binary search over the jobs' first tiles (an uploaded work list). The
-// values are rounded to bf16 (the value rule) as they arrive and quantized from registers.
+// values are rounded to bf16 (the value rule) by the hardware converter as they arrive and
+// quantized from registers by the 16-bit tile code.
 #include <cuda_runtime.h>
 
 #include "convert/cuda/device_job.h"
@@ -16,65 +17,91 @@
 namespace weightsync::cuda_convert {
 namespace {
 
-// Eight fp32 source values as raw bits, zeros past the row end. Source data is read once:
+// Eight fp32 source values, rounded to bf16 (the value rule) as they arrive: four words of two
+// bf16 each, element 0 in the low half of x, zeros past the row end. Source data is read once:
 // streaming loads keep it from evicting anything useful.
-__device__ __forceinline__ void Load32(const DeviceJob& job, int64_t row, int64_t col, int n,
-                                       uint4& a, uint4& b) {
-  const uint32_t* p = static_cast<const uint32_t*>(job.src) + row * job.src_stride + col;
-  if (n == kChunk && (job.flags & kSrcVector)) {
+__device__ __forceinline__ uint4 LoadAsBF16(const uint32_t* p, int n, bool vector) {
+  uint4 a, b;
+  if (n == kChunk && vector) {
     a = __ldcs(reinterpret_cast<const uint4*>(p));
     b = __ldcs(reinterpret_cast<const uint4*>(p) + 1);
-    return;
-  }
-  uint32_t w[8];
+  } else {
+    uint32_t w[kChunk];
 #pragma unroll
-  for (int i = 0; i < kChunk; ++i) w[i] = i < n ? p[i] : 0u;
-  a = make_uint4(w[0], w[1], w[2], w[3]);
-  b = make_uint4(w[4], w[5], w[6], w[7]);
+    for (int i = 0; i < kChunk; ++i) w[i] = i < n ? p[i] : 0u;
+    a = make_uint4(w[0], w[1], w[2], w[3]);
+    b = make_uint4(w[4], w[5], w[6], w[7]);
+  }
+  return make_uint4(PackBF16Pair(a.x, a.y), PackBF16Pair(a.z, a.w), PackBF16Pair(b.x, b.y),
+                    PackBF16Pair(b.z, b.w));
 }
 
-// One 128x128 FP8 block of an fp32 source: read, amax, scale, codes.
+// One 128x128 FP8 block of an fp32 source: read, amax, scale, codes. After the rounding to bf16
+// this is the 16-bit tile code of convert_kernels.cu: amax and refusal of the rounded values
+// (rounding is monotonic, so their amax is the rounded amax of the source, and a value is refused
+// exactly where it rounds to Inf or is not finite).
 __device__ __forceinline__ void Fp32Fp8Tile(const DeviceJob& job, int64_t tile_row,
                                             int64_t tile_col, unsigned long long* first_refused,
                                             uint32_t* warp_max) {
   const ChunkPlace place = PlaceChunk(job.cols, tile_row, tile_col);
+  const int present_rows = Present(job.rows, place.row0, kTile);  // from row0 on, up to 128
+  const uint32_t* src =
+      static_cast<const uint32_t*>(job.src) + place.row0 * job.src_stride + place.col;
+  const int64_t src_step = kRowsPerPass * job.src_stride;
+  const bool src_vector = (job.flags & kSrcVector) != 0;
   uint4 values[kPasses];  // bf16 values after the value rule (zeros outside the job)
-  uint32_t raw_max = 0;   // max magnitude before rounding to bf16
+  if (src_vector && place.n == kChunk && present_rows > kTile - kRowsPerPass) {
+    // The usual case: the thread's 4 rows and 8 columns exist and are aligned, so every pass
+    // loads 32 bytes with no test.
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) {
-    const int64_t row = place.row0 + pass * kRowsPerPass;
-    values[pass] = make_uint4(0, 0, 0, 0);
-    if (row < job.rows && place.n > 0) {
-      uint4 a, b;
-      Load32(job, row, place.col, place.n, a, b);
-      raw_max = Max32(Max32(raw_max, a), b);
-      values[pass] = make_uint4(PackBF16(a.x, a.y), PackBF16(a.z, a.w), PackBF16(b.x, b.y),
-                                PackBF16(b.z, b.w));
+    for (int pass = 0; pass < kPasses; ++pass) {
+      values[pass] = LoadAsBF16(src + pass * src_step, kChunk, true);
+    }
+  } else {
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      values[pass] = pass * kRowsPerPass < present_rows && place.n > 0
+                         ? LoadAsBF16(src + pass * src_step, place.n, src_vector)
+                         : make_uint4(0, 0, 0, 0);
     }
   }
-  const bool refused = raw_max >= kBF16OverflowBits;
+  MaxPair16 maxima;
+#pragma unroll
+  for (int pass = 0; pass < kPasses; ++pass) FoldMax16(maxima, values[pass]);
+  uint32_t thread_max = MagnitudeMax16(maxima);
+  const bool refused = thread_max >= 0x7f80u;
   // Block amax: integer max of magnitude bits (order-free, like the CPU paths), warps then CTA.
   const int lane = threadIdx.x & 31;
-  const uint32_t thread_max = __reduce_max_sync(0xffffffffu, raw_max);
+  thread_max = __reduce_max_sync(0xffffffffu, thread_max);
   if (lane == 0) warp_max[threadIdx.x >> 5] = thread_max;
   __syncthreads();
   const uint32_t block_max = __reduce_max_sync(0xffffffffu, warp_max[lane % kWarps]);
-  // Rounding is monotonic, so the rounded max is the max of the rounded values.
-  const float scale = DeviceFp8Scale(__uint_as_float(RoundToBF16Bits(block_max)));
+  const float scale = DeviceFp8Scale(__uint_as_float(block_max << 16));
   if (threadIdx.x == 0) job.scales[tile_row * job.scale_stride + tile_col] = scale;
   const float inv = __frcp_rn(scale);
 
+  const bool dst_vector = place.n == kChunk && (job.flags & kDstVector);
+  uint8_t* out = static_cast<uint8_t*>(job.dst) + place.row0 * job.dst_stride + place.col;
+  const int64_t dst_step = kRowsPerPass * job.dst_stride;
+  if (dst_vector && present_rows > kTile - kRowsPerPass) {
+    // The usual case (the thread's 4 rows and 8 columns exist, aligned): no test per pass.
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) {
-    const int64_t row = place.row0 + pass * kRowsPerPass;
-    if (row >= job.rows || place.n == 0) continue;
-    const uint2 codes = QuantizeChunk<false>(values[pass], scale, inv);
-    uint8_t* out = static_cast<uint8_t*>(job.dst) + row * job.dst_stride + place.col;
-    if (place.n == kChunk && (job.flags & kDstVector)) {
-      __stcs(reinterpret_cast<uint2*>(out), codes);
-    } else {
-      for (int i = 0; i < place.n; ++i) {
-        out[i] = static_cast<uint8_t>((i < 4 ? codes.x : codes.y) >> (8 * (i % 4)));
+    for (int pass = 0; pass < kPasses; ++pass) {
+      __stcs(reinterpret_cast<uint2*>(out + pass * dst_step),
+             QuantizeChunk<false>(values[pass], scale, inv));
+    }
+  } else {
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      if (pass * kRowsPerPass >= present_rows || place.n == 0) continue;
+      const uint2 codes = QuantizeChunk<false>(values[pass], scale, inv);
+      uint8_t* row_out = out + pass * dst_step;
+      if (dst_vector) {
+        __stcs(reinterpret_cast<uint2*>(row_out), codes);
+      } else {
+        for (int i = 0; i < place.n; ++i) {
+          row_out[i] = static_cast<uint8_t>((i < 4 ? codes.x : codes.y) >> (8 * (i % 4)));
+        }
       }
     }
   }

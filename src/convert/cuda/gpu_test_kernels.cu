@@ -61,6 +61,29 @@ __global__ void QuantizerKernel(Counter* counter, uint32_t max_bits) {
   atomicAdd(&counter->checked, checked);
 }
 
+// Every fp32 bit pattern, both signs, in both halves of the bf16 pair converter: RoundToBF16Bits
+// below the bf16 overflow bound, a refusable half (Inf or NaN) from there up.
+__global__ void BF16PairKernel(Counter* counter) {
+  const uint64_t end = uint64_t{1} << 31;  // magnitudes; the sign is added below
+  unsigned long long checked = 0;
+  for (uint64_t bits = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x; bits < end;
+       bits += uint64_t{gridDim.x} * blockDim.x) {
+    const uint32_t plus = static_cast<uint32_t>(bits), minus = plus | 0x80000000u;
+    const uint32_t a = PackBF16Pair(plus, minus), b = PackBF16Pair(minus, plus);
+    bool ok;
+    if (plus < 0x7f7f8000u) {
+      const uint32_t want = (RoundToBF16Bits(plus) >> 16) | RoundToBF16Bits(minus);
+      ok = a == want && b == ((want >> 16) | (want << 16));
+    } else {
+      ok = (a & 0x7fffu) >= 0x7f80u && ((a >> 16) & 0x7fffu) >= 0x7f80u &&
+           (b & 0x7fffu) >= 0x7f80u && ((b >> 16) & 0x7fffu) >= 0x7f80u;
+    }
+    if (!ok) Record(counter, bits);
+    ++checked;
+  }
+  atomicAdd(&counter->checked, checked);
+}
+
 __device__ uint64_t Mix(uint64_t z) {  // splitmix64's finalizer
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -119,6 +142,10 @@ Result<SweepResult> SweepQuantizer(bool half) {
   if (half)
     return RunSweep([](Counter* c) { QuantizerKernel<true><<<kSweepBlocks, 256>>>(c, 0x7bffu); });
   return RunSweep([](Counter* c) { QuantizerKernel<false><<<kSweepBlocks, 256>>>(c, 0x7f7fu); });
+}
+
+Result<SweepResult> SweepBF16Pair() {
+  return RunSweep([](Counter* c) { BF16PairKernel<<<kSweepBlocks, 256>>>(c); });
 }
 
 Status FillRandom(void* dst, int64_t count, DType dtype, uint64_t seed, CudaStream stream) {

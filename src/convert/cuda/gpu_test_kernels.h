@@ -28,6 +28,11 @@ Result<SweepResult> SweepEncoder();
 // rounded to bf16 first) or fp16 (half = true). example = amax bits << 16 | x bits.
 Result<SweepResult> SweepQuantizer(bool half);
 
+// The hardware bf16 pair converter (PackBF16Pair) against RoundToBF16Bits on every fp32 bit
+// pattern, each sign in each half: equal below the bf16 overflow bound, Inf or NaN (refused)
+// from there up. example = the fp32 magnitude bits.
+Result<SweepResult> SweepBF16Pair();
+
 // Fills `count` elements at device `dst` with finite pseudo-random values of `dtype` (bf16,
 // fp16 or fp32; fp32 below the bf16 overflow bound) whose magnitudes span 2^-12..2^12.
 Status FillRandom(void* dst, int64_t count, DType dtype, uint64_t seed, CudaStream stream);
