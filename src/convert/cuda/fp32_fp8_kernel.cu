@@ -1,6 +1,7 @@
 // FP8 from fp32 sources: the first kernel's register path (commit 540c3a1), kept for these jobs
-// because on an H200 it does 0.67-0.70x of the copy bandwidth where the tiled kernel's
-// shared-memory ring does 0.47-0.50x (bench/results/2026-11-29-gpu-convert.md).
+// because on an H200 it did 0.67-0.70x of the copy bandwidth where the tiled kernel's
+// shared-memory ring did 0.47-0.50x (bench/results/2026-11-29-gpu-convert.md); 0.98-1.01x since
+// it rounds with the hardware pair converter (bench/results/2026-11-29-gpu-convert-3.md).
 //
 // One CTA per 128x128 tile (a grid as large as the tile count, up to 2^30; a grid of resident
 // CTAs striding over the tiles measured 4% slower on an H200): each thread issues
