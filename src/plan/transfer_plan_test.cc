@@ -282,12 +282,18 @@ TEST(TransferPlan, ExpertStacksSmallerThanFsdpWithEpAreRefusedNamingTheTensor) {
   EXPECT_TRUE(BuildTransferPlan(Spec("glm_moe_dsa"), TinyGlm(), o).ok());
 }
 
-TEST(TransferPlan, UnevenExpertSplitsAreRebalancedInsideTheNode) {
+// 12 experts that dominate the bytes: gathered non-expert units alone cannot even the load out.
+ModelDims ExpertHeavyTinyGlm() {
   ModelDims d = TinyGlm();
-  d.experts = 12;  // over 8 ranks, torch.chunk gives 2, 2, 2, 2, 2, 2, 0, 0
-  // Experts dominate: gathered non-expert units alone cannot even the load out.
+  d.experts = 12;
   d.moe_intermediate = 4096, d.first_k_dense = 0, d.layers = 2, d.vocab = 128;
   d.shared_experts = 0;
+  return d;
+}
+
+TEST(TransferPlan, UnevenExpertSplitsAreRebalancedInsideTheNode) {
+  // 12 experts over 8 ranks: torch.chunk gives 2, 2, 2, 2, 2, 2, 0, 0.
+  const ModelDims d = ExpertHeavyTinyGlm();
   PlanOptions o;
   o.trainer.fsdp = 8;  // one inference rank: non-expert tensors are not multiplied by replication
   o.write_cost_bytes = 0;  // in a model this small, write counts would otherwise dominate
@@ -312,10 +318,7 @@ TEST(TransferPlan, UnevenExpertSplitsAreRebalancedInsideTheNode) {
 }
 
 TEST(TransferPlan, TorchtitanOrderIdleRanksAreRebalancedAcrossNodes) {
-  ModelDims d = TinyGlm();
-  d.experts = 12;  // ep=4: 3 per ep rank, over efsdp=2: 2 + 1
-  d.moe_intermediate = 4096, d.first_k_dense = 0, d.layers = 2, d.vocab = 128;
-  d.shared_experts = 0;
+  const ModelDims d = ExpertHeavyTinyGlm();  // ep=4: 3 per ep rank, over efsdp=2: 2 + 1
   PlanOptions o;
   o.trainer.fsdp = 8;
   o.trainer.ep = 4;
