@@ -401,6 +401,10 @@ void AddDemoCommand(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", flags->json, "One JSON object per push");
   cmd->add_option("--trace", flags->trace, "Write a Chrome/Perfetto trace of every rank's phases");
   cmd->callback([flags, &exit_code] {
+    // A usage error (CLI11's path, as for any bad flag) before anything starts.
+    if (Status s = ResolveModelAndPreset(flags->demo); !s.ok()) {
+      throw CLI::ValidationError("--model/--preset", s.message());
+    }
     exit_code = RunDemo(flags->demo, flags->json, flags->trace);
   });
 }
