@@ -65,8 +65,13 @@ inline constexpr int64_t kMaxModelParameters = int64_t{1} << 44;  // 17.6 trilli
 
 // Checks every dimension against its range (each field's bound, named by its config.json key)
 // and the fields the model's structure needs (intermediate_size for dense layers, the MLA or
-// GQA head dimensions, ...), and bounds the tensor count. CanonicalTensors runs it first.
+// GQA head dimensions, ...), and bounds the tensor and parameter counts. CanonicalTensors runs it
+// first.
 Status CheckDims(const ModelDims& dims);
+
+// The parameters of CanonicalTensors' list, from the dimensions alone (no list is built), for
+// dimensions whose fields are within CheckDims' ranges (no product overflows then).
+int64_t ParameterCount(const ModelDims& dims);
 
 // The built-in model spec serving this model_type (glm_moe_dsa, deepseek_v3, qwen3_moe, ...).
 Result<std::string> ModelSpecForType(std::string_view model_type);
@@ -80,7 +85,7 @@ struct SourceTensor {
 
 // Every tensor of the model in Hugging Face checkpoint names (one 2D tensor per expert), in the
 // dtype a trainer keeps it: bf16, except fp32 for the router bias and the indexer's k_norm.
-// Refuses dimensions CheckDims refuses and models over kMaxModelParameters.
+// Refuses dimensions CheckDims refuses.
 Result<std::vector<SourceTensor>> CanonicalTensors(const ModelDims& dims);
 
 // The same tensors spelled in `format`: renamed, and stacked into [E, rows, cols] (or into row
