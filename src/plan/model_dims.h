@@ -58,8 +58,8 @@ std::string PresetNamesText();
 // are InvalidArgument errors naming the file and the field.
 Result<ModelDims> DimsFromHfConfig(const std::string& json_text, const std::string& origin);
 
-// Limits on the whole model (docs/plan.md "Limits"), checked before any work: about 16x the
-// tensors and parameters of Kimi-K2 (71k tensors, 1.03 trillion parameters).
+// Limits on the whole model (docs/plan.md "Limits"), checked before any work: 15x and 17x the
+// tensors and parameters of Kimi-K2 (69,975 tensors, 1.03 trillion parameters).
 inline constexpr int64_t kMaxModelTensors = int64_t{1} << 20;
 inline constexpr int64_t kMaxModelParameters = int64_t{1} << 44;  // 17.6 trillion
 
