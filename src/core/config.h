@@ -28,6 +28,8 @@ struct ConfigOption {
 };
 
 std::span<const ConfigOption> ConfigTable();
+// The environment variable of an option: "plan.staging_budget" -> "WEIGHTSYNC_PLAN_STAGING_BUDGET".
+std::string ConfigEnvironmentName(std::string_view option);
 std::string_view ConfigUnitsName(ConfigUnits units);
 
 // Value parsers, also used for CLI flags: "5GiB", "512KB", "1048576"; "30s", "250ms", "2m"; "1",

@@ -115,3 +115,54 @@ def test_nan_push_fails_named_and_the_next_push_repairs():
                                           source_values(specs, SEED, 3))
     name = "model.layers.1.self_attn.q_b_proj.weight"
     assert np.array_equal(destinations[name].view(np.uint8), expected[name].view(np.uint8))
+
+
+def test_hook_exception_reaches_every_rank():
+    """A post_update hook that raises fails the push with the exception's type and message on the
+    inference rank, the trainer and /status; the next push (hook fixed) commits."""
+    options = dict(OPTIONS, job_id="pytest-hook",
+                   config={"push.transfer_timeout": "30s", "push.pause_timeout": "30s"})
+    plan = weightsync.JobPlan(OPTIONS)
+    specs = plan.trainer_sources(0)
+    sources = weightsync.allocate(specs)
+    destinations = weightsync.allocate(plan.inference_destinations(0))
+    served = []
+    broken = [True]
+
+    def post_update():
+        if broken[0]:
+            broken[0] = False
+            raise ValueError("absorbed MLA matrices out of date")
+
+    with weightsync.Store() as store:
+        options.update(store_address=store.address, store_token=store.token)
+
+        def serve():
+            with weightsync.InferenceAgent(options, 0, destinations,
+                                           post_update=post_update) as agent:
+                for _ in range(2):
+                    try:
+                        served.append(agent.serve_one_push(60.0))
+                    except weightsync.WeightsyncError as e:
+                        served.append(e)
+                        served.append(agent.status())
+                served.append(agent.status())
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        errors = []
+        with weightsync.TrainerAgent(options, 0, sources) as trainer:
+            for step in (1, 2):
+                for name, values in source_values(specs, SEED, step).items():
+                    sources[name][...] = values
+                try:
+                    trainer.push(step)
+                except weightsync.WeightsyncError as e:
+                    errors.append((step, str(e)))
+        thread.join(120)
+    cause = "post_update hook failed: ValueError: absorbed MLA matrices out of date"
+    assert len(errors) == 1 and errors[0][0] == 1 and cause in errors[0][1], errors
+    assert isinstance(served[0], weightsync.WeightsyncError) and cause in str(served[0]), served
+    assert cause in json.dumps(served[1]), served[1]
+    assert getattr(served[2], "step", None) == 2, served
+    assert served[3]["committed_step"] == 2, served[3]
