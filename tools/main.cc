@@ -3,6 +3,7 @@
 #include <string>
 
 #include "commands.h"
+#include "core/config.h"
 #include "core/log.h"
 
 namespace {
@@ -35,9 +36,9 @@ int main(int argc, char** argv) {
   CLI::App app{"weightsync: move freshly trained weights into running inference engines"};
   app.set_version_flag("--version", std::string("weightsync ") + WEIGHTSYNC_VERSION);
   app.require_subcommand(1);
-  std::string log_level = "info";
-  app.add_option("--log-level", log_level, "debug, info, warning, error, off")
-      ->capture_default_str();
+  std::string log_level;  // default: log.level (WEIGHTSYNC_LOG_LEVEL, else info)
+  app.add_option("--log-level", log_level,
+                 "debug, info, warning, error, off (default: log.level, WEIGHTSYNC_LOG_LEVEL)");
 
   int exit_code = 0;
   weightsync::cli::AddInfoCommand(app, exit_code);
@@ -53,8 +54,15 @@ int main(int argc, char** argv) {
   app.allow_extras();
 
   app.parse_complete_callback([&] {
+    std::string source = "--log-level";
+    if (log_level.empty()) {
+      auto config = weightsync::Config::FromEnvironment();
+      if (!config.ok()) throw CLI::ValidationError("environment", config.status().message());
+      log_level = config->Value("log.level");
+      source = "log.level (" + config->Origin("log.level") + ")";
+    }
     auto level = weightsync::ParseLogLevel(log_level);
-    if (!level.ok()) throw CLI::ValidationError("--log-level", level.status().message());
+    if (!level.ok()) throw CLI::ValidationError(source, level.status().message());
     weightsync::SetLogLevel(*level);
   });
   try {

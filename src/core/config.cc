@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 
 #include "core/environment_check.h"
@@ -134,6 +135,38 @@ Result<bool> ParseBool(std::string_view text) {
   if (text == "1" || text == "true" || text == "yes" || text == "on") return true;
   if (text == "0" || text == "false" || text == "no" || text == "off") return false;
   return InvalidArgument("'", text, "' is not a boolean (true/false, yes/no, on/off, 1/0)");
+}
+
+namespace {
+
+// The default text of `name` when it has `units`; nullopt otherwise.
+std::optional<std::string_view> DefaultText(std::string_view name, ConfigUnits units) {
+  const ConfigOption* option = FindOption(name);
+  if (option == nullptr || option->units != units) return std::nullopt;
+  return option->default_value;
+}
+
+template <typename T, typename Parse>
+T ParsedDefault(std::string_view name, ConfigUnits units, Parse parse) {
+  auto text = DefaultText(name, units);
+  if (!text) return T{};
+  auto value = parse(*text);
+  return value.ok() ? *value : T{};
+}
+
+}  // namespace
+
+int64_t DefaultCount(std::string_view name) {
+  return ParsedDefault<int64_t>(name, ConfigUnits::kCount, ParseCount);
+}
+uint64_t DefaultBytes(std::string_view name) {
+  return ParsedDefault<uint64_t>(name, ConfigUnits::kBytes, ParseBytes);
+}
+double DefaultSeconds(std::string_view name) {
+  return ParsedDefault<double>(name, ConfigUnits::kSeconds, ParseSeconds);
+}
+std::string DefaultString(std::string_view name) {
+  return std::string(DefaultText(name, ConfigUnits::kString).value_or(""));
 }
 
 Config Config::Defaults() {

@@ -39,6 +39,14 @@ Result<double> ParseSeconds(std::string_view text);
 Result<bool> ParseBool(std::string_view text);
 Result<int64_t> ParseCount(std::string_view text);
 
+// The table's default of `name`, parsed: what options structs initialise their members with, so
+// every default is written once, in config_table.cc. An unknown name, or a default of other units,
+// gives 0 or "" (config_test ties every struct's defaults to the table, so such a typo fails it).
+int64_t DefaultCount(std::string_view name);
+uint64_t DefaultBytes(std::string_view name);
+double DefaultSeconds(std::string_view name);
+std::string DefaultString(std::string_view name);
+
 class Config {
  public:
   // Defaults overlaid with WEIGHTSYNC_* environment variables; a bad environment value is an error.
