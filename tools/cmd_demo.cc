@@ -345,8 +345,13 @@ void AddDemoCommand(CLI::App& app, int& exit_code) {
   AddDemoFlags(*cmd, flags->demo);
   cmd->add_flag("--json", flags->json, "One JSON object per push");
   cmd->add_option("--trace", flags->trace, "Write a Chrome/Perfetto trace of every rank's phases");
-  cmd->callback(
-      [flags, &exit_code] { exit_code = RunDemo(flags->demo, flags->json, flags->trace); });
+  cmd->callback([flags, &exit_code] {
+    // A usage error (CLI11's path, as for any bad flag) before anything starts.
+    if (Status s = ResolveModelAndPreset(flags->demo); !s.ok()) {
+      throw CLI::ValidationError("--model/--preset", s.message());
+    }
+    exit_code = RunDemo(flags->demo, flags->json, flags->trace);
+  });
 }
 
 }  // namespace weightsync::cli

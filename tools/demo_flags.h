@@ -11,8 +11,9 @@
 namespace weightsync::cli {
 
 struct DemoFlags {
-  std::string model = "glm_moe_dsa";
-  std::string preset = "glm5_tiny";
+  // Either implies the other (ResolveModelAndPreset); neither: glm_moe_dsa with glm5_tiny.
+  std::string model;
+  std::string preset;
   std::string source_format = "hf";
   int trainers = 2;
   int trainer_ep = 1;  // expert parallel degree of the trainers (divides trainers)
@@ -40,6 +41,12 @@ struct DemoFlags {
   int kill_inference = -1;
   int kill_at_step = 2;
 };
+
+// Fills in whichever of --model and --preset is missing from the other, as `plan` does: a
+// preset's model_type names the spec serving it, and a model alone gets the smallest preset of
+// its family. A pair that disagree is an error naming both. A user spec extending a built-in one
+// belongs to that one's family.
+Status ResolveModelAndPreset(DemoFlags& flags);
 
 // Registers the flags above on `cmd`.
 void AddDemoFlags(CLI::App& cmd, DemoFlags& flags);

@@ -6,6 +6,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "io/utf8.h"
+
 namespace weightsync {
 namespace {
 
@@ -14,7 +16,7 @@ constexpr size_t kMaxNamesInError = 12;
 std::string JoinNames(const std::vector<std::string>& names) {
   std::string out;
   for (size_t i = 0; i < names.size() && i < kMaxNamesInError; ++i) {
-    out += (i ? ", " : "") + names[i];
+    out += (i ? ", " : "") + EscapeForMessage(names[i]);
   }
   if (names.size() > kMaxNamesInError) out += StrCat(" and ", names.size() - kMaxNamesInError, " more");
   return out;
@@ -38,8 +40,9 @@ Result<CanonicalIndex> IndexSources(const SourceFormat& format,
   auto add = [&](const std::string& canonical, SourceRef ref) -> Status {
     auto [it, inserted] = index.refs.emplace(canonical, ref);
     if (!inserted) {
-      return InvalidArgument("source tensors ", it->second.ToString(), " and ", ref.ToString(),
-                             " both provide ", canonical);
+      return InvalidArgument("source tensors ", EscapeForMessage(it->second.ToString()), " and ",
+                             EscapeForMessage(ref.ToString()), " both provide ",
+                             EscapeForMessage(canonical));
     }
     return Status::Ok();
   };
@@ -55,8 +58,9 @@ Result<CanonicalIndex> IndexSources(const SourceFormat& format,
         continue;
       }
       if (source.shape.size() != 3) {
-        return InvalidArgument("source ", source.name, " should be a 3D expert stack for format ",
-                               format.name, ", has shape ", ShapeToString(source.shape));
+        return InvalidArgument("source ", EscapeForMessage(source.name),
+                               " should be a 3D expert stack for format ", format.name,
+                               ", has shape ", ShapeToString(source.shape));
       }
       for (int64_t e = 0; e < source.shape[0]; ++e) {
         bindings[rule.select] = e;
@@ -150,8 +154,8 @@ Result<ConversionPlan> PlanConversion(const ModelSpec& model,
     try {
       ignore.emplace_back(pattern, std::regex::ECMAScript | std::regex::optimize);
     } catch (const std::regex_error& e) {
-      return InvalidArgument("ignore pattern '", pattern, "' is not a valid regular expression: ",
-                             e.what());
+      return InvalidArgument("ignore pattern '", EscapeForMessage(pattern),
+                             "' is not a valid regular expression: ", e.what());
     }
   }
   std::vector<SourceTensorInfo> kept;

@@ -159,6 +159,30 @@ TEST(ConversionPlan, UnconsumedSourceIsAnErrorUnlessIgnored) {
   EXPECT_FALSE(PlanConversion(Glm(), sources, {"hf", "vllm", {"(unclosed"}}).ok());
 }
 
+// Names from a checkpoint or a caller reach messages escaped: a NUL or a byte that is not UTF-8
+// must not cut or corrupt the line a user reads (issue 15).
+TEST(ConversionPlan, NamesInErrorsAreEscaped) {
+  using namespace std::string_literals;
+  auto sources = GlmSources("hf");
+  sources.push_back({"model.bad\0name\xff.weight"s, {4, 4}});
+  auto plan = PlanConversion(Glm(), sources, {"hf", "vllm", {}});
+  ASSERT_FALSE(plan.ok());
+  const std::string& message = plan.status().message();
+  EXPECT_NE(message.find(R"(model.bad\x00name\xff.weight)"), std::string::npos) << message;
+  EXPECT_EQ(message.find('\0'), std::string::npos);
+  EXPECT_EQ(message.find('\xff'), std::string::npos);
+
+  // One name given twice: "source tensors X and X both provide X", every X escaped.
+  sources = GlmSources("hf");
+  sources.push_back({"model.norm\x01\x1b[2J"s, {kHidden}});
+  sources.push_back(sources.back());
+  plan = PlanConversion(Glm(), sources, {"hf", "vllm", {}});
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find(R"(model.norm\x01\x1b[2J and)"), std::string::npos)
+      << plan.status().message();
+  EXPECT_EQ(plan.status().message().find_first_of("\x01\x1b"), std::string::npos);
+}
+
 TEST(ConversionPlan, MissingSourcesAreNamed) {
   auto without = [](std::vector<SourceTensorInfo> v, const std::string& name) {
     v.erase(std::remove_if(v.begin(), v.end(), [&](auto& s) { return s.name == name; }), v.end());

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <cctype>
 
+#include "io/utf8.h"
+
 namespace weightsync {
 
 Result<NamePattern> NamePattern::Parse(std::string_view text) {
   NamePattern pattern;
   pattern.text_ = std::string(text);
+  const std::string quoted = EscapeForMessage(text);
   size_t pos = 0;
   while (pos < text.size()) {
     size_t open = text.find('{', pos);
@@ -18,19 +21,20 @@ Result<NamePattern> NamePattern::Parse(std::string_view text) {
     if (open > pos) pattern.segments_.push_back({false, std::string(text.substr(pos, open - pos))});
     size_t close = text.find('}', open);
     if (close == std::string_view::npos) {
-      return InvalidArgument("name pattern '", text, "': unclosed '{'");
+      return InvalidArgument("name pattern '", quoted, "': unclosed '{'");
     }
     std::string variable(text.substr(open + 1, close - open - 1));
     if (variable.empty() || !std::all_of(variable.begin(), variable.end(), [](char c) {
           return std::isalpha(static_cast<unsigned char>(c));
         })) {
-      return InvalidArgument("name pattern '", text, "': bad variable '{", variable, "}'");
+      return InvalidArgument("name pattern '", quoted, "': bad variable '{",
+                             EscapeForMessage(variable), "}'");
     }
     if (pattern.HasVariable(variable)) {
-      return InvalidArgument("name pattern '", text, "': variable {", variable, "} used twice");
+      return InvalidArgument("name pattern '", quoted, "': variable {", variable, "} used twice");
     }
     if (!pattern.segments_.empty() && pattern.segments_.back().is_variable) {
-      return InvalidArgument("name pattern '", text, "': two variables need text between them");
+      return InvalidArgument("name pattern '", quoted, "': two variables need text between them");
     }
     pattern.segments_.push_back({true, variable});
     pattern.variables_.push_back(variable);
@@ -73,7 +77,8 @@ Result<std::string> NamePattern::Format(const Bindings& bindings) const {
     }
     auto it = bindings.find(segment.text);
     if (it == bindings.end()) {
-      return InvalidArgument("name pattern '", text_, "': variable {", segment.text, "} unbound");
+      return InvalidArgument("name pattern '", EscapeForMessage(text_), "': variable {",
+                             segment.text, "} unbound");
     }
     out += std::to_string(it->second);
   }

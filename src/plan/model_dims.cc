@@ -1,12 +1,11 @@
 #include "plan/model_dims.h"
 
 #include <map>
-#include <nlohmann/json.hpp>
+
+#include "io/utf8.h"
 
 namespace weightsync {
 namespace {
-
-using nlohmann::json;
 
 struct Preset {
   std::string_view name;
@@ -96,7 +95,8 @@ Result<ModelDims> PresetDims(std::string_view preset) {
   for (const Preset& p : Presets()) {
     if (p.name == preset) return p.dims;
   }
-  return NotFound("no model preset named '", preset, "' (known: ", PresetNamesText(), ")");
+  return NotFound("no model preset named '", EscapeForMessage(preset),
+                  "' (known: ", PresetNamesText(), ")");
 }
 
 std::vector<std::string> PresetNames() {
@@ -121,69 +121,24 @@ Result<std::string> ModelSpecForType(std::string_view model_type) {
       {"llama", "llama"}};
   auto it = kSpecs.find(model_type);
   if (it == kSpecs.end()) {
-    return NotFound("no built-in model spec serves model_type '", model_type,
+    return NotFound("no built-in model spec serves model_type '", EscapeForMessage(model_type),
                     "': pass --model with a spec name or file");
   }
   return it->second;
 }
 
-Result<ModelDims> DimsFromHfConfig(const std::string& json_text, const std::string& origin) {
-  json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    return InvalidArgument("config ", origin, ": not a JSON object");
-  }
-  // Multimodal configs nest the language model.
-  if (doc.contains("text_config") && doc["text_config"].is_object()) doc = doc["text_config"];
-  auto get = [&](const char* key, int64_t fallback) -> int64_t {
-    const json& v = doc.value(key, json());
-    return v.is_number_integer() ? v.get<int64_t>() : fallback;
-  };
-  ModelDims d;
-  d.model_type = doc.value("model_type", "");
-  d.hidden = get("hidden_size", 0);
-  d.vocab = get("vocab_size", 0);
-  d.layers = get("num_hidden_layers", 0);
-  d.intermediate = get("intermediate_size", 0);
-  d.moe_intermediate = get("moe_intermediate_size", 0);
-  d.first_k_dense = get("first_k_dense_replace", 0);
-  d.experts = get("n_routed_experts", get("num_experts", 0));
-  d.shared_experts = get("n_shared_experts", 0);
-  d.heads = get("num_attention_heads", 0);
-  d.kv_heads = get("num_key_value_heads", d.heads);
-  d.q_lora = get("q_lora_rank", 0);
-  d.kv_lora = get("kv_lora_rank", 0);
-  d.rope = get("qk_rope_head_dim", 0);
-  d.nope = get("qk_nope_head_dim", 0);
-  d.v_head = get("v_head_dim", 0);
-  d.head_dim = get("head_dim", d.heads > 0 ? d.hidden / d.heads : 0);
-  d.index_heads = get("index_n_heads", 0);
-  d.index_head_dim = get("index_head_dim", 0);
-  d.qk_norm = d.model_type.starts_with("qwen3");
-  d.tie_embeddings = doc.value("tie_word_embeddings", false);
-  if (d.hidden <= 0 || d.vocab <= 0 || d.layers <= 0 || d.heads <= 0) {
-    return InvalidArgument("config ", origin,
-                           ": needs positive hidden_size, vocab_size, "
-                           "num_hidden_layers and num_attention_heads");
-  }
-  if (d.mla() && d.q_lora <= 0) {
-    return Unimplemented("config ", origin,
-                         ": MLA without q_lora_rank (DeepSeek-V2-Lite style) "
-                         "is not supported by the planner");
-  }
-  // Qwen3-MoE's sparse step / dense-only layer list: only the common "every layer" case.
-  if (get("decoder_sparse_step", 1) != 1 ||
-      (doc.contains("mlp_only_layers") && !doc["mlp_only_layers"].empty())) {
-    return Unimplemented("config ", origin,
-                         ": decoder_sparse_step != 1 or mlp_only_layers is not "
-                         "supported by the planner");
-  }
-  return d;
-}
+namespace {
 
-Result<std::vector<SourceTensor>> CanonicalTensors(const ModelDims& d) {
+// CanonicalTensors' list for dimensions CheckDims accepted, and the model's parameter count.
+// Past kMaxModelParameters it only counts, so a model over the limit costs no memory.
+std::vector<SourceTensor> ListTensors(const ModelDims& d, int64_t& parameters) {
   std::vector<SourceTensor> out;
+  parameters = 0;
   auto add = [&](std::string name, Shape shape, DType dtype = DType::kBF16) {
-    out.push_back({std::move(name), std::move(shape), dtype});
+    // CheckDims bounds every factor and the tensor count: neither a shape nor the sum overflows.
+    parameters += NumElements(shape);
+    if (parameters <= kMaxModelParameters)
+      out.push_back({std::move(name), std::move(shape), dtype});
   };
   const int64_t h = d.hidden;
   add("model.embed_tokens.weight", {d.vocab, h});
@@ -207,9 +162,6 @@ Result<std::vector<SourceTensor>> CanonicalTensors(const ModelDims& d) {
         add(p + "self_attn.indexer.weights_proj.weight", {d.index_heads, h});
       }
     } else {
-      if (d.head_dim <= 0 || d.kv_heads <= 0) {
-        return InvalidArgument("model ", d.model_type, ": attention needs head_dim and kv heads");
-      }
       add(p + "self_attn.q_proj.weight", {d.heads * d.head_dim, h});
       add(p + "self_attn.k_proj.weight", {d.kv_heads * d.head_dim, h});
       add(p + "self_attn.v_proj.weight", {d.kv_heads * d.head_dim, h});
@@ -243,6 +195,19 @@ Result<std::vector<SourceTensor>> CanonicalTensors(const ModelDims& d) {
   add("model.norm.weight", {h});
   if (!d.tie_embeddings) add("lm_head.weight", {d.vocab, h});
   return out;
+}
+
+}  // namespace
+
+Result<std::vector<SourceTensor>> CanonicalTensors(const ModelDims& d) {
+  WS_RETURN_IF_ERROR(CheckDims(d));
+  int64_t parameters = 0;
+  std::vector<SourceTensor> tensors = ListTensors(d, parameters);
+  if (parameters > kMaxModelParameters) {
+    return InvalidArgument("the model has ", parameters, " parameters, more than the limit of ",
+                           kMaxModelParameters);
+  }
+  return tensors;
 }
 
 Result<std::vector<SourceTensor>> TensorsInFormat(const std::vector<SourceTensor>& canonical,

@@ -80,10 +80,11 @@ def main():
 
     bad = run(args.weightsync, ["--preset", "qwen3_235b", "--trainer", "fsdp=8",
                                 "--inference", "tp=8", "--source-format", "hf-fused"])
-    if bad.returncode != 1 or "w13_weight" not in bad.stderr or "128" not in bad.stderr:
+    # Invalid input (INVALID_ARGUMENT) exits 2, as a bad flag does.
+    if bad.returncode != 2 or "w13_weight" not in bad.stderr or "128" not in bad.stderr:
         failures.append(f"unaligned FP8 split: exit {bad.returncode}, stderr {bad.stderr!r}")
     bad = run(args.weightsync, ["--preset", "glm5", "--trainer", "fsdp=64,ep=7"])
-    if bad.returncode != 1 or "ep must divide fsdp" not in bad.stderr:
+    if bad.returncode != 2 or "ep must divide fsdp" not in bad.stderr:
         failures.append(f"bad trainer: exit {bad.returncode}, stderr {bad.stderr!r}")
 
     for f in failures:

@@ -102,6 +102,25 @@ def test_plan_options_errors():
         plan.inference_destinations(5)
 
 
+def test_files_of_the_wrong_json_type_are_invalid_argument(tmp_path):
+    """A config.json or model spec field of the wrong type is INVALID_ARGUMENT naming the file
+    and the field; it was INTERNAL ("unexpected exception": nlohmann::type_error)."""
+    config = tmp_path / "config.json"
+    config.write_text('{"model_type": 5, "hidden_size": 448}')
+    with pytest.raises(WeightsyncError, match=r"config\.json.*'model_type'") as e:
+        weightsync.JobPlan(model="glm_moe_dsa", config_json=str(config), source_format="hf")
+    assert e.value.status == "INVALID_ARGUMENT"
+    config.write_text('{"model_type": "glm_moe_dsa", "hidden_size": 1099511627776}')
+    with pytest.raises(WeightsyncError, match=r"config\.json.*hidden_size") as e:
+        weightsync.JobPlan(model="glm_moe_dsa", config_json=str(config), source_format="hf")
+    assert e.value.status == "INVALID_ARGUMENT"
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"model": "mine", "extends": 5}')
+    with pytest.raises(WeightsyncError, match=r"spec\.json.*'extends'") as e:
+        weightsync.JobPlan(OPTIONS, model=str(spec))
+    assert e.value.status == "INVALID_ARGUMENT"
+
+
 def test_agents_check_tensors_before_joining():
     plan = weightsync.JobPlan(OPTIONS)
     sources = weightsync.allocate(plan.trainer_sources(0))
