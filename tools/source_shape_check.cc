@@ -12,8 +12,8 @@ namespace {
 using ShapeMap = std::map<std::string, Shape>;
 
 constexpr size_t kMaxReported = 10;
-// More tensors than any real model has (GLM-5: ~120k): a config implying more is refused before
-// listing them.
+// More tensors than any real model has (GLM-5 has about 61,000): a config implying more is refused
+// before listing them.
 constexpr int64_t kMaxImpliedTensors = 10'000'000;
 
 Result<ShapeMap> Spelled(const std::vector<SourceTensor>& canonical, const SourceFormat& format) {
