@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   weightsync::cli::AddInfoCommand(app, exit_code);
   weightsync::cli::AddConvertCommand(app, exit_code);
+  weightsync::cli::AddVerifyCommand(app, exit_code);
   weightsync::cli::AddStoreCommand(app, exit_code);
   weightsync::cli::AddPlanCommand(app, exit_code);
   weightsync::cli::AddBenchCommand(app, exit_code);
