@@ -190,10 +190,12 @@ def test_a_worker_whose_tensors_do_not_match_the_plan_is_refused(llama, tmp_path
     with pytest.raises(ValueError, match=r"inference rank 0: tensor model\.layers\.0\.mlp\."
                        r"gate_up_proj\.weight: vLLM holds float8_e4m3fn \[768, 256\], the plan "
                        r"writes float8_e4m3fn \[1024, 256\]"):
-        engine.init_transfer_engine(engine.parse_init_info({"options": options_for(wider, "llama")}))
+        engine.init_transfer_engine(
+            engine.parse_init_info({"options": options_for(wider, "llama")}))
     fewer = vllm_models.write_config(LlamaConfig, dict(vllm_models.LLAMA, num_hidden_layers=1))
     with weightsync.JobPlan(options_for(fewer, "llama")) as plan:
-        with pytest.raises(ValueError, match=r"vLLM parameter\(s\) the plan does not write, e\.g\. "
+        with pytest.raises(ValueError, match=r"vLLM model parameter\(s\) the plan does not "
+                           r"write, e\.g\. "
                            r"model\.layers\.1\.input_layernorm\.weight"):
             destinations_from_vllm_model(model, plan, 0)
         assert destinations_from_vllm_model(model, plan, 0, ignore=[r"model\.layers\.1\..*"])

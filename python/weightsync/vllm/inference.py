@@ -55,7 +55,8 @@ class WeightsyncUpdateInfo(WeightTransferUpdateInfo):
             raise ValueError("weightsync update_info: give either \"step\" (the push to serve) or "
                              "\"force_resume\": true, not both or neither")
         if self.step is not None and (not isinstance(self.step, int) or self.step <= 0):
-            raise ValueError(f"weightsync update_info: step {self.step!r} is not a positive integer")
+            raise ValueError(f"weightsync update_info: step {self.step!r} is not a positive "
+                             "integer")
         if not self.timeout > 0:
             raise ValueError(f"weightsync update_info: timeout {self.timeout!r} is not positive")
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import torch
 
+from .._destinations import planned_destinations
 from ..plan import JobPlan
 
 # vLLM 0.34's MoE layer holds its experts one module deeper than the spec names them.
@@ -69,25 +70,12 @@ def destinations_from_vllm_model(model: torch.nn.Module, plan: JobPlan, rank: in
     model parameter the plan does not write (it would keep stale weights), a wrong dtype or shape,
     the meta device, two devices, a non-contiguous tensor."""
     by_name = _named_parameters(model, ignore)
-    specs = plan.inference_destinations(rank)
-    planned = {s.name for s in specs}
-    missing = [s.name for s in specs if s.name not in by_name]
-    if missing:
-        raise ValueError(f"inference rank {rank}: {len(missing)} planned tensor(s) not in the "
-                         f"vLLM model, e.g. {', '.join(missing[:5])}")
-    extra = sorted(original for name, (original, _) in by_name.items() if name not in planned)
-    if extra:
-        raise ValueError(f"inference rank {rank}: {len(extra)} vLLM parameter(s) the plan does "
-                         f"not write, e.g. {', '.join(extra[:5])}; list them in the init info's "
-                         "\"ignore\" if the trainers do not train them")
-    out: Dict[str, torch.Tensor] = {}
-    device: Optional[torch.device] = None
-    for spec in specs:
-        original, tensor = by_name[spec.name]
-        where = f"inference rank {rank}: tensor {original}"
-        out[spec.name] = _checked(where, tensor, spec, device)
-        device = out[spec.name].device
-    return out
+    return planned_destinations(
+        plan.inference_destinations(rank), by_name, {original for original, _ in by_name.values()},
+        rank, "vLLM model", "list them in the init info's \"ignore\" if the trainers do not "
+        "train them",
+        lambda spec, original, tensor, device: _checked(
+            f"inference rank {rank}: tensor {original}", tensor, spec, device))
 
 
 def expert_map_of(model: torch.nn.Module) -> Optional[List[int]]:
