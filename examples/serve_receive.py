@@ -11,13 +11,14 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import weightsync  # noqa: E402
-from train_push import OPTIONS  # noqa: E402
+from train_push import OPTIONS, store_token  # noqa: E402
 
 
 def serve(options, steps, device, out):
@@ -43,7 +44,8 @@ def serve(options, steps, device, out):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", help="the store's HOST:PORT (omit with --start-store)")
-    p.add_argument("--token")
+    p.add_argument("--token-file", help="file holding the store's token "
+                   "(default: $WEIGHTSYNC_STORE_TOKEN)")
     p.add_argument("--start-store", action="store_true")
     p.add_argument("--trainers", type=int, default=1)
     p.add_argument("--steps", type=int, default=3)
@@ -53,13 +55,18 @@ def main():
     args = p.parse_args()
     options = dict(OPTIONS, trainer=f"fsdp={args.trainers}", **json.loads(args.options))
     if not args.start_store:
-        return serve(dict(options, store_address=args.store, store_token=args.token),
+        return serve(dict(options, store_address=args.store,
+                          store_token=store_token(args.token_file)),
                      args.steps, args.device, args.out)
-    with weightsync.Store() as store:
+    with weightsync.Store() as store, tempfile.TemporaryDirectory() as private:
+        # The trainers read the token from a file only this user can read (mkdtemp is 0700).
+        token_file = os.path.join(private, "token")
+        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(store.token)
         here = os.path.dirname(os.path.abspath(__file__))
         for rank in range(args.trainers):
-            print(f"start: python {here}/train_push.py --store {store.address} --token "
-                  f"{store.token} --rank {rank} --trainers {args.trainers} --steps {args.steps}",
+            print(f"start: python {here}/train_push.py --store {store.address} --token-file "
+                  f"{token_file} --rank {rank} --trainers {args.trainers} --steps {args.steps}",
                   flush=True)
         return serve(dict(options, store_address=store.address, store_token=store.token),
                      args.steps, args.device, args.out)

@@ -6,7 +6,10 @@ in for the real one, and "training" overwrites the weights in place with seeded 
 receiver can check every byte. Start the receiver first (examples/serve_receive.py prints this
 command line), then one of these per trainer rank:
 
-    python examples/train_push.py --store HOST:PORT --token TOKEN --rank 0 --trainers 2
+    WEIGHTSYNC_STORE_TOKEN=... python examples/train_push.py --store HOST:PORT --rank 0 --trainers 2
+
+The store's token comes from $WEIGHTSYNC_STORE_TOKEN or --token-file, never from the command line
+(any user of the machine can read command lines with `ps`).
 
 --fsdp2 tcp://HOST:PORT shards the model with FSDP2's fully_shard over the trainers first
 (torch.distributed: gloo on CPU, nccl on CUDA), so each rank passes its DTensor shards.
@@ -78,10 +81,22 @@ def fsdp2_shard(model, rank, world, init_method, device):
     fully_shard(model, mesh=init_device_mesh(device.split(":")[0], (world,)))
 
 
+def store_token(token_file):
+    """The store's token: from `token_file`, else $WEIGHTSYNC_STORE_TOKEN."""
+    if token_file:
+        with open(token_file) as f:
+            return f.read().strip()
+    token = os.environ.get("WEIGHTSYNC_STORE_TOKEN")
+    if not token:
+        sys.exit("no store token: set WEIGHTSYNC_STORE_TOKEN or pass --token-file")
+    return token
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", required=True, help="the store's HOST:PORT")
-    p.add_argument("--token", required=True)
+    p.add_argument("--token-file", help="file holding the store's token "
+                   "(default: $WEIGHTSYNC_STORE_TOKEN)")
     p.add_argument("--rank", type=int, default=0)
     p.add_argument("--trainers", type=int, default=1, help="FSDP ranks of the trainer")
     p.add_argument("--steps", type=int, default=3)
@@ -93,7 +108,7 @@ def main():
     if args.device.startswith("cuda"):
         torch.cuda.set_device(torch.device(args.device))
     options = dict(OPTIONS, trainer=f"fsdp={args.trainers}", store_address=args.store,
-                   store_token=args.token, **json.loads(args.options))
+                   store_token=store_token(args.token_file), **json.loads(args.options))
 
     # The model as a single-process trainer holds it: every rank keeps the full parameters here
     # and passes its FSDP chunk; an FSDP2 model passes its DTensor shards the same way.

@@ -26,6 +26,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+# vLLM for tests/python/test_vllm.py, without its own torch and GPU packages (see the file).
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-vllm.txt
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DWEIGHTSYNC_PYTHON="$PWD/.venv/bin/python" >/dev/null

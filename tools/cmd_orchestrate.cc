@@ -1,11 +1,12 @@
 // `weightsync orchestrate`: an external orchestrator for a job's pushes, over the store.
 //
-//   weightsync orchestrate --store HOST:PORT --token-file FILE --job ID [--steps N]
+//   weightsync orchestrate --addr HOST:PORT --token-file FILE --job ID [--steps N]
 //                          [--offer-timeout 1h] [--outcome-timeout SECONDS]
 // The trainers run with push.orchestrator = external: trainer rank 0 offers each step when its
 // weights are ready; this command requests the push (every inference rank pauses, the trainers
 // write, every rank commits, the engines resume) and prints its outcome, for --steps pushes (0:
-// until no offer arrives within --offer-timeout, which then ends it normally). Any store client can
+// until no offer arrives within --offer-timeout, which then ends it normally). --addr names the
+// store as every client command does (--store, its old name, still works). Any store client can
 // do the same with the keys listed in docs/control-plane.md. Exit codes: 0 every push committed, 1
 // a push failed or the store could not be reached, 2 bad usage.
 #include <iostream>
@@ -25,7 +26,7 @@ namespace {
 using control::DeadlineIn;
 
 struct OrchestrateFlags {
-  std::string store = "127.0.0.1:29400";
+  std::string addr = "127.0.0.1:29400";
   std::string token_file;
   std::string job;
   int steps = 1;
@@ -37,7 +38,7 @@ Result<int> Orchestrate(const OrchestrateFlags& flags) {
   WS_ASSIGN_OR_RETURN(Config config, Config::FromEnvironment());
   WS_RETURN_IF_ERROR(control::ValidateName("job id", flags.job));
   WS_ASSIGN_OR_RETURN(auto client_options, control::StoreClientOptions::FromConfig(config));
-  client_options.address = flags.store;
+  client_options.address = flags.addr;
   WS_ASSIGN_OR_RETURN(client_options.token, control::LoadStoreToken(flags.token_file));
   WS_ASSIGN_OR_RETURN(double connect_timeout, config.GetSeconds("control.connect_timeout"));
   WS_ASSIGN_OR_RETURN(push::PushOptions push_options, push::PushOptions::FromConfig(config));
@@ -95,7 +96,8 @@ void AddOrchestrateCommand(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("orchestrate",
                                  "Request each push a job's trainers offer and report its outcome "
                                  "(trainers run with push.orchestrator=external)");
-  cmd->add_option("--store", flags->store, "Store address HOST:PORT")->capture_default_str();
+  cmd->add_option("--addr,--store", flags->addr, "Store address HOST:PORT (--store: old name)")
+      ->capture_default_str();
   cmd->add_option("--token-file", flags->token_file,
                   "File holding the store token (else $WEIGHTSYNC_STORE_TOKEN)");
   cmd->add_option("--job", flags->job, "Job id")->required();

@@ -22,7 +22,7 @@ struct PlanFlags {
   std::string model;
   std::string preset;
   std::string config;
-  std::string source_format = "torchtitan";
+  std::string source_format = "hf";
   std::string target_format = "vllm";
   std::string trainer = "fsdp=8";
   std::string inference = "tp=1";

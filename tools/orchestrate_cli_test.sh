@@ -35,7 +35,7 @@ pids+=($trainer)
 inference=$!
 pids+=($inference)
 
-"$ws" orchestrate --store "$addr" --token-file "$dir/token" --job cli --steps 2 \
+"$ws" orchestrate --addr "$addr" --token-file "$dir/token" --job cli --steps 2 \
     --offer-timeout 20s > "$dir/out" 2> "$dir/err" || fail "orchestrate failed: $(cat "$dir/err")"
 grep -q "push step 1: committed" "$dir/out" || fail "step 1: $(cat "$dir/out")"
 grep -q "push step 2: committed" "$dir/out" || fail "step 2: $(cat "$dir/out")"
@@ -43,21 +43,21 @@ wait "$trainer" || fail "trainer: $(cat "$dir/trainer.log")"
 wait "$inference" || fail "inference: $(cat "$dir/inference.log")"
 
 # No trainer offers step 3: the orchestrator gives up at its deadline, naming what it waited for.
-if "$ws" orchestrate --store "$addr" --token-file "$dir/token" --job cli --offer-timeout 0.3 \
+if "$ws" orchestrate --addr "$addr" --token-file "$dir/token" --job cli --offer-timeout 0.3 \
     > "$dir/out" 2> "$dir/err"; then
   fail "orchestrate without an offer succeeded"
 fi
 grep -q "DEADLINE_EXCEEDED" "$dir/err" || fail "no deadline message: $(cat "$dir/err")"
 grep -q "offer after step 2" "$dir/err" || fail "does not say what it waited for: $(cat "$dir/err")"
 
-# Open-ended (--steps 0): running out of offers ends it normally.
+# Open-ended (--steps 0): running out of offers ends it normally. (--store: the old name of --addr.)
 "$ws" orchestrate --store "$addr" --token-file "$dir/token" --job cli --steps 0 \
     --offer-timeout 0.3 > "$dir/out" 2> "$dir/err" || fail "--steps 0: $(cat "$dir/err")"
 grep -q "no offer after step 2" "$dir/out" || fail "--steps 0 output: $(cat "$dir/out")"
 
 # Bad usage is exit code 2.
 set +e
-"$ws" orchestrate --store "$addr" --token-file "$dir/token" --job "bad/job" > /dev/null 2>&1
+"$ws" orchestrate --addr "$addr" --token-file "$dir/token" --job "bad/job" > /dev/null 2>&1
 [ $? -eq 2 ] || fail "a bad job id is not a usage error"
 set -e
 echo "orchestrate_cli_test: ok"

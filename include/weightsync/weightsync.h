@@ -244,8 +244,13 @@ WS_API void ws_trainer_destroy(ws_trainer* trainer);
 
 /* ---- inference agent (agent/inference_agent.h) --------------------------------------------- */
 
-/* A hook returns 0 on success; anything else fails the push (the rank is then torn). */
+/* A hook returns 0 on success; anything else fails the push (the rank is then torn). A failing
+ * hook may first call ws_hook_fail with the cause. */
 typedef int32_t (*ws_hook_fn)(void* user_data);
+/* Called by a hook, on the thread running it, before it returns non-zero: `message` (an
+ * exception's type and text, say) becomes the push's error on every rank and in /status, instead
+ * of "the post_update hook returned 1". */
+WS_API void ws_hook_fail(const char* message);
 typedef struct ws_inference_hooks {
   ws_hook_fn pause;       /* stop serving requests; NULL: nothing to do */
   ws_hook_fn post_update; /* after the bytes arrived, before commit (derived weights) */

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import ctypes
+import inspect
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional
 
 from . import _lib
 from ._tensors import Described
@@ -29,14 +30,57 @@ class PushReport:
                           c.convert_seconds)
 
 
+class LauncherRank(NamedTuple):
+    rank: int
+    world_size: int
+    local_rank: int
+
+
+def launcher_rank() -> Optional[LauncherRank]:
+    """This process's rank as its launcher set it (torchrun's RANK/WORLD_SIZE/LOCAL_RANK, Open
+    MPI, SLURM or PMI, the first one present); None when no launcher variables are set."""
+    rank, world, local = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
+    code = _lib.lib().ws_launcher_rank(ctypes.byref(rank), ctypes.byref(world),
+                                       ctypes.byref(local))
+    if code == 2:  # WS_NOT_FOUND
+        return None
+    check(code)
+    return LauncherRank(rank.value, world.value, local.value)
+
+
+def _rank_or_launcher(options: Mapping[str, Any], rank: Optional[int], role: str) -> int:
+    """`rank` when given; else the launcher's, checked against the plan's world for `role`."""
+    if rank is not None:
+        return rank
+    from_launcher = launcher_rank()
+    if from_launcher is None:
+        raise ValueError(f"{role} agent: no rank given and no launcher variables set (RANK and "
+                         "WORLD_SIZE from torchrun, OMPI_COMM_WORLD_*, SLURM_PROCID/SLURM_NTASKS "
+                         "or PMI_RANK/PMI_SIZE): pass rank=")
+    from .plan import JobPlan
+    plan = JobPlan(options)
+    world = plan.trainer_world if role == "trainer" else plan.inference_world
+    if from_launcher.world_size != world:
+        raise ValueError(f"{role} agent: the launcher's world size {from_launcher.world_size} "
+                         f"(rank {from_launcher.rank}) is not the plan's {role} world {world}; "
+                         "pass rank= when trainers and inference ranks share one launch")
+    return from_launcher.rank
+
+
 class TrainerAgent:
     """One trainer rank. `sources` maps the source-format names of this rank's shards
     (JobPlan.trainer_sources) to contiguous CPU arrays holding the weights; the agent reads them
     on every push, so they must stay alive (it keeps references) and hold the step's weights
-    while push() runs. Creating joins the job: every rank of the job must be starting."""
+    while push() runs. Creating joins the job: every rank of the job must be starting.
+    `rank` None takes the launcher's (launcher_rank()), whose world size must be the plan's
+    trainer world."""
 
-    def __init__(self, options: Mapping[str, Any], rank: int, sources: Mapping[str, Any]):
+    def __init__(self, options: Mapping[str, Any], rank: Optional[int] = None,
+                 sources: Optional[Mapping[str, Any]] = None):
         lib = _lib.lib()
+        if sources is None:
+            raise TypeError("TrainerAgent: sources= is required")
+        rank = _rank_or_launcher(options, rank, "trainer")
         self._sources = Described(sources, allow_cuda=True)
         handle = ctypes.c_void_p()
         check(lib.ws_trainer_create(options_json(options), rank, self._sources.array,
@@ -76,19 +120,46 @@ class TrainerAgent:
 Hook = Callable[[], None]
 
 
+def _check_hook(name: str, hook: Optional[Hook]) -> None:
+    """Refuses, at creation rather than at the first push, a hook that is not callable without
+    arguments."""
+    if hook is None:
+        return
+    if not callable(hook):
+        raise TypeError(f"InferenceAgent: the {name} hook is not callable: {hook!r}")
+    try:
+        signature = inspect.signature(hook)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: it will tell at the first call
+    try:
+        signature.bind()
+    except TypeError as e:
+        raise TypeError(f"InferenceAgent: the {name} hook must be callable with no arguments; "
+                        f"{getattr(hook, '__qualname__', hook)!r}{signature}: {e}") from None
+
+
 class InferenceAgent:
     """One inference rank. `destinations` maps this rank's destination names
     (JobPlan.inference_destinations) to the engine's parameter memory (contiguous, writable);
     trainers write into it directly, so it must outlive the agent. Hooks are Python callables
     run around each push (pause, post_update, resume); one that raises fails the push (this
-    rank is then torn until a later push commits) and its exception is kept in ``hook_error``.
+    rank is then torn until a later push commits): its type and message become the push's error
+    on every rank and in status(), and the exception itself is kept in ``hook_error``. A hook
+    that cannot be called without arguments is refused here. `rank` None takes the launcher's,
+    as for TrainerAgent.
 
     Threads: serve_one_push from one thread; pause, resume and status from any thread."""
 
-    def __init__(self, options: Mapping[str, Any], rank: int, destinations: Mapping[str, Any],
+    def __init__(self, options: Mapping[str, Any], rank: Optional[int] = None,
+                 destinations: Optional[Mapping[str, Any]] = None,
                  pause: Optional[Hook] = None, post_update: Optional[Hook] = None,
                  resume: Optional[Hook] = None):
         lib = _lib.lib()
+        if destinations is None:
+            raise TypeError("InferenceAgent: destinations= is required")
+        for name, hook in (("pause", pause), ("post_update", post_update), ("resume", resume)):
+            _check_hook(name, hook)
+        rank = _rank_or_launcher(options, rank, "inference")
         self.rank = rank
         self.hook_error: Optional[BaseException] = None
         self._destinations = Described(destinations, allow_cuda=True, writable=True)
@@ -112,6 +183,8 @@ class InferenceAgent:
                 return 0
             except BaseException as e:  # must not unwind through C
                 self.hook_error = e
+                message = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                _lib.lib().ws_hook_fail(message.encode("utf-8", "backslashreplace"))
                 return 1
         return _lib.HOOK(call)
 

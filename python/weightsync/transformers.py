@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 
+from ._destinations import planned_destinations
 from .agents import Hook, InferenceAgent
 from .convert import convert_tensors
 from .plan import JobPlan
@@ -102,26 +103,11 @@ def destinations_from_model(model: Any, plan: JobPlan, rank: int = 0,
     meta device, tensors on different devices, a non-contiguous tensor."""
     params = dict(model.named_parameters()) if isinstance(model, torch.nn.Module) else {}
     by_name = _renamed([_named_tensors(model)], rename, f"inference rank {rank}")
-    specs = plan.inference_destinations(rank)
-    planned = {s.name for s in specs}
-    missing = [s.name for s in specs if s.name not in by_name]
-    if missing:
-        raise ValueError(f"inference rank {rank}: {len(missing)} planned tensor(s) not in the "
-                         f"model, e.g. {', '.join(missing[:5])}")
     # Buffers the plan does not name (rotary inv_freq) are computed, not weights; parameters are.
-    extra = sorted(original for name, (original, _) in by_name.items()
-                   if name not in planned and original in params)
-    if extra:
-        raise ValueError(f"inference rank {rank}: {len(extra)} model parameter(s) the plan does "
-                         f"not write, e.g. {', '.join(extra[:5])}; pass rename= to drop them "
-                         "if they are not trained")
-    out: Dict[str, torch.Tensor] = {}
-    device: Optional[torch.device] = None
-    for spec in specs:
-        original, tensor = by_name[spec.name]
-        out[spec.name] = _check(spec.name, tensor, spec, rank, device, model)
-        device = out[spec.name].device
-    return out
+    return planned_destinations(
+        plan.inference_destinations(rank), by_name, params, rank, "model",
+        "pass rename= to drop them if they are not trained",
+        lambda spec, _, tensor, device: _check(spec.name, tensor, spec, rank, device, model))
 
 
 def inference_agent(model: Any, options: Mapping[str, Any], rank: int = 0,

@@ -12,6 +12,7 @@ Result<AgentOptions> AgentOptions::FromConfig(const Config& config) {
   }
   WS_ASSIGN_OR_RETURN(options.transport_options, transport::OptionsFromConfig(config));
   WS_ASSIGN_OR_RETURN(options.push, push::PushOptions::FromConfig(config));
+  WS_ASSIGN_OR_RETURN(options.admin, push::AdminOptions::FromConfig(config));
   WS_ASSIGN_OR_RETURN(options.liveness, control::LivenessOptions::FromConfig(config));
   WS_ASSIGN_OR_RETURN(options.join_timeout_s, config.GetSeconds("agent.join_timeout"));
   WS_ASSIGN_OR_RETURN(int64_t threads, config.GetCount("agent.convert_threads"));

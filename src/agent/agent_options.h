@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "plan/model_dims.h"
 #include "plan/transfer_plan.h"
+#include "push/admin_http.h"
 #include "push/push_types.h"
 #include "transport/transport.h"
 
@@ -32,22 +33,25 @@ struct AgentOptions {
 
   // "auto" (cuda_ipc between GPU tensors, ucx otherwise), "ucx", "cuda_ipc" or "local" (one
   // process only). Every rank must resolve to the same backend; the rendezvous checks it.
-  std::string transport = "auto";
+  std::string transport = DefaultString("agent.transport");
   transport::TransportOptions transport_options;
 
   // "write": every trainer rank converts its units and writes them into the inference ranks'
   // memory (the product); "nccl": trainer rank 0 broadcasts full tensors and inference ranks
   // convert (the baseline, agent/nccl_mode.h).
-  std::string mode = "write";
+  std::string mode = DefaultString("agent.mode");
 
   push::PushOptions push;
+  push::AdminOptions admin;  // admin.*: an inference agent's endpoint, served when given a token
   control::LivenessOptions liveness;
-  double join_timeout_s = 120;  // agent.join_timeout: joining and the setup exchange
-  int convert_threads = 0;      // agent.convert_threads: CPU conversion threads (0: all cores)
+  // agent.join_timeout: joining and the setup exchange.
+  double join_timeout_s = DefaultSeconds("agent.join_timeout");
+  // agent.convert_threads: CPU conversion threads (0: all cores).
+  int convert_threads = static_cast<int>(DefaultCount("agent.convert_threads"));
 
   // Everything but the job's identity, model and parallelism, from the config table
-  // (push.*, control.*, transport.*, agent.*, plan.*). The store address and token are left to
-  // the caller (or agent.store_address / WEIGHTSYNC_STORE_TOKEN, see cluster_env.h).
+  // (push.*, admin.*, control.*, transport.*, agent.*, plan.*). The store address and token are
+  // left to the caller (or agent.store_address / WEIGHTSYNC_STORE_TOKEN, see cluster_env.h).
   static Result<AgentOptions> FromConfig(const Config& config);
 };
 

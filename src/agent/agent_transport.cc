@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "control/socket.h"
+
 namespace weightsync::agent {
 
 std::string ResolveBackend(std::string_view configured, bool gpu_tensors) {
@@ -15,6 +17,10 @@ Result<std::unique_ptr<transport::Transport>> OpenTransport(const AgentOptions& 
   transport::TransportOptions t = options.transport_options;
   t.self = transport::CurrentProcessIdentity(rank);
   t.cuda_device = cuda_device;
+  // Network listeners stay on the interface that reaches the store (loopback for a one-host job).
+  if (auto store = control::ParseHostPort(options.store.address); store.ok()) {
+    t.rendezvous_host = store->host;
+  }
   Result<std::unique_ptr<transport::Transport>> transport = transport::CreateTransport(backend, t);
   if (!transport.ok()) {
     return transport.status().WithContext(StrCat("transport ", backend, " for rank ", rank));

@@ -112,9 +112,9 @@ Status InferenceAgent::Impl::Init(const AgentOptions& options, int rank,
     WS_RETURN_IF_ERROR(push_->Rejoin(control::DeadlineIn(options.join_timeout_s)));
   }
   if (!agent_options.admin_token.empty()) {
-    push::AdminOptions admin;
-    admin.listen = agent_options.admin_listen;
+    push::AdminOptions admin = options.admin;  // admin.listen, admin.io_timeout
     admin.token = agent_options.admin_token;
+    if (!agent_options.admin_listen.empty()) admin.listen = agent_options.admin_listen;
     WS_ASSIGN_OR_RETURN(admin_, push::AdminServer::Start(admin, push::AdminHandlersFor(*push_)));
   }
   return Status::Ok();

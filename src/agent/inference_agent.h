@@ -29,10 +29,10 @@ struct InferenceAgentOptions {
   push::InferenceHooks hooks;
   // Global expert ids this rank holds, in local order (empty: not checked).
   std::vector<int64_t> expert_map;
-  // Serve the HTTP admin endpoint (/status, /pause, /resume) on admin.listen with this token;
-  // empty: no endpoint.
+  // Serve the HTTP admin endpoint (/status, /pause, /resume) with this token; empty: no endpoint.
   std::string admin_token;
-  std::string admin_listen = "127.0.0.1:0";
+  // Where it listens; empty: admin.listen (AgentOptions::admin).
+  std::string admin_listen;
 };
 
 class InferenceAgent {

@@ -1,4 +1,6 @@
 // Trainer and inference agents as C handles.
+#include <utility>
+
 #include "agent/trainer_agent.h"
 #include "capi/capi_internal.h"
 
@@ -27,17 +29,24 @@ Status NeedStore(const agent::AgentOptions& options) {
 
 void FillReport(const agent::PushReport& from, ws_push_report* to) {
   if (to == nullptr) return;
-  *to = ws_push_report{from.step,  from.bytes,   from.writes,          from.gather_bytes,
+  *to = ws_push_report{from.step,  from.bytes,   from.writes,         from.gather_bytes,
                        from.units, from.seconds, from.convert_seconds};
 }
 
-// A C hook as an agent hook; `what` names it in the error when it returns non-zero.
+// What the running hook passed to ws_hook_fail; hooks run on the thread that calls them.
+thread_local std::string hook_failure;
+
+// A C hook as an agent hook; `what` names it in the error when it returns non-zero, with the
+// cause the hook gave through ws_hook_fail.
 std::function<Status()> HookOf(ws_hook_fn fn, void* user_data, const char* what) {
   if (fn == nullptr) return nullptr;
   return [fn, user_data, what]() -> Status {
+    hook_failure.clear();
     const int32_t rc = fn(user_data);
-    if (rc != 0) return Aborted("the ", what, " hook returned ", rc);
-    return Status::Ok();
+    if (rc == 0) return Status::Ok();
+    std::string cause = std::exchange(hook_failure, {});
+    if (cause.empty()) return Aborted("the ", what, " hook returned ", rc);
+    return Aborted("the ", what, " hook failed: ", cause);
   };
 }
 
@@ -45,9 +54,10 @@ std::function<Status()> HookOf(ws_hook_fn fn, void* user_data, const char* what)
 
 extern "C" {
 
-WS_API ws_status ws_trainer_create(const char* options_json, int32_t rank,
-                                   const ws_tensor* sources, size_t source_count,
-                                   ws_trainer** out) {
+WS_API void ws_hook_fail(const char* message) { hook_failure = message ? message : ""; }
+
+WS_API ws_status ws_trainer_create(const char* options_json, int32_t rank, const ws_tensor* sources,
+                                   size_t source_count, ws_trainer** out) {
   return capi::Guard(nullptr, [&]() -> Status {
     WS_RETURN_IF_ERROR(capi::NotNull(out, "out"));
     WS_ASSIGN_OR_RETURN(capi::ParsedOptions options, capi::ParseOptions(options_json, false));

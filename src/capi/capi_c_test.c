@@ -227,9 +227,16 @@ static void test_agent_errors(void) {
   CHECK(ws_inference_create("{\"preset\": \"glm5_tiny\", \"admin_tokn\": \"x\"}", 0, NULL, 0, NULL,
                             &inference) == WS_INVALID_ARGUMENT);
   CHECK(strstr(ws_last_error(), "admin_tokn") != NULL);
-  /* admin_* keys belong to inference agents only. */
+  /* One options object for every rank: inference-only keys are accepted (and ignored) by trainers
+   * and plans; this trainer is refused for its missing store, not for admin_token. */
   CHECK(ws_trainer_create("{\"preset\": \"glm5_tiny\", \"admin_token\": \"x\"}", 0, NULL, 0,
                           &trainer) == WS_INVALID_ARGUMENT);
+  CHECK(strstr(ws_last_error(), "store_address") != NULL);
+  ws_job_plan* plan = NULL;
+  CHECK(ws_job_plan_create("{\"preset\": \"glm5_tiny\", \"admin_token\": \"x\", "
+                           "\"admin_listen\": \"127.0.0.1:0\"}",
+                           &plan) == WS_OK);
+  ws_job_plan_destroy(plan);
   CHECK(ws_trainer_push(NULL, 1, NULL) == WS_INVALID_ARGUMENT);
   CHECK(ws_inference_pause(NULL) == WS_INVALID_ARGUMENT);
   ws_trainer_destroy(NULL);

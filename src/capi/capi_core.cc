@@ -4,6 +4,7 @@
 
 #include "agent/cluster_env.h"
 #include "capi/capi_internal.h"
+#include "core/log.h"
 
 namespace weightsync::capi {
 namespace {
@@ -23,9 +24,17 @@ thread_local std::string thread_error;
 std::mutex config_mu;
 std::unique_ptr<Config> config;  // created from the environment at first use
 
+// log.level takes effect whenever the configuration is (re)made or the option is set.
+Status ApplyLogLevel(const Config& c) {
+  WS_ASSIGN_OR_RETURN(LogLevel level, ParseLogLevel(c.Value("log.level")));
+  SetLogLevel(level);
+  return Status::Ok();
+}
+
 Status EnsureConfigLocked() {
   if (config) return Status::Ok();
   WS_ASSIGN_OR_RETURN(Config c, Config::FromEnvironment());
+  WS_RETURN_IF_ERROR(ApplyLogLevel(c).WithContext("option log.level"));
   config = std::make_unique<Config>(std::move(c));
   return Status::Ok();
 }
@@ -147,6 +156,12 @@ WS_API ws_status ws_config_set(const char* key, const char* value) {
     WS_RETURN_IF_ERROR(capi::NotNull(value, "value"));
     std::lock_guard<std::mutex> lock(capi::config_mu);
     WS_RETURN_IF_ERROR(capi::EnsureConfigLocked());
+    if (std::string_view(key) == "log.level") {
+      WS_ASSIGN_OR_RETURN(LogLevel level, ParseLogLevel(value));
+      WS_RETURN_IF_ERROR(capi::config->Set(key, value));
+      SetLogLevel(level);
+      return Status::Ok();
+    }
     return capi::config->Set(key, value);
   });
 }
@@ -166,6 +181,7 @@ WS_API ws_status ws_config_get(const char* key, char* buf, size_t size, size_t* 
 WS_API ws_status ws_config_reset(void) {
   return Guard(nullptr, [&]() -> Status {
     WS_ASSIGN_OR_RETURN(Config c, Config::FromEnvironment());
+    WS_RETURN_IF_ERROR(capi::ApplyLogLevel(c).WithContext("option log.level"));
     std::lock_guard<std::mutex> lock(capi::config_mu);
     capi::config = std::make_unique<Config>(std::move(c));
     return Status::Ok();

@@ -76,14 +76,16 @@ Result<ParsedOptions> ParseOptions(const char* json_text, bool inference_keys) {
     return InvalidArgument("options: not a JSON object: ", std::string(json_text).substr(0, 200));
   }
   static const char* const kCommon[] = {
-      "job_id",        "store_address", "store_token", "model",   "spec_dirs",
-      "preset",        "config_json",   "source_format", "target_format", "trainer",
-      "inference",     "transport",     "config"};
+      "job_id",    "store_address", "store_token",   "model",         "spec_dirs",
+      "preset",    "config_json",   "source_format", "target_format", "trainer",
+      "inference", "transport",     "config"};
+  // Known everywhere, read only by inference agents: a job passes the same options to every
+  // rank and to its JobPlan.
   static const char* const kInference[] = {"admin_token", "admin_listen", "expert_map"};
   for (const auto& [key, value] : object.items()) {
     bool known = false;
     for (const char* k : kCommon) known |= key == k;
-    for (const char* k : kInference) known |= inference_keys && key == k;
+    for (const char* k : kInference) known |= key == k;
     if (!known) return InvalidArgument("options: unknown key \"", key, "\"");
   }
 
@@ -104,7 +106,7 @@ Result<ParsedOptions> ParseOptions(const char* json_text, bool inference_keys) {
     }
   }
   WS_ASSIGN_OR_RETURN(a.dims, DimsOf(object));
-  WS_ASSIGN_OR_RETURN(a.plan.source_format, StringAt(object, "source_format", "torchtitan"));
+  WS_ASSIGN_OR_RETURN(a.plan.source_format, StringAt(object, "source_format", "hf"));
   WS_ASSIGN_OR_RETURN(a.plan.target_format, StringAt(object, "target_format", "vllm"));
   WS_ASSIGN_OR_RETURN(std::string trainer, StringAt(object, "trainer", ""));
   WS_ASSIGN_OR_RETURN(std::string inference, StringAt(object, "inference", ""));

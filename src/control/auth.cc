@@ -65,28 +65,30 @@ bool MacsEqual(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-Status ServerHandshake(int fd, std::string_view token, Deadline deadline, int cancel_fd) {
-  WS_ASSIGN_OR_RETURN(std::string server_nonce, RandomNonce());
-  WS_RETURN_IF_ERROR(SendFrame(fd, MessageType::kServerHello, server_nonce, deadline));
-  WS_ASSIGN_OR_RETURN(Frame hello, ReceiveFrame(fd, kMaxHandshakePayload, deadline, cancel_fd));
-  if (hello.type != MessageType::kClientHello) {
-    return DataLoss("expected a client-hello, got a ", MessageTypeName(hello.type), " message");
+std::string ServerHelloFrame(std::string_view server_nonce) {
+  return EncodeFrame(MessageType::kServerHello, server_nonce);
+}
+
+Result<std::string> ServerProofFrame(std::string_view token, std::string_view server_nonce,
+                                     const Frame& client_hello) {
+  if (client_hello.type != MessageType::kClientHello) {
+    return DataLoss("expected a client-hello, got a ", MessageTypeName(client_hello.type),
+                    " message");
   }
-  WireReader reader(hello.payload);
+  WireReader reader(client_hello.payload);
   WS_ASSIGN_OR_RETURN(std::string client_nonce, reader.Raw(kNonceSize));
   WS_ASSIGN_OR_RETURN(std::string client_mac, reader.Raw(kMacSize));
   WS_RETURN_IF_ERROR(reader.ExpectEnd());
   if (!MacsEqual(client_mac, ClientMac(token, server_nonce, client_nonce))) {
-    StoreResponse refusal{StatusCode::kUnauthenticated,
-                          "authentication failed: the store refused this client's token (wrong "
-                          "or missing token)",
-                          ""};
-    // Best effort: the client learns why before the close; a failure here changes nothing.
-    (void)SendFrame(fd, MessageType::kResponse, EncodeResponse(refusal), deadline);
-    return Unauthenticated("authentication failed: wrong or missing token");
+    return Unauthenticated(
+        "authentication failed: the store refused this client's token (wrong or missing token)");
   }
-  return SendFrame(fd, MessageType::kServerProof, ServerMac(token, server_nonce, client_nonce),
-                   deadline);
+  return EncodeFrame(MessageType::kServerProof, ServerMac(token, server_nonce, client_nonce));
+}
+
+std::string RefusalFrame(const Status& status) {
+  return EncodeFrame(MessageType::kResponse,
+                     EncodeResponse(StoreResponse{status.code(), status.message(), ""}));
 }
 
 Status ClientHandshake(int fd, std::string_view token, Deadline deadline) {

@@ -21,6 +21,7 @@
 #include <string_view>
 
 #include "control/deadline.h"
+#include "control/wire.h"
 #include "weightsync/status.h"
 
 namespace weightsync::control {
@@ -40,9 +41,15 @@ std::string ServerMac(std::string_view token, std::string_view server_nonce,
 // Constant-time for equal sizes (CRYPTO_memcmp); different sizes are unequal at once.
 bool MacsEqual(std::string_view a, std::string_view b);
 
-// The server half. On a wrong MAC it tells the client and returns kUnauthenticated; the caller logs
-// the peer address and closes the connection.
-Status ServerHandshake(int fd, std::string_view token, Deadline deadline, int cancel_fd = -1);
+// The server half as steps, for a server that does its own non-blocking I/O (control/
+// store_handshake.h): the hello frame to send first, then the check of the client's answer, which
+// gives the proof frame to send back, kUnauthenticated for a wrong MAC, or kDataLoss for a
+// malformed answer.
+std::string ServerHelloFrame(std::string_view server_nonce);
+Result<std::string> ServerProofFrame(std::string_view token, std::string_view server_nonce,
+                                     const Frame& client_hello);
+// A kResponse frame carrying `status`: how the server refuses a client during the handshake.
+std::string RefusalFrame(const Status& status);
 // The client half; kUnauthenticated ("authentication failed: ...") when either side is refused.
 Status ClientHandshake(int fd, std::string_view token, Deadline deadline);
 

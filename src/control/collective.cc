@@ -34,6 +34,15 @@ std::vector<ParticipantId> Missing(const std::vector<ParticipantId>& everyone,
   return missing;
 }
 
+// Progress only: a failed listing is reported, the wait itself goes on.
+void ReportMissing(const CollectiveContext& context, const std::string& arrived_prefix,
+                   const WaitProgress& progress) {
+  auto arrived = Arrived(*context.client, arrived_prefix, DeadlineIn(1.0));
+  if (!arrived.ok()) return progress.Report(arrived.status().ToString());
+  progress.Report(StrCat("missing ", DescribeParticipants(Missing(context.everyone, *arrived)),
+                         " (", arrived->size(), " of ", context.everyone.size(), " arrived)"));
+}
+
 Result<std::vector<std::string>> Gather(const CollectiveContext& context,
                                         const std::string& arrived_prefix, Deadline deadline) {
   StoreClient& client = *context.client;
@@ -84,6 +93,7 @@ Result<std::vector<std::string>> ArriveAndWait(const CollectiveContext& context,
   const std::string base = CollectiveGenerationPrefix(context.job_id, kind, name, generation);
   const std::string arrived_prefix = base + "arrived/";
   const Deadline start = Clock::now();
+  WaitProgress progress(label, deadline, context.progress_interval);
 
   auto arrival = client.CompareAndSet(arrived_prefix + ParticipantKey(context.me), std::nullopt,
                                       payload, deadline);
@@ -119,6 +129,7 @@ Result<std::vector<std::string>> ArriveAndWait(const CollectiveContext& context,
 
     const bool expired = Expired(deadline);
     const bool someone_failed = context.watcher && !context.watcher->Failures().empty();
+    if (progress.Due()) ReportMissing(context, arrived_prefix, progress);
     if (!expired && !someone_failed) continue;
     WS_ASSIGN_OR_RETURN(auto arrived, Arrived(client, arrived_prefix, AtLeastOneSecond(deadline)));
     std::vector<ParticipantId> missing = Missing(context.everyone, arrived);

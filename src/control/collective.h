@@ -21,6 +21,7 @@
 #include "control/liveness.h"
 #include "control/participant.h"
 #include "control/store_client.h"
+#include "control/wait_progress.h"
 
 namespace weightsync::control {
 
@@ -34,6 +35,8 @@ struct CollectiveContext {
   // push protocol passes its per-step failure key, so one rank's error ends every rank's wait for
   // that step without aborting the whole job (the next step must still be able to run).
   std::string cancel_key;
+  // How often a wait logs which participants it still waits for.
+  Clock::duration progress_interval = kWaitProgressInterval;
 };
 
 // Arrives with `payload` and waits until every participant arrived at the same generation. With

@@ -35,8 +35,8 @@
 namespace weightsync::control {
 
 struct LivenessOptions {
-  double heartbeat_interval_s = 1;
-  double liveness_timeout_s = 5;
+  double heartbeat_interval_s = DefaultSeconds("control.heartbeat_interval");
+  double liveness_timeout_s = DefaultSeconds("control.liveness_timeout");
   // From control.heartbeat_interval and control.liveness_timeout; the timeout must exceed the
   // interval, or healthy participants would be reported dead between beats.
   static Result<LivenessOptions> FromConfig(const Config& config);

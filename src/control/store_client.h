@@ -31,7 +31,7 @@ namespace weightsync::control {
 struct StoreClientOptions {
   std::string address;  // "host:port"
   std::string token;
-  uint32_t max_message_size = 64u << 20;
+  uint32_t max_message_size = static_cast<uint32_t>(DefaultBytes("control.max_message_size"));
   // How long a reply may lag behind the deadline the server was given (transit, scheduling)
   // before the client gives up on the connection.
   double reply_grace_s = 1.0;

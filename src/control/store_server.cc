@@ -20,7 +20,9 @@
 #include <thread>
 
 #include "control/auth.h"
+#include "control/connection_gate.h"
 #include "control/socket.h"
+#include "control/store_handshake.h"
 #include "control/store_protocol.h"
 #include "control/wire.h"
 #include "core/log.h"
@@ -54,7 +56,8 @@ StoreResponse Reply(std::string body) {
 
 class StoreServer::Impl {
  public:
-  explicit Impl(StoreServerOptions options) : options_(std::move(options)) {}
+  explicit Impl(StoreServerOptions options)
+      : options_(std::move(options)), pending_budget_(options_.max_pending_bytes) {}
   ~Impl() {
     for (int fd : wake_pipe_) {
       if (fd >= 0) ::close(fd);
@@ -71,6 +74,7 @@ class StoreServer::Impl {
     for (const auto& conn : conns_) live += conn->finished.load() ? 0 : 1;
     return live;
   }
+  uint64_t pending_bytes() const { return pending_budget_.used(); }
 
  private:
   struct Entry {
@@ -86,7 +90,8 @@ class StoreServer::Impl {
     std::set<std::string> owned;  // ephemeral keys it set; guarded by Impl::mu_
   };
 
-  void AcceptLoop();
+  Status MayAdmit();
+  void Admit(UniqueFd fd, std::string peer);
   void Serve(Connection& conn);
   // nullopt: the client went away during a wait; close without replying.
   std::optional<StoreResponse> Execute(Connection& conn, const StoreRequest& request);
@@ -98,6 +103,7 @@ class StoreServer::Impl {
   int cancel_fd() const { return wake_pipe_[0]; }
 
   const StoreServerOptions options_;
+  ByteBudget pending_budget_;  // partial messages of every connection together
   UniqueFd listen_fd_;
   uint16_t port_ = 0;
   int wake_pipe_[2] = {-1, -1};  // written once by Stop(); every poll also watches the read end
@@ -121,23 +127,46 @@ Result<StoreServerOptions> StoreServerOptions::FromConfig(const Config& config) 
     return InvalidArgument("control.max_message_size must be between 4KiB and 4GiB");
   }
   options.max_message_size = static_cast<uint32_t>(max_message);
-  WS_ASSIGN_OR_RETURN(options.handshake_timeout_s, config.GetSeconds("control.connect_timeout"));
+  WS_ASSIGN_OR_RETURN(options.max_pending_bytes, config.GetBytes("control.max_pending_bytes"));
+  if (options.max_pending_bytes < max_message) {
+    return InvalidArgument("control.max_pending_bytes (", options.max_pending_bytes,
+                           ") must be at least control.max_message_size (", max_message, ")");
+  }
+  WS_ASSIGN_OR_RETURN(options.handshake_timeout_s, config.GetSeconds("control.handshake_timeout"));
   WS_ASSIGN_OR_RETURN(options.io_timeout_s, config.GetSeconds("control.io_timeout"));
   WS_ASSIGN_OR_RETURN(int64_t max_connections, config.GetCount("control.max_connections"));
-  if (max_connections < 1) return InvalidArgument("control.max_connections must be at least 1");
+  WS_ASSIGN_OR_RETURN(int64_t max_handshakes, config.GetCount("control.max_handshakes"));
+  if (max_connections < 1 || max_handshakes < 1) {
+    return InvalidArgument("control.max_connections and control.max_handshakes must be at least 1");
+  }
   options.max_connections = static_cast<int>(std::min<int64_t>(max_connections, 1 << 20));
+  options.max_handshakes = static_cast<int>(std::min<int64_t>(max_handshakes, 1 << 20));
   return options;
 }
 
 Status StoreServer::Impl::Start() {
   if (options_.token.empty()) return InvalidArgument("the store needs a non-empty token");
   if (::pipe2(wake_pipe_, O_CLOEXEC) != 0) return Internal("pipe2 failed");
-  WS_ASSIGN_OR_RETURN(listen_fd_, Listen(HostPort{options_.host, options_.port}, 512));
+  // A backlog beyond what a connect flood fills before the gate accepts it: a dropped SYN costs an
+  // honest client a 1 s retransmit.
+  WS_ASSIGN_OR_RETURN(listen_fd_, Listen(HostPort{options_.host, options_.port}, 4096));
   // Non-blocking, so an accept after a poll wake-up whose connection was already reset returns at
   // once instead of blocking the accept thread (and Stop()).
   ::fcntl(listen_fd_.get(), F_SETFL, ::fcntl(listen_fd_.get(), F_GETFL) | O_NONBLOCK);
   WS_ASSIGN_OR_RETURN(port_, LocalPort(listen_fd_.get()));
-  accept_thread_ = std::thread([this] { AcceptLoop(); });
+  accept_thread_ = std::thread([this] {
+    ConnectionGateOptions gate;
+    gate.name = StrCat("store ", address());
+    gate.timeout_s = options_.handshake_timeout_s;
+    gate.max_pending = options_.max_handshakes;
+    gate.timeout_setting = "control.handshake_timeout";
+    gate.max_pending_setting = "control.max_handshakes";
+    StoreHandshake handshake(
+        gate.name, options_.token,
+        {[this] { return MayAdmit(); },
+         [this](UniqueFd fd, std::string peer) { Admit(std::move(fd), std::move(peer)); }});
+    RunConnectionGate(listen_fd_.get(), cancel_fd(), gate, handshake);
+  });
   return Status::Ok();
 }
 
@@ -184,65 +213,36 @@ void StoreServer::Impl::ReapFinished() {
   for (auto& conn : done) conn->thread.join();
 }
 
-void StoreServer::Impl::AcceptLoop() {
-  while (true) {
-    pollfd pfds[2] = {{listen_fd_.get(), POLLIN, 0}, {cancel_fd(), POLLIN, 0}};
-    if (::poll(pfds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      Log(LogLevel::kError, "store ", address(),
-          ": poll failed, no longer accepting: ", std::strerror(errno));
-      return;
-    }
-    if (pfds[1].revents & POLLIN) return;
-    UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!fd.valid()) {
-      if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
-        Log(LogLevel::kWarning, "store ", address(), ": accept: ", std::strerror(errno));
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      continue;
-    }
-    int one = 1;
-    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    ReapFinished();
-    std::string peer = PeerAddress(fd.get());
-    std::lock_guard lock(conns_mu_);
-    if (static_cast<int>(conns_.size()) >= options_.max_connections) {
-      Log(LogLevel::kWarning, "store ", address(), ": refusing ", peer, ": already serving ",
-          conns_.size(), " connections (control.max_connections)");
-      StoreResponse refusal{
-          StatusCode::kResourceExhausted,
-          StrCat("store is serving its maximum of ", options_.max_connections, " connections"), ""};
-      (void)SendFrame(fd.get(), MessageType::kResponse, EncodeResponse(refusal), DeadlineIn(0.1));
-      continue;
-    }
-    auto conn = std::make_unique<Connection>();
-    conn->id = next_connection_id_++;
-    conn->fd = std::move(fd);
-    conn->peer = std::move(peer);
-    Connection& ref = *conn;
-    conns_.push_back(std::move(conn));
-    ref.thread = std::thread([this, &ref] { Serve(ref); });
-  }
+Status StoreServer::Impl::MayAdmit() {
+  ReapFinished();
+  std::lock_guard lock(conns_mu_);
+  if (static_cast<int>(conns_.size()) < options_.max_connections) return Status::Ok();
+  return ResourceExhausted("store is serving its maximum of ", options_.max_connections,
+                           " connections (control.max_connections)");
+}
+
+// Runs on the gate's thread right after MayAdmit, which is the only place connections are added:
+// the count cannot have grown in between.
+void StoreServer::Impl::Admit(UniqueFd fd, std::string peer) {
+  std::lock_guard lock(conns_mu_);
+  auto conn = std::make_unique<Connection>();
+  conn->id = next_connection_id_++;
+  conn->fd = std::move(fd);
+  conn->peer = std::move(peer);
+  Connection& ref = *conn;
+  conns_.push_back(std::move(conn));
+  ref.thread = std::thread([this, &ref] { Serve(ref); });
 }
 
 void StoreServer::Impl::Serve(Connection& conn) {
   const int fd = conn.fd.get();
-  Status status =
-      ServerHandshake(fd, options_.token, DeadlineIn(options_.handshake_timeout_s), cancel_fd());
-  if (status.code() == StatusCode::kUnauthenticated) {
-    Log(LogLevel::kWarning, "store ", address(), ": authentication failed for peer ", conn.peer,
-        " (wrong or missing token); connection closed");
-  } else if (!status.ok() && status.code() != StatusCode::kAborted) {
-    Log(LogLevel::kWarning, "store ", address(), ": handshake with ", conn.peer,
-        " failed, connection closed: ", status.ToString());
-  }
+  Status status;
   while (status.ok()) {
     // Idle connections may stay open indefinitely; once a message starts it must finish in time.
     status = WaitReadable(fd, DeadlineIn(1e9), cancel_fd());
     if (!status.ok()) break;
-    auto frame =
-        ReceiveFrame(fd, options_.max_message_size, DeadlineIn(options_.io_timeout_s), cancel_fd());
+    auto frame = ReceiveFrame(fd, options_.max_message_size, DeadlineIn(options_.io_timeout_s),
+                              cancel_fd(), &pending_budget_);
     if (!frame.ok()) {
       status = frame.status();
       if (status.code() != StatusCode::kUnavailable && status.code() != StatusCode::kAborted) {
@@ -421,6 +421,7 @@ Result<std::unique_ptr<StoreServer>> StoreServer::Start(StoreServerOptions optio
 uint16_t StoreServer::port() const { return impl_->port(); }
 std::string StoreServer::address() const { return impl_->address(); }
 int StoreServer::connection_count() const { return impl_->connection_count(); }
+uint64_t StoreServer::pending_bytes() const { return impl_->pending_bytes(); }
 void StoreServer::Stop() { impl_->Stop(); }
 
 }  // namespace weightsync::control

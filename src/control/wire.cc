@@ -1,5 +1,6 @@
 #include "control/wire.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "control/socket.h"
@@ -209,19 +210,78 @@ Status SendFrame(int fd, MessageType type, std::string_view payload, Deadline de
   return WriteAll(fd, EncodeFrame(type, payload), deadline);
 }
 
-Result<Frame> ReceiveFrame(int fd, uint32_t max_payload, Deadline deadline, int cancel_fd) {
+bool ByteBudget::TryCharge(uint64_t bytes) {
+  uint64_t used = used_.load();
+  do {
+    if (bytes > limit_ || used > limit_ - bytes) return false;
+  } while (!used_.compare_exchange_weak(used, used + bytes));
+  return true;
+}
+
+namespace {
+
+// The first piece of a payload read before the buffer grows again: small messages are read in one
+// piece, large ones in pieces that double, so the buffer never runs far ahead of the bytes sent.
+constexpr size_t kFirstPayloadPiece = 64 << 10;
+
+// Releases what a receive charged to its budget, however it ends.
+class BudgetCharge {
+ public:
+  explicit BudgetCharge(ByteBudget* budget) : budget_(budget) {}
+  ~BudgetCharge() {
+    if (budget_ != nullptr) budget_->Release(charged_);
+  }
+  BudgetCharge(const BudgetCharge&) = delete;
+  BudgetCharge& operator=(const BudgetCharge&) = delete;
+  Status Add(uint64_t bytes, const FrameHeader& header) {
+    if (budget_ == nullptr) return Status::Ok();
+    if (!budget_->TryCharge(bytes)) {
+      return ResourceExhausted("a ", header.payload_size, "-byte ", MessageTypeName(header.type),
+                               " message does not fit: ", budget_->used(), " of ", budget_->limit(),
+                               " bytes are held for messages still arriving");
+    }
+    charged_ += bytes;
+    return Status::Ok();
+  }
+
+ private:
+  ByteBudget* budget_;
+  uint64_t charged_ = 0;
+};
+
+Status ReadPayload(int fd, const FrameHeader& header, std::string& payload, Deadline deadline,
+                   int cancel_fd, ByteBudget* budget) {
+  BudgetCharge charge(budget);
+  size_t received = 0;
+  while (received < header.payload_size) {
+    const size_t piece =
+        std::min<size_t>(header.payload_size - received, std::max(kFirstPayloadPiece, received));
+    WS_RETURN_IF_ERROR(charge.Add(piece, header));
+    payload.resize(received + piece);
+    WS_RETURN_IF_ERROR(
+        ReadExact(fd, payload.data() + received, piece, deadline, cancel_fd)
+            .WithContext(StrCat("at byte ", received, " of a ", header.payload_size, "-byte ",
+                                MessageTypeName(header.type), " message")));
+    received += piece;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Frame> ReceiveFrame(int fd, uint32_t max_payload, Deadline deadline, int cancel_fd,
+                           ByteBudget* budget) {
   char header_bytes[kFrameHeaderSize];
   WS_RETURN_IF_ERROR(ReadExact(fd, header_bytes, sizeof(header_bytes), deadline, cancel_fd));
   WS_ASSIGN_OR_RETURN(
       FrameHeader header,
       DecodeFrameHeader(std::string_view(header_bytes, sizeof(header_bytes)), max_payload));
-  Frame frame{header.type, std::string(header.payload_size, '\0')};
-  Status status = ReadExact(fd, frame.payload.data(), frame.payload.size(), deadline, cancel_fd);
+  Frame frame{header.type, std::string()};
+  Status status = ReadPayload(fd, header, frame.payload, deadline, cancel_fd, budget);
   if (!status.ok()) {
     // The header arrived, so a close now truncates the message rather than ending the stream.
     if (status.code() == StatusCode::kUnavailable) {
-      return DataLoss("truncated message: connection closed after the header of a ",
-                      header.payload_size, "-byte ", MessageTypeName(header.type), " message");
+      return DataLoss("truncated message: connection closed (", status.message(), ")");
     }
     return status;
   }

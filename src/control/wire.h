@@ -10,13 +10,15 @@
 //
 // A frame that is malformed (wrong magic or version, unknown type, oversized, truncated, or whose
 // payload does not decode exactly) is an error for that one connection, which the receiver closes;
-// it never affects other connections. Receivers check the length against their limit before
-// allocating, so a hostile length field cannot make them allocate gigabytes.
+// it never affects other connections. Receivers check the length against their limit, and grow the
+// payload buffer only as its bytes arrive (optionally charged to a shared ByteBudget), so a hostile
+// length field cannot make them allocate more than the peer actually sent.
 //
 // Threading: WireWriter/WireReader are plain values; SendFrame/ReceiveFrame use one socket and must
 // not be called concurrently on the same fd.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -118,7 +120,28 @@ Result<Frame> DecodeFrame(std::string_view bytes, uint32_t max_payload);
 
 Status SendFrame(int fd, MessageType type, std::string_view payload, Deadline deadline);
 
+// Memory shared by several receivers for frames still arriving: the store charges every
+// connection's partial payload to one budget, so many peers announcing large messages and sending
+// them slowly hold at most `limit` bytes together. Thread-safe.
+class ByteBudget {
+ public:
+  explicit ByteBudget(uint64_t limit) : limit_(limit) {}
+  // False (nothing charged) when `bytes` more would exceed the limit.
+  bool TryCharge(uint64_t bytes);
+  void Release(uint64_t bytes) { used_.fetch_sub(bytes); }
+  uint64_t used() const { return used_.load(); }
+  uint64_t limit() const { return limit_; }
+
+ private:
+  const uint64_t limit_;
+  std::atomic<uint64_t> used_{0};
+};
+
 // Reads one frame. The header must start arriving before `deadline`; `cancel_fd` as in ReadExact.
-Result<Frame> ReceiveFrame(int fd, uint32_t max_payload, Deadline deadline, int cancel_fd = -1);
+// The payload buffer grows with the bytes received (at most twice what arrived, plus 64 KiB); with
+// a `budget`, that buffer is charged to it while the frame is incomplete, and a frame that would
+// exceed it fails with kResourceExhausted.
+Result<Frame> ReceiveFrame(int fd, uint32_t max_payload, Deadline deadline, int cancel_fd = -1,
+                           ByteBudget* budget = nullptr);
 
 }  // namespace weightsync::control

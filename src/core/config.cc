@@ -4,7 +4,10 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
+
+#include "core/environment_check.h"
 
 namespace weightsync {
 namespace {
@@ -14,12 +17,6 @@ const ConfigOption* FindOption(std::string_view name) {
     if (option.name == name) return &option;
   }
   return nullptr;
-}
-
-std::string EnvName(std::string_view name) {
-  std::string env = "WEIGHTSYNC_";
-  for (char c : name) env.push_back(c == '.' ? '_' : static_cast<char>(std::toupper(c)));
-  return env;
 }
 
 std::string_view Trim(std::string_view s) {
@@ -32,8 +29,8 @@ std::string_view Trim(std::string_view s) {
 Result<std::pair<double, std::string_view>> SplitNumber(std::string_view text) {
   text = Trim(text);
   size_t end = 0;
-  while (end < text.size() && (std::isdigit(static_cast<unsigned char>(text[end])) ||
-                               text[end] == '.')) {
+  while (end < text.size() &&
+         (std::isdigit(static_cast<unsigned char>(text[end])) || text[end] == '.')) {
     ++end;
   }
   if (end == 0) return InvalidArgument("'", text, "' does not start with a number");
@@ -48,11 +45,20 @@ Result<std::pair<double, std::string_view>> SplitNumber(std::string_view text) {
 Status CheckValue(const ConfigOption& option, std::string_view value) {
   Status status;
   switch (option.units) {
-    case ConfigUnits::kCount: status = ParseCount(value).status(); break;
-    case ConfigUnits::kBytes: status = ParseBytes(value).status(); break;
-    case ConfigUnits::kSeconds: status = ParseSeconds(value).status(); break;
-    case ConfigUnits::kBool: status = ParseBool(value).status(); break;
-    case ConfigUnits::kString: break;
+    case ConfigUnits::kCount:
+      status = ParseCount(value).status();
+      break;
+    case ConfigUnits::kBytes:
+      status = ParseBytes(value).status();
+      break;
+    case ConfigUnits::kSeconds:
+      status = ParseSeconds(value).status();
+      break;
+    case ConfigUnits::kBool:
+      status = ParseBool(value).status();
+      break;
+    case ConfigUnits::kString:
+      break;
   }
   return status.WithContext(StrCat("option ", option.name));
 }
@@ -61,11 +67,16 @@ Status CheckValue(const ConfigOption& option, std::string_view value) {
 
 std::string_view ConfigUnitsName(ConfigUnits units) {
   switch (units) {
-    case ConfigUnits::kCount: return "count";
-    case ConfigUnits::kBytes: return "bytes";
-    case ConfigUnits::kSeconds: return "seconds";
-    case ConfigUnits::kBool: return "bool";
-    case ConfigUnits::kString: return "string";
+    case ConfigUnits::kCount:
+      return "count";
+    case ConfigUnits::kBytes:
+      return "bytes";
+    case ConfigUnits::kSeconds:
+      return "seconds";
+    case ConfigUnits::kBool:
+      return "bool";
+    case ConfigUnits::kString:
+      return "string";
   }
   return "?";
 }
@@ -84,9 +95,18 @@ Result<uint64_t> ParseBytes(std::string_view text) {
   WS_ASSIGN_OR_RETURN(auto parts, SplitNumber(text));
   auto [number, suffix] = parts;
   static constexpr std::pair<std::string_view, double> kSuffixes[] = {
-      {"", 1},         {"B", 1},         {"KB", 1e3},       {"MB", 1e6},
-      {"GB", 1e9},     {"TB", 1e12},     {"KiB", 1024.0},   {"MiB", 1048576.0},
-      {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}, {"K", 1024.0}, {"M", 1048576.0},
+      {"", 1},
+      {"B", 1},
+      {"KB", 1e3},
+      {"MB", 1e6},
+      {"GB", 1e9},
+      {"TB", 1e12},
+      {"KiB", 1024.0},
+      {"MiB", 1048576.0},
+      {"GiB", 1073741824.0},
+      {"TiB", 1099511627776.0},
+      {"K", 1024.0},
+      {"M", 1048576.0},
       {"G", 1073741824.0},
   };
   for (auto [name, multiplier] : kSuffixes) {
@@ -117,6 +137,38 @@ Result<bool> ParseBool(std::string_view text) {
   return InvalidArgument("'", text, "' is not a boolean (true/false, yes/no, on/off, 1/0)");
 }
 
+namespace {
+
+// The default text of `name` when it has `units`; nullopt otherwise.
+std::optional<std::string_view> DefaultText(std::string_view name, ConfigUnits units) {
+  const ConfigOption* option = FindOption(name);
+  if (option == nullptr || option->units != units) return std::nullopt;
+  return option->default_value;
+}
+
+template <typename T, typename Parse>
+T ParsedDefault(std::string_view name, ConfigUnits units, Parse parse) {
+  auto text = DefaultText(name, units);
+  if (!text) return T{};
+  auto value = parse(*text);
+  return value.ok() ? *value : T{};
+}
+
+}  // namespace
+
+int64_t DefaultCount(std::string_view name) {
+  return ParsedDefault<int64_t>(name, ConfigUnits::kCount, ParseCount);
+}
+uint64_t DefaultBytes(std::string_view name) {
+  return ParsedDefault<uint64_t>(name, ConfigUnits::kBytes, ParseBytes);
+}
+double DefaultSeconds(std::string_view name) {
+  return ParsedDefault<double>(name, ConfigUnits::kSeconds, ParseSeconds);
+}
+std::string DefaultString(std::string_view name) {
+  return std::string(DefaultText(name, ConfigUnits::kString).value_or(""));
+}
+
 Config Config::Defaults() {
   Config config;
   for (const auto& option : ConfigTable()) {
@@ -125,10 +177,17 @@ Config Config::Defaults() {
   return config;
 }
 
+std::string ConfigEnvironmentName(std::string_view option) {
+  std::string env = "WEIGHTSYNC_";
+  for (char c : option) env.push_back(c == '.' ? '_' : static_cast<char>(std::toupper(c)));
+  return env;
+}
+
 Result<Config> Config::FromEnvironment() {
+  WarnAboutUnknownVariables();
   Config config = Defaults();
   for (const auto& option : ConfigTable()) {
-    std::string env = EnvName(option.name);
+    std::string env = ConfigEnvironmentName(option.name);
     if (const char* value = std::getenv(env.c_str())) {
       WS_RETURN_IF_ERROR(CheckValue(option, value).WithContext(StrCat("environment ", env)));
       config.values_[std::string(option.name)] = {value, "env " + env};
@@ -189,8 +248,8 @@ std::string Config::Describe() const {
   auto pad = [](std::string_view s, size_t width) {
     return std::string(s) + std::string(width > s.size() ? width - s.size() : 0, ' ');
   };
-  out << pad("name", name_width) << "  " << pad("value", value_width) << "  "
-      << pad("units", 7) << "  origin / help\n";
+  out << pad("name", name_width) << "  " << pad("value", value_width) << "  " << pad("units", 7)
+      << "  origin / help\n";
   for (const auto& option : ConfigTable()) {
     const Entry& entry = values_.at(std::string(option.name));
     out << pad(option.name, name_width) << "  " << pad(entry.value, value_width) << "  "

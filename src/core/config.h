@@ -28,6 +28,8 @@ struct ConfigOption {
 };
 
 std::span<const ConfigOption> ConfigTable();
+// The environment variable of an option: "plan.staging_budget" -> "WEIGHTSYNC_PLAN_STAGING_BUDGET".
+std::string ConfigEnvironmentName(std::string_view option);
 std::string_view ConfigUnitsName(ConfigUnits units);
 
 // Value parsers, also used for CLI flags: "5GiB", "512KB", "1048576"; "30s", "250ms", "2m"; "1",
@@ -36,6 +38,14 @@ Result<uint64_t> ParseBytes(std::string_view text);
 Result<double> ParseSeconds(std::string_view text);
 Result<bool> ParseBool(std::string_view text);
 Result<int64_t> ParseCount(std::string_view text);
+
+// The table's default of `name`, parsed: what options structs initialise their members with, so
+// every default is written once, in config_table.cc. An unknown name, or a default of other units,
+// gives 0 or "" (config_test ties every struct's defaults to the table, so such a typo fails it).
+int64_t DefaultCount(std::string_view name);
+uint64_t DefaultBytes(std::string_view name);
+double DefaultSeconds(std::string_view name);
+std::string DefaultString(std::string_view name);
 
 class Config {
  public:

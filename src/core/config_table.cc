@@ -9,23 +9,22 @@ namespace {
 
 constexpr auto kTable = std::to_array<ConfigOption>({
     {"log.level", "info", ConfigUnits::kString,
-     "Lowest level of messages passed to the log sink: debug, info, warning, error, off."},
+     "Lowest level of messages passed to the log sink: debug, info, warning, error, off (the "
+     "command line's --log-level, when given, wins)."},
     {"convert.threads", "0", ConfigUnits::kCount,
      "Threads used to convert on the CPU; 0 uses every core."},
     {"convert.max_shard_size", "5GiB", ConfigUnits::kBytes,
      "Largest output .safetensors file `weightsync convert` writes before starting another."},
-    {"io.max_header_size", "100MiB", ConfigUnits::kBytes,
-     "Largest safetensors JSON header accepted; larger headers are refused as malformed."},
     {"control.connect_timeout", "30s", ConfigUnits::kSeconds,
-     "How long a store client keeps retrying to reach the store (it may start later), and how long "
-     "the store gives a new connection to finish the authentication handshake."},
+     "How long a store client keeps retrying to reach the store (it may start later)."},
+    {"control.handshake_timeout", "5s", ConfigUnits::kSeconds,
+     "How long the store gives a new connection to finish the authentication handshake."},
+    {"control.max_handshakes", "128", ConfigUnits::kCount,
+     "Most connections the store holds in the authentication handshake at once; one more closes "
+     "the oldest. They never count against control.max_connections."},
     {"control.io_timeout", "10s", ConfigUnits::kSeconds,
      "Once a control message starts arriving (or a reply is being written), how long it may take; "
      "a slower peer is disconnected."},
-    {"control.rendezvous_timeout", "300s", ConfigUnits::kSeconds,
-     "How long Join and each rendezvous round wait for every participant to arrive."},
-    {"control.barrier_timeout", "300s", ConfigUnits::kSeconds,
-     "How long a barrier waits for every participant to arrive."},
     {"control.heartbeat_interval", "1s", ConfigUnits::kSeconds,
      "How often each participant writes its heartbeat into the store."},
     {"control.liveness_timeout", "5s", ConfigUnits::kSeconds,
@@ -35,7 +34,12 @@ constexpr auto kTable = std::to_array<ConfigOption>({
      "Largest control message (store request or reply) accepted; larger ones close the "
      "connection."},
     {"control.max_connections", "1024", ConfigUnits::kCount,
-     "Most connections the store serves at once (one thread each); more are refused."},
+     "Most authenticated connections the store serves at once (one thread each); more are "
+     "refused."},
+    {"control.max_pending_bytes", "256MiB", ConfigUnits::kBytes,
+     "Most memory the store holds for messages still arriving, all connections together (buffers "
+     "grow as bytes arrive); a message that would exceed it closes its connection. At least "
+     "control.max_message_size."},
     {"plan.staging_budget", "4GiB", ConfigUnits::kBytes,
      "Staging memory per trainer rank for converted slots: a ring reused within a push."},
     {"plan.unit_bytes", "128MiB", ConfigUnits::kBytes,
@@ -100,7 +104,8 @@ constexpr auto kTable = std::to_array<ConfigOption>({
      "HOST:PORT of an inference agent's HTTP admin endpoint (/status, /pause, /resume); port 0 "
      "picks a free port. Loopback unless set otherwise."},
     {"admin.io_timeout", "5s", ConfigUnits::kSeconds,
-     "How long the HTTP admin endpoint waits for a request to arrive or a reply to be read."},
+     "How long the HTTP admin endpoint gives a whole request to arrive (from the connect), and its "
+     "reply to be written."},
     {"agent.transport", "auto", ConfigUnits::kString,
      "Transport of the push agents: auto (cuda_ipc between GPU tensors, ucx otherwise), ucx, "
      "cuda_ipc. Every rank of a job must end up with the same one."},

@@ -3,13 +3,15 @@
 #include <algorithm>
 #include <system_error>
 
-#include "io/json_util.h"
+#include "io/checkpoint_index.h"
+#include "io/file_util.h"
 
 namespace weightsync {
 namespace {
 
-// An index file lists names and file names only; a few MiB covers the largest models.
-constexpr size_t kMaxIndexFileSize = 256ull << 20;
+// An index file lists names and file names only, about 100 bytes per tensor: a few MB for the
+// largest models.
+constexpr size_t kMaxIndexFileSize = 64ull << 20;
 
 // Shard names come from a possibly untrusted index: keep them inside the checkpoint directory.
 Status CheckShardName(const std::string& name) {
@@ -52,49 +54,39 @@ Result<Checkpoint> Checkpoint::Open(const std::filesystem::path& path, uint64_t 
 Status Checkpoint::OpenIndexed(const std::filesystem::path& index_path, uint64_t max_header_size) {
   const std::string context = StrCat("checkpoint index ", index_path.string());
   WS_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(index_path, kMaxIndexFileSize));
-  Result<nlohmann::json> parsed = ParseJsonRejectingDuplicateKeys(text);
+  Result<CheckpointIndex> parsed = ParseCheckpointIndex(text);
   if (!parsed.ok()) return parsed.status().WithContext(context);
-  const nlohmann::json& index = *parsed;
-  if (!index.is_object()) return DataLoss(context, ": not a JSON object");
-  if (auto it = index.find("metadata"); it != index.end() && !it->is_null()) {
-    if (!it->is_object()) return DataLoss(context, ": \"metadata\" is not an object");
-    for (const auto& [key, value] : it->items()) {
-      metadata_[key] = value.is_string() ? value.get<std::string>() : value.dump();
-    }
-  }
-  auto weight_map = index.find("weight_map");
-  if (weight_map == index.end() || !weight_map->is_object()) {
-    return DataLoss(context, ": needs a \"weight_map\" object of tensor name -> file name");
-  }
-  // Group tensor names by file, opening each file once, in sorted file-name order.
-  std::map<std::string, std::vector<std::string>> tensors_by_file;
-  for (const auto& [tensor, file] : weight_map->items()) {
-    if (!file.is_string())
-      return DataLoss(context, ": tensor \"", tensor, "\": file is not a string");
-    Status name_ok = CheckShardName(file.get<std::string>());
+  text = std::string();  // the parsed index is all that is needed from here on
+  const CheckpointIndex& index = *parsed;
+  metadata_ = index.metadata;
+  std::vector<size_t> listed(index.files.size());
+  for (const CheckpointIndex::Entry& entry : index.weight_map) ++listed[entry.file];
+  for (const std::string& file_name : index.files) {
+    Status name_ok = CheckShardName(file_name);
     if (!name_ok.ok()) return name_ok.WithContext(context);
-    tensors_by_file[file.get<std::string>()].push_back(tensor);
   }
+  // Each file once, in sorted file-name order; checked against the index both ways.
   const std::filesystem::path directory = index_path.parent_path();
-  for (auto& [file_name, listed] : tensors_by_file) {
+  for (size_t id = 0; id < index.files.size(); ++id) {
+    const std::string& file_name = index.files[id];
     Result<SafetensorsFile> file = SafetensorsFile::Open(directory / file_name, max_header_size);
     if (!file.ok()) return file.status().WithContext(context);
-    for (const std::string& tensor : listed) {
-      if (!file->Contains(tensor)) {
-        return DataLoss(context, ": tensor \"", tensor, "\" is listed in ", file_name,
-                        " but that file does not contain it");
+    for (const std::string& tensor : file->names()) {
+      const std::string* owner = index.FileOf(tensor);
+      if (owner == nullptr) {
+        return DataLoss(context, ": ", file_name, " holds tensor \"", tensor,
+                        "\", which the weight_map does not list");
+      }
+      if (*owner != file_name) {
+        return DataLoss(context, ": tensor \"", tensor, "\" is in both ", file_name, " and ",
+                        *owner);
       }
     }
-    if (file->names().size() != listed.size()) {
-      for (const std::string& tensor : file->names()) {
-        auto owner = weight_map->find(tensor);
-        if (owner == weight_map->end()) {
-          return DataLoss(context, ": ", file_name, " holds tensor \"", tensor,
-                          "\", which the weight_map does not list");
-        }
-        if (owner->get<std::string>() != file_name) {
-          return DataLoss(context, ": tensor \"", tensor, "\" is in both ", file_name, " and ",
-                          owner->get<std::string>());
+    if (file->names().size() != listed[id]) {  // some tensor listed for it is not in it
+      for (const CheckpointIndex::Entry& entry : index.weight_map) {
+        if (entry.file == id && !file->Contains(entry.tensor)) {
+          return DataLoss(context, ": tensor \"", entry.tensor, "\" is listed in ", file_name,
+                          " but that file does not contain it");
         }
       }
     }

@@ -1,8 +1,14 @@
 #include "io/checkpoint.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <future>
+#include <thread>
 
 #include "io/io_test_util.h"
 
@@ -117,6 +123,60 @@ TEST(Checkpoint, ErrorsForMissingAndEmptyPaths) {
   EXPECT_EQ(Checkpoint::Open(dir / "nothing").status().code(), StatusCode::kNotFound);
   ExpectErrorMentions(Checkpoint::Open(dir.path()).status(), dir.path().string(),
                       "no .safetensors files");
+}
+
+// Opens `path` on a thread. Opening must never wait for a FIFO's writer: if it is still running
+// after 10 s it is blocked, so the FIFO's write end is opened to release it and the test fails.
+Status OpenWithoutWaitingFor(const std::filesystem::path& fifo, const std::filesystem::path& path) {
+  std::promise<Status> done;
+  std::future<Status> result = done.get_future();
+  std::thread opener([&] { done.set_value(Checkpoint::Open(path).status()); });
+  const bool blocked = result.wait_for(std::chrono::seconds(10)) != std::future_status::ready;
+  if (blocked) ::close(::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+  opener.join();
+  EXPECT_FALSE(blocked) << "opening " << path << " waited for a writer of " << fifo;
+  return result.get();
+}
+
+TEST(Checkpoint, RefusesFifosWithoutBlocking) {
+  ScratchDir dir;
+  std::filesystem::create_directory(dir / "plain");
+  WriteFileWith(dir / "plain" / "x.safetensors", {"a"});
+  ASSERT_EQ(::mkfifo((dir / "plain" / "y.safetensors").c_str(), 0600), 0);
+  ExpectErrorMentions(OpenWithoutWaitingFor(dir / "plain" / "y.safetensors", dir / "plain"),
+                      "y.safetensors", "is a FIFO, not a regular file");
+
+  std::filesystem::create_directory(dir / "indexed");
+  ASSERT_EQ(::mkfifo((dir / "indexed" / "s1.safetensors").c_str(), 0600), 0);
+  WriteText(dir / "indexed" / kSafetensorsIndexName, R"({"weight_map":{"a":"s1.safetensors"}})");
+  ExpectErrorMentions(OpenWithoutWaitingFor(dir / "indexed" / "s1.safetensors", dir / "indexed"),
+                      "s1.safetensors", "is a FIFO");
+
+  std::filesystem::create_directory(dir / "fifo_index");
+  WriteFileWith(dir / "fifo_index" / "s1.safetensors", {"a"});
+  const auto index = dir / "fifo_index" / kSafetensorsIndexName;
+  ASSERT_EQ(::mkfifo(index.c_str(), 0600), 0);
+  ExpectErrorMentions(OpenWithoutWaitingFor(index, dir / "fifo_index"), kSafetensorsIndexName,
+                      "is a FIFO");
+
+  // Through a link too (links are followed, then the target must be a regular file).
+  std::filesystem::create_symlink(dir / "plain" / "y.safetensors", dir / "link.safetensors");
+  ExpectErrorMentions(
+      OpenWithoutWaitingFor(dir / "plain" / "y.safetensors", dir / "link.safetensors"),
+      "link.safetensors", "is a FIFO");
+}
+
+// Links are followed wherever they point (the Hugging Face cache links a snapshot's files to
+// ../../blobs/): only the target's type matters.
+TEST(Checkpoint, FollowsLinksOutOfTheDirectory) {
+  ScratchDir dir;
+  std::filesystem::create_directories(dir / "blobs");
+  std::filesystem::create_directories(dir / "snapshot");
+  WriteFileWith(dir / "blobs" / "0123", {"a"});
+  std::filesystem::create_symlink("../blobs/0123", dir / "snapshot" / "model.safetensors");
+  auto checkpoint = Checkpoint::Open(dir / "snapshot");
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
+  EXPECT_EQ(checkpoint->names(), std::vector<std::string>{"a"});
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <stdio.h>  // renameat2
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -65,7 +66,14 @@ Result<CheckpointWriter> CheckpointWriter::Create(const std::filesystem::path& p
     }
     writer.shard_of_.emplace(decl.name, 0);
   }
-  SafetensorsWriterOptions file_options{options.metadata, options.overwrite};
+  SafetensorsMetadata metadata = options.metadata;
+  metadata[std::string(kWrittenByKey)] = std::string(kWrittenByValue);
+  SafetensorsWriterOptions file_options{metadata, options.overwrite};
+  std::error_code error;
+  const bool occupied = IsNonEmptyDirectoryOrFile(writer.path_, error);
+  if (occupied && options.overwrite) {
+    if (Status s = CheckReplaceable(writer.path_); !s.ok()) return s.WithContext(context);
+  }
 
   if (writer.path_.extension() == ".safetensors") {
     WS_ASSIGN_OR_RETURN(SafetensorsWriter file,
@@ -76,8 +84,7 @@ Result<CheckpointWriter> CheckpointWriter::Create(const std::filesystem::path& p
   }
 
   if (options.max_shard_bytes == 0) return InvalidArgument(context, ": max_shard_bytes is 0");
-  std::error_code error;
-  if (IsNonEmptyDirectoryOrFile(writer.path_, error) && !options.overwrite) {
+  if (occupied && !options.overwrite) {
     return AlreadyExists(context,
                          ": the destination exists and is not empty (overwrite not requested)");
   }
@@ -88,7 +95,7 @@ Result<CheckpointWriter> CheckpointWriter::Create(const std::filesystem::path& p
   const auto plan = PlanShards(tensors, bytes, options.max_shard_bytes);
   for (size_t s = 0; s < plan.size(); ++s) {
     writer.file_names_.push_back(ShardName(s, plan.size()));
-    SafetensorsWriterOptions shard_options{options.metadata, /*overwrite=*/false};
+    SafetensorsWriterOptions shard_options{metadata, /*overwrite=*/false};
     WS_ASSIGN_OR_RETURN(
         SafetensorsWriter shard,
         SafetensorsWriter::Create(writer.temporary_directory_ / writer.file_names_[s], plan[s],
@@ -110,6 +117,7 @@ CheckpointWriter& CheckpointWriter::operator=(CheckpointWriter&& other) noexcept
     shards_ = std::move(other.shards_);
     other.shards_.clear();
     file_names_ = std::move(other.file_names_);
+    side_files_ = std::move(other.side_files_);
     shard_of_ = std::move(other.shard_of_);
     total_bytes_ = other.total_bytes_;
   }
@@ -133,6 +141,32 @@ Status CheckpointWriter::Commit() {
   return status;
 }
 
+Status CheckpointWriter::AddFile(std::string_view name, std::string_view contents) {
+  if (temporary_directory_.empty() || shards_.empty()) {
+    return FailedPrecondition("side file ", name, ": checkpoint ", path_.string(),
+                              " is a single file or closed; side files need a directory output");
+  }
+  const std::string file(name);
+  const bool reserved =
+      file == kSafetensorsIndexName || file == kOutputMarkerName ||
+      std::find(file_names_.begin(), file_names_.end(), file) != file_names_.end() ||
+      std::find(side_files_.begin(), side_files_.end(), file) != side_files_.end();
+  if (reserved || file.empty() || file.find('/') != std::string::npos || file.starts_with(".")) {
+    return InvalidArgument("side file \"", name, "\" for checkpoint ", path_.string(),
+                           ": not a plain file name, or one the checkpoint already uses");
+  }
+  WS_RETURN_IF_ERROR(WriteNewFile(temporary_directory_ / file, contents));
+  side_files_.push_back(file);
+  return Status::Ok();
+}
+
+Status CheckpointWriter::WriteMarker() const {
+  std::vector<std::string> files = file_names_;
+  if (shards_.size() > 1) files.emplace_back(kSafetensorsIndexName);
+  files.insert(files.end(), side_files_.begin(), side_files_.end());
+  return WriteNewFile(temporary_directory_ / kOutputMarkerName, OutputMarkerText(files));
+}
+
 Status CheckpointWriter::CommitDirectory() {
   for (SafetensorsWriter& shard : shards_) WS_RETURN_IF_ERROR(shard.Commit());
   if (shards_.size() > 1) {
@@ -148,6 +182,7 @@ Status CheckpointWriter::CommitDirectory() {
     }
     WS_RETURN_IF_ERROR(WriteNewFile(temporary_directory_ / kSafetensorsIndexName, text));
   }
+  WS_RETURN_IF_ERROR(WriteMarker());
   WS_RETURN_IF_ERROR(FsyncDirectory(temporary_directory_));
 
   // Move into place. rename() replaces a missing or empty directory atomically by itself.
@@ -157,29 +192,36 @@ Status CheckpointWriter::CommitDirectory() {
     return AlreadyExists("checkpoint ", path_.string(), " appeared while writing it");
   }
   if (occupied) {
-    bool swapped = false;
-#ifdef RENAME_EXCHANGE
-    swapped = ::renameat2(AT_FDCWD, temporary_directory_.c_str(), AT_FDCWD, path_.c_str(),
-                          RENAME_EXCHANGE) == 0;
-#endif
-    if (!swapped) {  // no atomic swap here: move the old one aside, leaving a short window
-      std::filesystem::path aside = TemporarySibling(path_);
-      if (::rename(path_.c_str(), aside.c_str()) != 0)
-        return ErrnoStatus("move aside", path_, errno);
-      if (::rename(temporary_directory_.c_str(), path_.c_str()) != 0) {
-        Status status = ErrnoStatus("rename into place", path_, errno);
-        ::rename(aside.c_str(), path_.c_str());  // put the old checkpoint back
-        return status;
-      }
-      std::swap(aside, temporary_directory_);  // Abort-style cleanup below removes the old one
-    }
-    // temporary_directory_ now names the old checkpoint.
-    std::filesystem::remove_all(temporary_directory_, error);
+    WS_RETURN_IF_ERROR(ReplaceOccupiedDestination());
   } else if (::rename(temporary_directory_.c_str(), path_.c_str()) != 0) {
     return ErrnoStatus(StrCat("rename ", temporary_directory_.string(), " to"), path_, errno);
   }
   temporary_directory_.clear();
   return FsyncDirectory(path_.parent_path());
+}
+
+// Swaps the new directory in for an old one that weightsync wrote, then deletes the old one's
+// listed files. Checked again here: files may have been added since Create().
+Status CheckpointWriter::ReplaceOccupiedDestination() {
+  WS_RETURN_IF_ERROR(CheckReplaceable(path_));
+  bool swapped = false;
+#ifdef RENAME_EXCHANGE
+  swapped = ::renameat2(AT_FDCWD, temporary_directory_.c_str(), AT_FDCWD, path_.c_str(),
+                        RENAME_EXCHANGE) == 0;
+#endif
+  if (!swapped) {  // no atomic swap here: move the old one aside, leaving a short window
+    std::filesystem::path aside = TemporarySibling(path_);
+    if (::rename(path_.c_str(), aside.c_str()) != 0) return ErrnoStatus("move aside", path_, errno);
+    if (::rename(temporary_directory_.c_str(), path_.c_str()) != 0) {
+      Status status = ErrnoStatus("rename into place", path_, errno);
+      ::rename(aside.c_str(), path_.c_str());  // put the old checkpoint back
+      return status;
+    }
+    temporary_directory_ = aside;
+  }
+  // temporary_directory_ now names the old checkpoint; the new one is in place either way.
+  std::filesystem::path old = std::exchange(temporary_directory_, {});
+  return RemoveMarkedDirectory(old);
 }
 
 void CheckpointWriter::Abort() {

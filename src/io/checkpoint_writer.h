@@ -9,9 +9,15 @@
 // as transformers' save_pretrained does.
 //
 // Everything is written into a hidden temporary directory beside the destination, which Commit()
-// renames into place. An existing non-empty destination is refused unless overwrite is set; then
-// it is swapped atomically (renameat2 RENAME_EXCHANGE) where the file system allows, else moved
-// aside first. Abort() or destruction without Commit() removes the temporary directory.
+// renames into place. Abort() or destruction without Commit() removes the temporary directory.
+//
+// Output is marked as weightsync's: every file's __metadata__ carries written_by=weightsync, and a
+// directory gets weightsync-output.json listing every file written into it. An existing non-empty
+// destination is refused unless overwrite is set, and even then it is replaced only when it is
+// marked (a file with the metadata; a directory with the marker whose every entry the marker
+// lists): files weightsync did not write are never deleted. The replacement is an atomic swap
+// (renameat2 RENAME_EXCHANGE) where the file system allows, else the old one is moved aside first;
+// the old directory's listed files are then deleted, one by one.
 #pragma once
 
 #include <filesystem>
@@ -20,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "io/output_marker.h"
 #include "io/safetensors_writer.h"
 
 namespace weightsync {
@@ -49,18 +56,28 @@ class CheckpointWriter {
   // Sum of the tensors' data bytes, as written to metadata.total_size.
   uint64_t total_bytes() const { return total_bytes_; }
 
+  // Adds a small side file (config.json, tokenizer files) to a directory output, written now into
+  // the temporary directory and listed in the marker. `name` is a plain file name that no shard,
+  // index or marker uses. FailedPrecondition for a single-file output.
+  Status AddFile(std::string_view name, std::string_view contents);
+  // Side files added so far, in order.
+  const std::vector<std::string>& side_files() const { return side_files_; }
+
   Status Commit();
   void Abort();
 
  private:
   CheckpointWriter() = default;
   Status CommitDirectory();
+  Status WriteMarker() const;
+  Status ReplaceOccupiedDestination();
 
   std::filesystem::path path_;
   std::filesystem::path temporary_directory_;  // empty in single-file mode
   bool overwrite_ = false;
   std::vector<SafetensorsWriter> shards_;
   std::vector<std::string> file_names_;
+  std::vector<std::string> side_files_;
   std::map<std::string, size_t, std::less<>> shard_of_;  // tensor name -> shards_ index
   uint64_t total_bytes_ = 0;
 };

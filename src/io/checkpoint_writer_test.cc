@@ -41,6 +41,13 @@ Status FillAll(const CheckpointWriter& writer, const std::vector<TensorDecl>& te
   return Status::Ok();
 }
 
+Status WriteFilled(const std::filesystem::path& path, const std::vector<TensorDecl>& tensors,
+                   const CheckpointWriterOptions& options = {}) {
+  WS_ASSIGN_OR_RETURN(CheckpointWriter writer, CheckpointWriter::Create(path, tensors, options));
+  WS_RETURN_IF_ERROR(FillAll(writer, tensors));
+  return writer.Commit();
+}
+
 void ExpectContents(const Checkpoint& checkpoint, const std::vector<TensorDecl>& tensors) {
   ASSERT_EQ(checkpoint.names().size(), tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -103,18 +110,101 @@ TEST(CheckpointWriter, WritesASingleFilePath) {
 
 TEST(CheckpointWriter, RefusesNonEmptyDestinationUnlessAsked) {
   ScratchDir dir;
-  std::filesystem::create_directory(dir / "out");
-  testing::WriteText(dir / "out" / "old.txt", "old");
   const auto tensors = Layers(1);
+  ASSERT_TRUE(WriteFilled(dir / "out", tensors).ok());
   EXPECT_EQ(CheckpointWriter::Create(dir / "out", tensors).status().code(),
             StatusCode::kAlreadyExists);
-  auto writer = CheckpointWriter::Create(dir / "out/", tensors, Overwrite());
-  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
-  ASSERT_TRUE(FillAll(*writer, tensors).ok());
-  ASSERT_TRUE(writer->Commit().ok());
-  EXPECT_FALSE(std::filesystem::exists(dir / "out" / "old.txt"));
+  ASSERT_TRUE(WriteFilled(dir / "out/", Layers(2), Overwrite()).ok());
   EXPECT_EQ(dir.List(), std::vector<std::string>{"out"});  // old contents and temporaries gone
-  ASSERT_TRUE(Checkpoint::Open(dir / "out").ok());
+  auto checkpoint = Checkpoint::Open(dir / "out");
+  ASSERT_TRUE(checkpoint.ok());
+  ExpectContents(*checkpoint, Layers(2));
+}
+
+TEST(CheckpointWriter, MarksItsOutput) {
+  ScratchDir dir;
+  ASSERT_TRUE(WriteFilled(dir / "out", Layers(3), ShardsOf(150)).ok());
+  EXPECT_EQ(testing::ReadText(dir / "out" / kOutputMarkerName),
+            OutputMarkerText({"model-00001-of-00002.safetensors",
+                              "model-00002-of-00002.safetensors", "model.safetensors.index.json"}));
+  auto checkpoint = Checkpoint::Open(dir / "out");
+  ASSERT_TRUE(checkpoint.ok());
+  for (const SafetensorsFile& file : checkpoint->files()) {
+    EXPECT_EQ(file.metadata().at("written_by"), "weightsync") << file.path();
+  }
+}
+
+// The user's files beside a checkpoint (here: config.json, notes) are never deleted.
+TEST(CheckpointWriter, OverwriteRefusesADirectoryItDidNotWrite) {
+  ScratchDir dir;
+  std::filesystem::create_directory(dir / "out");
+  testing::WriteText(dir / "out" / "config.json", "{}");
+  testing::WriteText(dir / "out" / "model.safetensors", "not ours");
+  Status status = WriteFilled(dir / "out", Layers(1), Overwrite());
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.message().find(kOutputMarkerName), std::string::npos) << status.ToString();
+  EXPECT_EQ(testing::ReadText(dir / "out" / "config.json"), "{}");
+  EXPECT_EQ(testing::ReadText(dir / "out" / "model.safetensors"), "not ours");
+  EXPECT_EQ(dir.List(), std::vector<std::string>{"out"});  // no temporaries left
+}
+
+TEST(CheckpointWriter, OverwriteRefusesAMarkedDirectoryWithAFileItDidNotWrite) {
+  ScratchDir dir;
+  ASSERT_TRUE(WriteFilled(dir / "out", Layers(1)).ok());
+  testing::WriteText(dir / "out" / "notes.txt", "mine");
+  Status status = WriteFilled(dir / "out", Layers(2), Overwrite());
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.message().find("notes.txt"), std::string::npos) << status.ToString();
+  EXPECT_EQ(testing::ReadText(dir / "out" / "notes.txt"), "mine");
+  auto checkpoint = Checkpoint::Open(dir / "out");  // the old output is untouched
+  ASSERT_TRUE(checkpoint.ok());
+  ExpectContents(*checkpoint, Layers(1));
+}
+
+TEST(CheckpointWriter, OverwriteOfASingleFileNeedsItsMark) {
+  ScratchDir dir;
+  testing::WriteText(dir / "theirs.safetensors", "not a safetensors file");
+  EXPECT_EQ(WriteFilled(dir / "theirs.safetensors", Layers(1), Overwrite()).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(testing::ReadText(dir / "theirs.safetensors"), "not a safetensors file");
+
+  ASSERT_TRUE(WriteFilled(dir / "ours.safetensors", Layers(1)).ok());
+  ASSERT_TRUE(WriteFilled(dir / "ours.safetensors", Layers(2), Overwrite()).ok());
+  auto checkpoint = Checkpoint::Open(dir / "ours.safetensors");
+  ASSERT_TRUE(checkpoint.ok());
+  ExpectContents(*checkpoint, Layers(2));
+}
+
+TEST(CheckpointWriter, OverwriteRefusesASymlink) {
+  ScratchDir dir;
+  ASSERT_TRUE(WriteFilled(dir / "out", Layers(1)).ok());
+  std::filesystem::create_directory_symlink(dir / "out", dir / "link");
+  EXPECT_EQ(WriteFilled(dir / "link", Layers(1), Overwrite()).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(std::filesystem::exists(dir / "out" / "model.safetensors"));
+}
+
+TEST(CheckpointWriter, SideFilesAreWrittenAndListed) {
+  ScratchDir dir;
+  const auto tensors = Layers(1);
+  auto writer = CheckpointWriter::Create(dir / "out", tensors);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE(FillAll(*writer, tensors).ok());
+  ASSERT_TRUE(writer->AddFile("config.json", "{\"a\": 1}").ok());
+  EXPECT_EQ(writer->AddFile("model.safetensors", "x").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(writer->AddFile("../escape", "x").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(writer->AddFile(kOutputMarkerName, "x").code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(writer->Commit().ok());
+  EXPECT_EQ(testing::ReadText(dir / "out" / "config.json"), "{\"a\": 1}");
+  EXPECT_EQ(testing::ReadText(dir / "out" / kOutputMarkerName),
+            OutputMarkerText({"model.safetensors", "config.json"}));
+  // A side file listed in the marker is replaced with the rest.
+  ASSERT_TRUE(WriteFilled(dir / "out", tensors, Overwrite()).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir / "out" / "config.json"));
+
+  auto single = CheckpointWriter::Create(dir / "one.safetensors", tensors);
+  ASSERT_TRUE(single.ok());
+  EXPECT_EQ(single->AddFile("config.json", "{}").code(), StatusCode::kFailedPrecondition);
 }
 
 TEST(CheckpointWriter, EmptyDestinationDirectoryIsReplaced) {

@@ -91,12 +91,36 @@ Status FsyncDirectory(const std::filesystem::path& directory) {
   return CloseFile(fd, dir);
 }
 
-Result<std::string> ReadSmallFile(const std::filesystem::path& path, size_t max_size) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+namespace {
+
+std::string_view FileTypeName(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  return "not a regular file";
+}
+
+}  // namespace
+
+Result<UniqueFd> OpenRegularFile(const std::filesystem::path& path, std::string_view what,
+                                 struct stat* info) {
+  auto not_regular = [&](mode_t mode) {
+    return FailedPrecondition(what, " ", path.string(), " is ", FileTypeName(mode),
+                              ", not a regular file");
+  };
+  if (::stat(path.c_str(), info) != 0) return ErrnoStatus("stat", path, errno);
+  if (!S_ISREG(info->st_mode)) return not_regular(info->st_mode);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd.valid()) return ErrnoStatus("open", path, errno);
+  if (::fstat(fd.get(), info) != 0) return ErrnoStatus("stat", path, errno);
+  if (!S_ISREG(info->st_mode)) return not_regular(info->st_mode);
+  return fd;
+}
+
+Result<std::string> ReadSmallFile(const std::filesystem::path& path, size_t max_size) {
   struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) return ErrnoStatus("stat", path, errno);
-  if (!S_ISREG(info.st_mode)) return FailedPrecondition(path.string(), " is not a regular file");
+  WS_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularFile(path, "file", &info));
   if (static_cast<uint64_t>(info.st_size) > max_size) {
     return ResourceExhausted(path.string(), " is ", static_cast<int64_t>(info.st_size),
                              " bytes, more than the limit of ", max_size);

@@ -2,6 +2,8 @@
 // directories. All errors come back as Status values that name the path and the errno text.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -50,7 +52,14 @@ std::filesystem::path TemporarySibling(const std::filesystem::path& final_path);
 // fsync of a directory, so a rename inside it survives a crash.
 Status FsyncDirectory(const std::filesystem::path& directory);
 
-// Reads a whole (small) file such as an index.json.
+// Opens `path` read-only after checking (links followed) that it is a regular file: a FIFO, device,
+// socket or directory is refused before open() could block on it (O_NONBLOCK closes the race of a
+// file swapped in between). `what` names the file's role in the error ("safetensors file").
+// `info` receives the fstat of the opened file.
+Result<UniqueFd> OpenRegularFile(const std::filesystem::path& path, std::string_view what,
+                                 struct stat* info);
+
+// Reads a whole (small) file such as an index.json; a regular file only (see OpenRegularFile).
 Result<std::string> ReadSmallFile(const std::filesystem::path& path, size_t max_size);
 
 // Writes `contents` to a new file and fsyncs it; refuses to replace an existing file.

@@ -158,8 +158,10 @@ TEST(SafetensorsInterop, ReferenceReadsFilesWeWrite) {
   described =
       DescribeAndFill(tensors, [&](const std::string& name) { return sharded->Tensor(name); });
   ASSERT_TRUE(sharded->Commit().ok());
+  SafetensorsMetadata marked = metadata;  // CheckpointWriter marks every file it writes
+  marked[std::string(kWrittenByKey)] = std::string(kWrittenByValue);
   spec["checkpoints"].push_back(
-      {{"dir", (dir / "sharded").string()}, {"metadata", metadata}, {"tensors", described}});
+      {{"dir", (dir / "sharded").string()}, {"metadata", marked}, {"tensors", described}});
 
   testing::WriteText(dir / "spec.json", spec.dump());
   CommandResult check = RunShell(

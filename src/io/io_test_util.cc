@@ -54,6 +54,11 @@ std::vector<uint8_t> ReadBytes(const std::filesystem::path& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
 }
 
+std::string ReadText(const std::filesystem::path& path) {
+  std::vector<uint8_t> bytes = ReadBytes(path);
+  return std::string(bytes.begin(), bytes.end());
+}
+
 uint8_t PatternByte(uint64_t seed, uint64_t index) {
   return static_cast<uint8_t>((seed * 131 + index * 7 + (index >> 8)) & 0xff);
 }

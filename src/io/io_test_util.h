@@ -31,6 +31,7 @@ std::vector<uint8_t> MakeSafetensorsBytes(std::string_view header_json, std::str
 void WriteBytes(const std::filesystem::path& path, std::span<const uint8_t> bytes);
 void WriteText(const std::filesystem::path& path, std::string_view text);
 std::vector<uint8_t> ReadBytes(const std::filesystem::path& path);
+std::string ReadText(const std::filesystem::path& path);
 
 // A deterministic byte pattern the interop tests recompute in Python.
 uint8_t PatternByte(uint64_t seed, uint64_t index);

@@ -11,14 +11,8 @@ namespace weightsync {
 Result<SafetensorsFile> SafetensorsFile::Open(const std::filesystem::path& path,
                                               uint64_t max_header_size) {
   const std::string context = StrCat("safetensors file ", path.string());
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoStatus("open", path, errno);
   struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) return ErrnoStatus("stat", path, errno);
-  if (S_ISDIR(info.st_mode)) {
-    return FailedPrecondition(context, ": is a directory, not a .safetensors file");
-  }
-  if (!S_ISREG(info.st_mode)) return FailedPrecondition(context, ": not a regular file");
+  WS_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularFile(path, "safetensors file", &info));
   const uint64_t size = static_cast<uint64_t>(info.st_size);
   if (size == 0) return DataLoss(context, ": file is empty");
   if (size < kSafetensorsLengthPrefixSize) {

@@ -74,8 +74,7 @@ Result<uint64_t> ReadSafetensorsHeaderLength(std::span<const uint8_t> prefix, ui
     length |= static_cast<uint64_t>(prefix[i]) << (8 * i);
   }
   if (length > max_header_size) {
-    return DataLoss("header length ", length, " exceeds the limit of ", max_header_size,
-                    " bytes (io.max_header_size)");
+    return DataLoss("header length ", length, " exceeds the limit of ", max_header_size, " bytes");
   }
   if (length > file_size - kSafetensorsLengthPrefixSize) {
     return DataLoss("header length ", length, " runs past the end of the ", file_size,

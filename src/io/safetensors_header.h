@@ -23,7 +23,7 @@
 namespace weightsync {
 
 inline constexpr uint64_t kSafetensorsLengthPrefixSize = 8;
-// Same default as the reference implementation and the io.max_header_size config row.
+// The reference implementation's limit (100 MiB); not configurable.
 inline constexpr uint64_t kDefaultMaxSafetensorsHeaderSize = 100ull << 20;
 // No real model has rank above 5 or so; the bound keeps element-count arithmetic trivially safe.
 inline constexpr size_t kMaxSafetensorsRank = 8;

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "model/model_spec.h"
 #include "plan/layout.h"
 #include "plan/model_dims.h"
@@ -38,16 +39,18 @@ struct PlanOptions {
   std::string target_format = "vllm";
   TrainerParallelism trainer;
   InferenceParallelism inference;
-  int64_t staging_budget = int64_t{4}
-                           << 30;  // bytes of staging per trainer rank (plan.staging_budget)
-  int64_t unit_bytes = int64_t{128} << 20;     // largest convert unit (plan.unit_bytes)
-  int64_t min_shard_bytes = int64_t{1} << 20;  // smaller shards are gathered (plan.min_shard_bytes)
+  // Bytes of staging per trainer rank (plan.staging_budget).
+  int64_t staging_budget = static_cast<int64_t>(DefaultBytes("plan.staging_budget"));
+  // The largest convert unit (plan.unit_bytes).
+  int64_t unit_bytes = static_cast<int64_t>(DefaultBytes("plan.unit_bytes"));
+  // Smaller shards are gathered (plan.min_shard_bytes).
+  int64_t min_shard_bytes = static_cast<int64_t>(DefaultBytes("plan.min_shard_bytes"));
   // What one write costs in balancing, as bytes (plan.write_cost_bytes): ~ posting overhead x NIC
   // rate, so a rank given many tiny units is not taken for an idle one.
-  int64_t write_cost_bytes = int64_t{256} << 10;
+  int64_t write_cost_bytes = static_cast<int64_t>(DefaultBytes("plan.write_cost_bytes"));
   // A rank more loaded than this fraction above its node's least loaded sender hands whole
   // sharded units to it over NVLink (plan.rebalance_tolerance, in percent).
-  int64_t rebalance_tolerance_percent = 2;
+  int64_t rebalance_tolerance_percent = DefaultCount("plan.rebalance_tolerance");
 };
 
 // Source rows of one destination part: the rows `rows` of the destination come from source rows

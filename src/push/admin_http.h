@@ -6,13 +6,20 @@
 //   POST /pause              200 once the engine is paused and held paused across pushes
 //   POST /resume[?force=1]   200 once it serves again; 409 while a push is in progress or when
 //                            the weights are torn and force is not given
-// Every request must carry `Authorization: Bearer <store token>` (compared in constant time);
+// Every request must carry `Authorization: Bearer <admin token>` (compared in constant time);
 // otherwise 401 and a warning naming the peer. Errors are {"error": "..."}. Binds to loopback
-// unless told otherwise. HTTP parsing is cpp-httplib's (Debian libcpp-httplib-dev); request
-// bodies are capped at 64 KiB and reads and writes time out after admin.io_timeout.
+// unless told otherwise. One request per connection ("Connection: close").
 //
-// Threading: Start/Stop from the owning thread; requests are served on the library's thread
-// pool, so the handlers must be thread-safe (InferencePush's Pause/Resume/Snapshot are).
+// Peers without the token cannot lock operators out: one thread (control/connection_gate.h) reads
+// every request with non-blocking I/O until it has arrived whole, which must happen within
+// admin.io_timeout of the connect however slowly its bytes come; at most 128 connections may be
+// arriving at once (one more closes the oldest); only whole requests reach the handler threads,
+// where cpp-httplib (Debian libcpp-httplib-dev) parses and routes them. Heads are capped at 16 KiB,
+// bodies at 64 KiB and need Content-Length (push/http_request_frame.h); replies are written within
+// admin.io_timeout.
+//
+// Threading: Start/Stop from the owning thread; requests are served on 4 worker threads, so the
+// handlers must be thread-safe (InferencePush's Pause/Resume/Snapshot are).
 #pragma once
 
 #include <cstdint>
@@ -37,9 +44,9 @@ struct AdminHandlers {
 AdminHandlers AdminHandlersFor(InferencePush& agent);
 
 struct AdminOptions {
-  std::string listen = "127.0.0.1:0";  // port 0: any free port (AdminServer::port())
-  std::string token;                   // required
-  double io_timeout_s = 5;
+  std::string listen = DefaultString("admin.listen");  // port 0: any free port (port())
+  std::string token;                                   // required
+  double io_timeout_s = DefaultSeconds("admin.io_timeout");
   // admin.listen and admin.io_timeout; the token is left for the caller.
   static Result<AdminOptions> FromConfig(const Config& config);
 };

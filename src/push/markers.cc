@@ -6,6 +6,8 @@
 #include <fstream>
 #include <thread>
 
+#include "control/wait_progress.h"
+
 namespace weightsync::push {
 namespace {
 
@@ -44,9 +46,11 @@ Status WriteMarker(const std::filesystem::path& path, std::string_view contents)
 
 Status WaitForMarker(const std::filesystem::path& path, control::Deadline deadline) {
   const auto start = control::Clock::now();
+  control::WaitProgress progress(StrCat("marker ", path.string()), deadline);
   while (true) {
     std::error_code error;
     if (std::filesystem::exists(path, error)) return Status::Ok();
+    if (progress.Due()) progress.Report("the file does not exist yet");
     if (control::Expired(deadline)) {
       double waited = std::chrono::duration<double>(control::Clock::now() - start).count();
       return DeadlineExceeded("marker ", path.string(), " did not appear within ", waited, " s");

@@ -1,5 +1,6 @@
 #include "push/push_requests.h"
 
+#include "control/wait_progress.h"
 #include "push/push_types.h"
 
 namespace weightsync::push {
@@ -53,8 +54,9 @@ Result<std::optional<uint64_t>> Append(StoreClient& client, std::string_view job
   }
 }
 
-Result<uint64_t> WaitForLink(StoreClient& client, const std::string& key, Deadline deadline) {
-  WS_ASSIGN_OR_RETURN(std::string value, client.Wait(key, deadline));
+Result<uint64_t> WaitForLink(StoreClient& client, const std::string& key, Deadline deadline,
+                             std::string_view what) {
+  WS_ASSIGN_OR_RETURN(std::string value, control::WaitWithProgress(client, key, deadline, what));
   return ParseStep(value);
 }
 
@@ -84,12 +86,16 @@ Result<std::optional<uint64_t>> OfferPush(StoreClient& client, std::string_view 
 
 Result<uint64_t> WaitForRequest(StoreClient& client, std::string_view job,
                                 std::optional<uint64_t> previous, Deadline deadline) {
-  return WaitForLink(client, keys::RequestAfter(job, previous), deadline);
+  // An inference rank idles here between pushes: no progress lines, the wait is not a fault.
+  WS_ASSIGN_OR_RETURN(std::string value, client.Wait(keys::RequestAfter(job, previous), deadline));
+  return ParseStep(value);
 }
 
 Result<uint64_t> WaitForOffer(StoreClient& client, std::string_view job,
                               std::optional<uint64_t> previous, Deadline deadline) {
-  return WaitForLink(client, keys::OfferAfter(job, previous), deadline);
+  return WaitForLink(client, keys::OfferAfter(job, previous), deadline,
+                     StrCat("job ", job, ": waiting for a trainer's push offer after step ",
+                            Describe(previous), " (is a trainer of job '", job, "' running?)"));
 }
 
 Result<std::optional<uint64_t>> LastRequestedStep(StoreClient& client, std::string_view job,
@@ -124,7 +130,8 @@ Status RecordCommit(StoreClient& client, std::string_view job, uint64_t step, De
 
 Result<std::string> WaitForOutcome(StoreClient& client, std::string_view job, uint64_t step,
                                    Deadline deadline) {
-  return client.Wait(keys::Outcome(job, step), deadline);
+  return control::WaitWithProgress(client, keys::Outcome(job, step), deadline,
+                                   StrCat("job ", job, ": waiting for the outcome of push ", step));
 }
 
 }  // namespace weightsync::push

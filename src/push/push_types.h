@@ -51,9 +51,9 @@ Result<OrchestratorMode> ParseOrchestratorMode(std::string_view name);
 std::string_view OrchestratorModeName(OrchestratorMode mode);
 
 struct PushOptions {
-  double pause_timeout_s = 60;
-  double transfer_timeout_s = 300;
-  double commit_timeout_s = 60;
+  double pause_timeout_s = DefaultSeconds("push.pause_timeout");
+  double transfer_timeout_s = DefaultSeconds("push.transfer_timeout");
+  double commit_timeout_s = DefaultSeconds("push.commit_timeout");
   OrchestratorMode orchestrator = OrchestratorMode::kEmbedded;
   std::string marker_dir;  // empty: no file markers
 

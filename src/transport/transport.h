@@ -90,20 +90,25 @@ struct TransportStats {
 };
 
 struct TransportOptions {
-  OwnerIdentity self;                 // filled from the process by default (rank 0)
-  int64_t max_in_flight = 256;        // transport.max_in_flight
-  double connect_timeout_s = 30;      // transport.connect_timeout
-  double write_timeout_s = 120;       // transport.write_timeout
+  OwnerIdentity self;  // filled from the process by default (rank 0)
+  int64_t max_in_flight = DefaultCount("transport.max_in_flight");
+  double connect_timeout_s = DefaultSeconds("transport.connect_timeout");
+  double write_timeout_s = DefaultSeconds("transport.write_timeout");
   // UCX only.
-  std::string ucx_library_dir;        // transport.ucx_library_dir: "" = libucp.so.0 on the search path
-  std::string ucx_tls;                // transport.ucx_tls: "" leaves UCX's choice / UCX_TLS
-  std::string ucx_net_devices;        // transport.ucx_net_devices: "" = closest NIC to the GPU
-  std::string gpu_pci_bus_id;         // the GPU this process drives ("0000:1b:00.0"), for NICs
-  std::string sysfs_root = "/sys";    // for tests of NIC selection
+  std::string ucx_library_dir;  // transport.ucx_library_dir: "" = libucp.so.0 on the search path
+  std::string ucx_tls;          // transport.ucx_tls: "" leaves UCX's choice / UCX_TLS
+  std::string ucx_net_devices;  // transport.ucx_net_devices: "" = closest NIC to the GPU
+  std::string gpu_pci_bus_id;   // the GPU this process drives ("0000:1b:00.0"), for NICs
+  // The host of the job's store. When no NIC is chosen otherwise, UCX's network listeners are kept
+  // on the interface that reaches it: loopback for a store on loopback (every peer is then on this
+  // host), never every interface. "": UCX's default (every interface).
+  std::string rendezvous_host;
+  std::string sysfs_root = "/sys";  // for tests of NIC selection
   // cuda_ipc only.
   int cuda_device = 0;
-  int64_t cuda_streams = 4;           // transport.cuda_streams
-  uint64_t cuda_small_write_bytes = 256 << 10;  // transport.cuda_small_write_bytes; 0: no kernel
+  int64_t cuda_streams = DefaultCount("transport.cuda_streams");
+  // 0: no batched small-write kernel.
+  uint64_t cuda_small_write_bytes = DefaultBytes("transport.cuda_small_write_bytes");
 };
 
 // Reads the transport.* rows of the config table into options (self identity from the process).

@@ -3,11 +3,13 @@
 // across hosts, GPU memory when its build has CUDA support (queried at run time).
 #include "transport/ucx_transport.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <list>
 #include <memory>
 
 #include "core/log.h"
+#include "transport/net_interface.h"
 #include "transport/nic_topology.h"
 #include "transport/ucx_api.h"
 
@@ -373,25 +375,42 @@ class UcxTransport final : public TransportBase {
   bool address_published_ = false;  // LocalAddress() was asked: peers may know this worker
 };
 
-// The UCX_NET_DEVICES value to force, or "" for UCX's own choice; logs the decision.
+// The interface that reaches the job's store, or "" when there is no store host or no answer.
+std::string InterfaceReachingTheStore(const TransportOptions& options) {
+  if (options.rendezvous_host.empty()) return "";
+  auto found = InterfaceReaching(options.rendezvous_host);
+  if (!found.ok()) {
+    Log(LogLevel::kWarning, "ucx: net devices left to UCX (its listeners take every interface): ",
+        found.status().message());
+    return "";
+  }
+  Log(LogLevel::kInfo, "ucx: net device ", *found, " for ", options.self.ToString(),
+      ": the interface that reaches the job's store at ", options.rendezvous_host);
+  return *found;
+}
+
+// The UCX_NET_DEVICES value to force, or "" for UCX's own choice; logs the decision. UCX's TCP
+// transport listens on every device it uses, so a job names its devices unless the user did.
 std::string ChooseNetDevices(const TransportOptions& options) {
   if (!options.ucx_net_devices.empty()) {
     Log(LogLevel::kInfo, "ucx: net devices ", options.ucx_net_devices,
         " (transport.ucx_net_devices)");
     return options.ucx_net_devices;
   }
-  if (options.gpu_pci_bus_id.empty()) {
-    Log(LogLevel::kDebug, "ucx: net devices left to UCX (no GPU given, no override)");
+  if (const char* env = std::getenv("UCX_NET_DEVICES"); env != nullptr && *env != '\0') {
+    Log(LogLevel::kInfo, "ucx: net devices ", env, " (UCX_NET_DEVICES)");
     return "";
   }
-  auto choice = ChooseClosestNic(options.sysfs_root, options.gpu_pci_bus_id);
-  if (!choice.ok()) {
-    Log(LogLevel::kInfo, "ucx: net devices left to UCX: ", choice.status().message());
-    return "";
+  if (!options.gpu_pci_bus_id.empty()) {
+    auto choice = ChooseClosestNic(options.sysfs_root, options.gpu_pci_bus_id);
+    if (choice.ok()) {
+      Log(LogLevel::kInfo, "ucx: net device ", choice->nic.UcxDevice(), " for ",
+          options.self.ToString(), ": ", choice->reason);
+      return choice->nic.UcxDevice();
+    }
+    Log(LogLevel::kInfo, "ucx: no RDMA NIC for the GPU: ", choice.status().message());
   }
-  Log(LogLevel::kInfo, "ucx: net device ", choice->nic.UcxDevice(), " for ", options.self.ToString(),
-      ": ", choice->reason);
-  return choice->nic.UcxDevice();
+  return InterfaceReachingTheStore(options);
 }
 
 // Why a UCX context without the CUDA memory type cannot take GPU memory: the words of the error a

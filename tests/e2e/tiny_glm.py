@@ -10,6 +10,20 @@ DIMS = dict(vocab=1000, hidden=320, q_lora=256, kv_lora=128, rope=32, heads=2, n
             index_dim=64)
 
 
+def hf_config(dims=DIMS):
+    """The Hugging Face config.json of the tiny model (GlmMoeDsaConfig's field names)."""
+    d = dims
+    return {"architectures": ["GlmMoeDsaForCausalLM"], "model_type": "glm_moe_dsa",
+            "vocab_size": d["vocab"], "hidden_size": d["hidden"], "num_hidden_layers": d["layers"],
+            "intermediate_size": d["dense_inter"], "moe_intermediate_size": d["moe_inter"],
+            "first_k_dense_replace": d["dense_layers"], "n_routed_experts": d["experts"],
+            "n_shared_experts": 1, "num_attention_heads": d["heads"], "q_lora_rank": d["q_lora"],
+            "kv_lora_rank": d["kv_lora"], "qk_rope_head_dim": d["rope"],
+            "qk_nope_head_dim": d["nope"], "v_head_dim": d["v"], "index_n_heads": d["index_heads"],
+            "index_head_dim": d["index_dim"], "tie_word_embeddings": False,
+            "torch_dtype": "bfloat16"}
+
+
 def canonical_tensors(rng, dtype, dims=DIMS):
     """Hugging Face names -> float32 arrays already holding values of `dtype` (bf16-representable
     for bfloat16). Edge cases are planted in chosen blocks."""

@@ -2,7 +2,8 @@
 # `pip install .` as a user runs it: a fresh venv, the checkout built by scikit-build-core
 # (pyproject.toml), then the INSTALLED package and CLI, run from outside the checkout so nothing of
 # python/ or build/ is picked up: the console script, the library found next to the package, and a
-# conversion checked against the numpy reference (tests/e2e/tiny_glm.py).
+# conversion checked against the numpy reference (tests/e2e/tiny_glm.py), and the vLLM plugin
+# entry point (loading it does not import vLLM).
 #
 #   check_pip_install.sh REPO WORK_DIR PYTHON
 set -euo pipefail
@@ -25,4 +26,10 @@ assert sorted(out) == sorted(expected)
 for name, e in expected.items():
     assert np.array_equal(np.asarray(out[name]).view(np.uint8), e.view(np.uint8)), name
 print(f"installed package {weightsync.__file__}: {len(out)} tensors equal to the numpy reference")
+# vLLM finds the weight-transfer backend through this entry point (weightsync.vllm.register).
+from importlib.metadata import entry_points  # noqa: E402
+plugins = [e for e in entry_points(group="vllm.general_plugins") if e.name == "weightsync"]
+assert [e.value for e in plugins] == ["weightsync.vllm:register"], plugins
+assert callable(plugins[0].load())
+print("vllm.general_plugins: weightsync = weightsync.vllm:register")
 PY

@@ -149,3 +149,54 @@ def test_store_context_manager():
     with weightsync.Store(token="secret") as store:
         assert store.address.startswith("127.0.0.1:") and store.token == "secret"
     assert weightsync.version()
+
+
+def test_hook_that_needs_arguments_is_refused_at_creation():
+    plan = weightsync.JobPlan(OPTIONS)
+    destinations = weightsync.allocate(plan.inference_destinations(0))
+    with pytest.raises(TypeError, match="post_update hook must be callable with no arguments"):
+        weightsync.InferenceAgent(OPTIONS, 0, destinations, post_update=lambda model: None)
+    with pytest.raises(TypeError, match="pause hook is not callable"):
+        weightsync.InferenceAgent(OPTIONS, 0, destinations, pause="pause")
+
+
+LAUNCHER_VARIABLES = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK",
+                      "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_PROCID",
+                      "SLURM_NTASKS", "SLURM_LOCALID", "PMI_RANK", "PMI_SIZE"]
+
+
+@pytest.fixture
+def no_launcher(monkeypatch):
+    for name in LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_rank_from_the_launcher(no_launcher):
+    plan = weightsync.JobPlan(OPTIONS)
+    sources = weightsync.allocate(plan.trainer_sources(0))
+    assert weightsync.launcher_rank() is None
+    with pytest.raises(ValueError, match="no rank given and no launcher variables"):
+        weightsync.TrainerAgent(OPTIONS, sources=sources)
+    no_launcher.setenv("RANK", "1")
+    no_launcher.setenv("WORLD_SIZE", "2")
+    no_launcher.setenv("LOCAL_RANK", "1")
+    assert weightsync.launcher_rank() == (1, 2, 1)
+    with pytest.raises(ValueError, match="launcher's world size 2 .* plan's trainer world 1"):
+        weightsync.TrainerAgent(OPTIONS, sources=sources)
+    # The launcher's rank is taken: rank 0 of fsdp=2, refused only for the missing store.
+    no_launcher.setenv("RANK", "0")
+    two = dict(OPTIONS, trainer="fsdp=2")
+    with pytest.raises(WeightsyncError, match="store_address"):
+        weightsync.TrainerAgent(two, sources=weightsync.allocate(
+            weightsync.JobPlan(two).trainer_sources(0)))
+
+
+def test_one_options_object_for_every_rank_and_the_plan():
+    options = dict(OPTIONS, admin_token="secret", admin_listen="127.0.0.1:0")
+    assert weightsync.JobPlan(options).hash == weightsync.JobPlan(OPTIONS).hash
+
+
+def test_version_attribute():
+    assert weightsync.__version__ == weightsync.version()
+    assert weightsync.__version__.count(".") == 2

@@ -207,8 +207,7 @@ def free_port():
 def test_push_of_torch_tensors_matches_convert_tensors(tmp_path, trainers, fsdp2):
     steps, seed = 2, 11
     with weightsync.Store() as store:
-        common = ["--store", store.address, "--token", store.token, "--trainers", str(trainers),
-                  "--steps", str(steps)]
+        common = ["--store", store.address, "--trainers", str(trainers), "--steps", str(steps)]
         overrides = json.dumps({"job_id": f"pytest-torch-{trainers}", "transport": TRANSPORT,
                                 "config": {"agent.join_timeout": "60s"}})
         commands = [[os.path.join(EXAMPLES, "serve_receive.py"), "--out", str(tmp_path),
@@ -220,7 +219,8 @@ def test_push_of_torch_tensors_matches_convert_tensors(tmp_path, trainers, fsdp2
             commands = commands[:1] + [c + ["--fsdp2", init] for c in commands[1:]]
         procs = [subprocess.Popen([sys.executable, *c, *common, "--options", overrides],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  env=env_for("inference" if i == 0 else "trainer"))
+                                  env=dict(env_for("inference" if i == 0 else "trainer"),
+                                           WEIGHTSYNC_STORE_TOKEN=store.token))
                  for i, c in enumerate(commands)]
         outputs = []
         for proc in procs:

@@ -193,13 +193,15 @@ def test_push_into_the_transformers_model_matches_convert_tensors(partial, train
         job = dict(options, job_id=f"pytest-hf-{trainers}", trainer=f"fsdp={trainers}",
                    config={"agent.join_timeout": "60s"})
         overrides = json.dumps({k: v for k, v in job.items() if k != "trainer"} | {"preset": ""})
-        common = ["--store", store.address, "--token", store.token, "--trainers", str(trainers),
+        common = ["--store", store.address, "--trainers", str(trainers),
                   "--steps", str(steps), "--seed", str(seed), "--options", overrides]
         init = ["--fsdp2", f"tcp://127.0.0.1:{free_port()}"] if fsdp2 else []
         procs = [[sys.executable, os.path.join(EXAMPLES, "train_push.py"), "--rank", str(rank),
                   *common, *init] for rank in range(trainers)]
         running = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True) for c in procs]
+                                    text=True,
+                                    env=dict(os.environ, WEIGHTSYNC_STORE_TOKEN=store.token))
+                   for c in procs]
         try:
             agent_options = dict(job, store_address=store.address, store_token=store.token)
             with wsh.inference_agent(model, agent_options) as agent:
