@@ -34,9 +34,7 @@ Result<std::string> SmallestPreset(const std::string& family, const std::string&
   for (const std::string& preset : PresetNames()) {
     Result<std::string> preset_family = PresetFamily(preset);
     if (!preset_family.ok() || *preset_family != family) continue;
-    WS_ASSIGN_OR_RETURN(std::vector<SourceTensor> tensors, CanonicalTensors(*PresetDims(preset)));
-    int64_t parameters = 0;
-    for (const SourceTensor& t : tensors) parameters += NumElements(t.shape);
+    const int64_t parameters = ParameterCount(*PresetDims(preset));
     if (best.empty() || parameters < best_parameters) best = preset, best_parameters = parameters;
   }
   if (best.empty()) {

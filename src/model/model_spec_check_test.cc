@@ -2,6 +2,7 @@
 // never an exception (issue 15: "description": 5, "extends": 5, "canonical": 5, "cat_dim": "0",
 // "optional": "yes" aborted the CLI with nlohmann::type_error).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -26,12 +27,16 @@ json GoodSpec() {
        "dtype": "bfloat16", "cat_dim": 0, "optional": true, "parallel": "replicated"}]}}})");
 }
 
-// Loads `spec` from a file the way `--model FILE.json` does.
+// Loads `spec` from a file the way `--model FILE.json` does, in a folder of this test's own
+// (ctest runs the tests of this program in parallel).
 Status LoadFile(const json& spec, const std::string& file_name) {
-  auto path = std::filesystem::temp_directory_path() / file_name;
-  std::ofstream(path) << spec.dump();
-  Status status = ModelSpecLibrary::Builtin().Load(path.string()).status();
-  std::filesystem::remove(path);
+  const auto dir = std::filesystem::temp_directory_path() /
+                   StrCat("weightsync_spec_check_", ::getpid(), "_",
+                          ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / file_name) << spec.dump();
+  Status status = ModelSpecLibrary::Builtin().Load((dir / file_name).string()).status();
+  std::filesystem::remove_all(dir);
   return status;
 }
 

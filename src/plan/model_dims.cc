@@ -1,5 +1,6 @@
 #include "plan/model_dims.h"
 
+#include <algorithm>
 #include <map>
 
 #include "io/utf8.h"
@@ -129,16 +130,12 @@ Result<std::string> ModelSpecForType(std::string_view model_type) {
 
 namespace {
 
-// CanonicalTensors' list for dimensions CheckDims accepted, and the model's parameter count.
-// Past kMaxModelParameters it only counts, so a model over the limit costs no memory.
-std::vector<SourceTensor> ListTensors(const ModelDims& d, int64_t& parameters) {
+// CanonicalTensors' list, for dimensions CheckDims accepted. ParameterCount below counts the
+// same shapes: change both together.
+std::vector<SourceTensor> ListTensors(const ModelDims& d) {
   std::vector<SourceTensor> out;
-  parameters = 0;
   auto add = [&](std::string name, Shape shape, DType dtype = DType::kBF16) {
-    // CheckDims bounds every factor and the tensor count: neither a shape nor the sum overflows.
-    parameters += NumElements(shape);
-    if (parameters <= kMaxModelParameters)
-      out.push_back({std::move(name), std::move(shape), dtype});
+    out.push_back({std::move(name), std::move(shape), dtype});
   };
   const int64_t h = d.hidden;
   add("model.embed_tokens.weight", {d.vocab, h});
@@ -201,13 +198,31 @@ std::vector<SourceTensor> ListTensors(const ModelDims& d, int64_t& parameters) {
 
 Result<std::vector<SourceTensor>> CanonicalTensors(const ModelDims& d) {
   WS_RETURN_IF_ERROR(CheckDims(d));
-  int64_t parameters = 0;
-  std::vector<SourceTensor> tensors = ListTensors(d, parameters);
-  if (parameters > kMaxModelParameters) {
-    return InvalidArgument("the model has ", parameters, " parameters, more than the limit of ",
-                           kMaxModelParameters);
+  return ListTensors(d);
+}
+
+int64_t ParameterCount(const ModelDims& d) {
+  const int64_t h = d.hidden;
+  int64_t attention = 0;
+  if (d.mla()) {
+    attention = d.q_lora * h + d.q_lora + d.heads * (d.nope + d.rope) * d.q_lora +
+                (d.kv_lora + d.rope) * h + d.kv_lora + d.heads * (d.nope + d.v_head) * d.kv_lora +
+                h * d.heads * d.v_head;
+    if (d.index_heads > 0) {
+      attention += d.index_heads * d.index_head_dim * d.q_lora + d.index_head_dim * h +
+                   2 * d.index_head_dim + d.index_heads * h;
+    }
+  } else {
+    attention = 2 * d.heads * d.head_dim * h + 2 * d.kv_heads * d.head_dim * h +
+                (d.qk_norm ? 2 * d.head_dim : 0);
   }
-  return tensors;
+  const int64_t dense_mlp = 3 * d.intermediate * h;
+  const int64_t moe_mlp = d.experts * h + (d.mla() ? d.experts : 0) +
+                          3 * d.moe_intermediate * d.shared_experts * h +
+                          d.experts * 3 * d.moe_intermediate * h;
+  const int64_t dense_layers = d.experts > 0 ? std::min(d.first_k_dense, d.layers) : d.layers;
+  return d.vocab * h * (d.tie_embeddings ? 1 : 2) + h + d.layers * (2 * h + attention) +
+         dense_layers * dense_mlp + (d.layers - dense_layers) * moe_mlp;
 }
 
 Result<std::vector<SourceTensor>> TensorsInFormat(const std::vector<SourceTensor>& canonical,

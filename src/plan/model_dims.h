@@ -58,15 +58,20 @@ std::string PresetNamesText();
 // are InvalidArgument errors naming the file and the field.
 Result<ModelDims> DimsFromHfConfig(const std::string& json_text, const std::string& origin);
 
-// Limits on the whole model (docs/plan.md "Limits"), checked before any work: about 16x the
-// tensors and parameters of Kimi-K2 (71k tensors, 1.03 trillion parameters).
+// Limits on the whole model (docs/plan.md "Limits"), checked before any work: 15x and 17x the
+// tensors and parameters of Kimi-K2 (69,975 tensors, 1.03 trillion parameters).
 inline constexpr int64_t kMaxModelTensors = int64_t{1} << 20;
 inline constexpr int64_t kMaxModelParameters = int64_t{1} << 44;  // 17.6 trillion
 
 // Checks every dimension against its range (each field's bound, named by its config.json key)
 // and the fields the model's structure needs (intermediate_size for dense layers, the MLA or
-// GQA head dimensions, ...), and bounds the tensor count. CanonicalTensors runs it first.
+// GQA head dimensions, ...), and bounds the tensor and parameter counts. CanonicalTensors runs it
+// first.
 Status CheckDims(const ModelDims& dims);
+
+// The parameters of CanonicalTensors' list, from the dimensions alone (no list is built), for
+// dimensions whose fields are within CheckDims' ranges (no product overflows then).
+int64_t ParameterCount(const ModelDims& dims);
 
 // The built-in model spec serving this model_type (glm_moe_dsa, deepseek_v3, qwen3_moe, ...).
 Result<std::string> ModelSpecForType(std::string_view model_type);
@@ -80,7 +85,7 @@ struct SourceTensor {
 
 // Every tensor of the model in Hugging Face checkpoint names (one 2D tensor per expert), in the
 // dtype a trainer keeps it: bf16, except fp32 for the router bias and the indexer's k_norm.
-// Refuses dimensions CheckDims refuses and models over kMaxModelParameters.
+// Refuses dimensions CheckDims refuses.
 Result<std::vector<SourceTensor>> CanonicalTensors(const ModelDims& dims);
 
 // The same tensors spelled in `format`: renamed, and stacked into [E, rows, cols] (or into row

@@ -107,10 +107,14 @@ Status CheckDims(const ModelDims& d) {
     }
   }
   WS_RETURN_IF_ERROR(CheckRequiredFields(d));
-  // Every field is bounded above, so this product cannot overflow.
+  // Every field is bounded above, so neither count can overflow.
   if (TensorCountBound(d) > kMaxModelTensors) {
     return InvalidArgument("num_hidden_layers = ", d.layers, " with n_routed_experts = ", d.experts,
                            " makes more than ", kMaxModelTensors, " tensors");
+  }
+  if (const int64_t parameters = ParameterCount(d); parameters > kMaxModelParameters) {
+    return InvalidArgument("the model has ", parameters, " parameters, more than the limit of ",
+                           kMaxModelParameters);
   }
   return Status::Ok();
 }
@@ -173,8 +177,7 @@ Result<ModelDims> ReadConfig(const json& top) {
   d.qk_norm = d.model_type.starts_with("qwen3");
   WS_ASSIGN_OR_RETURN(d.tie_embeddings, FieldOr<bool>(*doc, "tie_word_embeddings", false));
   WS_RETURN_IF_ERROR(CheckSparseLayout(*doc));
-  // The whole list once: the field ranges, then the parameter total (docs/plan.md "Limits").
-  WS_RETURN_IF_ERROR(CanonicalTensors(d).status());
+  WS_RETURN_IF_ERROR(CheckDims(d));
   return d;
 }
 

@@ -100,9 +100,22 @@ TEST(ModelDimsCheck, WholeModelLimits) {
   ExpectRefused(DimsFromHfConfig(config.dump(), "/ckpt/config.json"), "tensors");
 }
 
+int64_t ListedParameters(const ModelDims& dims) {
+  const std::vector<SourceTensor> tensors = CanonicalTensors(dims).value();
+  int64_t parameters = 0;
+  for (const SourceTensor& t : tensors) parameters += NumElements(t.shape);
+  return parameters;
+}
+
 TEST(ModelDimsCheck, PresetsAndRealConfigsStayAccepted) {
   for (const std::string& name : PresetNames()) {
-    EXPECT_TRUE(CheckDims(*PresetDims(name)).ok()) << name;
+    ModelDims dims = *PresetDims(name);
+    EXPECT_TRUE(CheckDims(dims).ok()) << name;
+    // The closed form the limit uses counts what CanonicalTensors lists (tied, untied).
+    EXPECT_EQ(ParameterCount(dims), ListedParameters(dims)) << name;
+    dims.tie_embeddings = !dims.tie_embeddings;
+    dims.shared_experts = 0;
+    EXPECT_EQ(ParameterCount(dims), ListedParameters(dims)) << name;
   }
   // Hugging Face writes None as null: an unset optional dimension, as in DeepSeek-V2's configs.
   json config = DeepSeekConfig();

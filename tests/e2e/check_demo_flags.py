@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+from e2e_report import report
+
 SMALL = ["--trainers", "1", "--inference", "1", "--pushes", "1", "--json", "--timeout", "120"]
 
 
@@ -38,10 +40,7 @@ def main():
                 or any(n not in proc.stderr for n in named)):
             failures.append(f"{flags}: exit {proc.returncode} (usage errors: {usage}), "
                             f"stderr {proc.stderr!r}")
-    for f in failures:
-        print("FAIL", f)
-    print("ok" if not failures else f"{len(failures)} failures")
-    return 1 if failures else 0
+    return report(failures)
 
 
 if __name__ == "__main__":

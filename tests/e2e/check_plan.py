@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tempfile
 
+from e2e_report import report
+
 REQUIRED = ["inference_bytes_held_per_gpu_max", "trainer_nic_bytes_max", "trainer_nic_bytes_mean",
             "writes_per_trainer_rank_max", "staging_bytes_per_trainer_rank_max",
             "speed_of_light_seconds", "predicted_seconds", "coverage_ok"]
@@ -87,10 +89,7 @@ def main():
     if bad.returncode != 2 or "ep must divide fsdp" not in bad.stderr:
         failures.append(f"bad trainer: exit {bad.returncode}, stderr {bad.stderr!r}")
 
-    for f in failures:
-        print("FAIL", f)
-    print("ok" if not failures else f"{len(failures)} failures")
-    return 1 if failures else 0
+    return report(failures)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 
+from e2e_report import report
+
 DEEPSEEK_V3 = {"model_type": "deepseek_v3", "hidden_size": 7168, "vocab_size": 129280,
                "num_hidden_layers": 61, "intermediate_size": 18432, "moe_intermediate_size": 2048,
                "first_k_dense_replace": 3, "n_routed_experts": 256, "n_shared_experts": 1,
@@ -99,12 +101,12 @@ def check_gpu_memory(binary, failures):
     if h100.returncode != 0:
         failures.append(f"deepseek_v3 tp=8: exit {h100.returncode}: {h100.stderr}")
         return
-    report = json.loads(h100.stdout)
-    if (report.get("gpu_memory_bytes") != 80_000_000_000
-            or report.get("inference_ranks_over_gpu_memory") != list(range(8))
+    plan = json.loads(h100.stdout)
+    if (plan.get("gpu_memory_bytes") != 80_000_000_000
+            or plan.get("inference_ranks_over_gpu_memory") != list(range(8))
             or "inference ranks 0-7" not in h100.stderr or "exceed the GPU memory" not in h100.stderr):
-        failures.append(f"h100 default: {h100.stderr!r} {report.get('gpu_memory_bytes')} "
-                        f"{report.get('inference_ranks_over_gpu_memory')}")
+        failures.append(f"h100 default: {h100.stderr!r} {plan.get('gpu_memory_bytes')} "
+                        f"{plan.get('inference_ranks_over_gpu_memory')}")
     for memory in ["h200", "90GB"]:
         fits = run(binary, shape + ["--gpu-memory", memory])
         if (fits.returncode != 0 or "warning" in fits.stderr
@@ -127,10 +129,7 @@ def main():
         check_configs(args.weightsync, tmp, failures)
         check_specs(args.weightsync, tmp, failures)
     check_gpu_memory(args.weightsync, failures)
-    for f in failures:
-        print("FAIL", f)
-    print("ok" if not failures else f"{len(failures)} failures")
-    return 1 if failures else 0
+    return report(failures)
 
 
 if __name__ == "__main__":
