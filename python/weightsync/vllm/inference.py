@@ -22,7 +22,6 @@ from vllm.distributed.weight_transfer.base import (WeightTransferEngine,
                                                    WeightTransferUpdateInfo)
 
 from ..agents import InferenceAgent
-from ..errors import WeightsyncError
 from ..plan import JobPlan
 from ..torch import _plan_options
 from .model import destinations_from_vllm_model, expert_map_of, worker_rank
@@ -126,13 +125,7 @@ class WeightsyncWeightTransferEngine(
             raise
 
     def _serve(self, agent: InferenceAgent, update_info: WeightsyncUpdateInfo) -> int:
-        agent.hook_error = None
-        try:
-            report = agent.serve_one_push(update_info.timeout)
-        except WeightsyncError as e:
-            if agent.hook_error is None:
-                raise
-            raise RuntimeError(f"{e} ({agent.hook_error!r})") from agent.hook_error
+        report = agent.serve_one_push(update_info.timeout)
         if report is None:
             raise TimeoutError(f"weightsync inference rank {self.rank}: no push of step "
                                f"{update_info.step} came within {update_info.timeout} s")
