@@ -16,7 +16,7 @@ expect() {  # expect CODE TEXT ARGS...: exit code CODE and TEXT on stderr
     failures=$((failures + 1))
   fi
 }
-expect 2 "unknown command 'bogus'; the commands are info, convert, store, plan" bogus
+expect 2 "unknown command 'bogus'; the commands are info, convert, verify, store, plan" bogus
 expect 2 "A subcommand is required"
 expect 2 "--model is required" convert
 expect 2 "not expected: --bogus-flag" convert --model m --input a --output b --bogus-flag
